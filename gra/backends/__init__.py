@@ -1,0 +1,23 @@
+"""The models: one async interface; llama.cpp in process, OpenAI-compatible over HTTP."""
+
+from gra.backends.base import (
+    Backend,
+    BackendCancelled,
+    BackendError,
+    BackendUnavailable,
+    Completion,
+    Sampling,
+)
+from gra.backends.llamacpp import LlamaCppBackend
+from gra.backends.openai import OpenAIBackend
+
+__all__ = [
+    "Backend",
+    "BackendCancelled",
+    "BackendError",
+    "BackendUnavailable",
+    "Completion",
+    "LlamaCppBackend",
+    "OpenAIBackend",
+    "Sampling",
+]

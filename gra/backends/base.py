@@ -1,0 +1,63 @@
+"""One async interface over every model server.
+
+Errors::
+
+    BackendError            anything a backend call can fail with
+    ├── BackendUnavailable  the server or model cannot be reached or loaded
+    └── BackendCancelled    the call was aborted (deadline, shutdown)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+ChatMessages = list[dict[str, str]]
+JsonSchema = dict[str, Any]
+
+
+class BackendError(Exception):
+    pass
+
+
+class BackendUnavailable(BackendError):
+    pass
+
+
+class BackendCancelled(BackendError):
+    pass
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int | None = None
+
+
+class Backend(Protocol):
+    """A model behind a chat API that can be constrained by a JSON schema."""
+
+    model: str
+    capacity: int
+
+    async def start(self) -> None:
+        """Load or connect; may take long, must not block the event loop."""
+
+    async def complete(
+        self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
+    ) -> Completion:
+        """One chat completion whose text must match ``schema``."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,1 @@
+"""The language: wire messages, role payloads, records and the peer-review rules."""

@@ -1,0 +1,389 @@
+"""The GRA peer-review protocol as a pure state machine.
+
+No I/O, no clocks, no hidden randomness: role draws take an explicit
+``random.Random``, and every change of an instance is an ``Event`` applied to
+its ``InstanceState``. The supervisor feeds events (from agents, or from the
+journal when it resumes) and asks ``next_steps()`` what the instance needs.
+
+Rules (GRA_METHOD.md), each threshold configurable through ``Policy``:
+- the generator is drawn uniformly from the fleet's models;
+- the committee is ``reviewers`` models drawn from the others;
+- any failed instruction check by any reviewer rejects at once;
+- committee mean < tau rejects; mean >= tau and std <= delta accepts;
+  otherwise an adjudicator drawn from the models not yet involved re-scores
+  with the reviewers' feedback, and the item is kept only if its score >= tau.
+
+Fewer models than the paper's five: the committee shrinks to the models left
+after the generator (at least one reviewer is required, so a fleet needs two
+models). If adjudication is needed and no uninvolved model is left, the item
+is rejected (stage "adjudication", reason says why) unless
+``reserve_adjudicator`` is set, in which case the committee is shrunk by one
+more so that an adjudicator always remains.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+import msgspec
+
+from gra.protocols.roles import (
+    AdjudicateRequest,
+    AdjudicationOutput,
+    Example,
+    GeneratedItem,
+    GenerateRequest,
+    ReviewerFeedback,
+    ReviewOutput,
+    ReviewRequest,
+)
+
+
+class ProtocolError(Exception):
+    """An event that the protocol forbids (wrong model, wrong stage, duplicate)."""
+
+
+class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Every threshold of the protocol; the defaults are the paper's."""
+
+    tau: Annotated[float, msgspec.Meta(ge=0, le=10)] = 8.0
+    delta: Annotated[float, msgspec.Meta(ge=0)] = 1.5
+    reviewers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 3
+    std: Literal["population", "sample"] = "population"
+    reserve_adjudicator: bool = False
+    # Review rounds per instance; 1 is the paper (no revision). With more, a
+    # rejected item goes back to its generator with the committee's feedback.
+    max_rounds: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
+
+    def committee_size(self, n_models: int) -> int:
+        if n_models < 2:
+            raise ProtocolError(
+                f"the protocol needs at least 2 models (a generator and a reviewer), got {n_models}"
+            )
+        room = n_models - 1 - (1 if self.reserve_adjudicator and n_models >= 3 else 0)
+        return max(1, min(self.reviewers, room))
+
+
+class Verdict(enum.Enum):
+    REJECT_CHECK = "instruction_check"
+    REJECT_SCORE = "score"
+    ACCEPT = "accepted"
+    ADJUDICATE = "adjudicate"
+
+
+@dataclass(frozen=True)
+class CommitteeDecision:
+    verdict: Verdict
+    mean: float | None
+    std: float | None
+    reason: str
+
+
+def committee_stats(scores: Sequence[float], policy: Policy) -> tuple[float, float]:
+    mean = statistics.fmean(scores)
+    if len(scores) < 2:
+        return mean, 0.0
+    std = statistics.pstdev(scores) if policy.std == "population" else statistics.stdev(scores)
+    return mean, std
+
+
+def decide(reviews: Sequence[ReviewOutput], policy: Policy) -> CommitteeDecision:
+    """The committee rule over a complete set of reviews."""
+    for review in reviews:
+        if not review.checks.passed():
+            failed = ", ".join(review.checks.failed_names())
+            return CommitteeDecision(
+                Verdict.REJECT_CHECK, None, None, f"instruction check failed: {failed}"
+            )
+    mean, std = committee_stats([r.scores.mean() for r in reviews], policy)
+    if mean < policy.tau:
+        return CommitteeDecision(
+            Verdict.REJECT_SCORE, mean, std, f"committee mean {mean:.2f} < tau {policy.tau}"
+        )
+    if std <= policy.delta:
+        return CommitteeDecision(
+            Verdict.ACCEPT, mean, std, f"mean {mean:.2f} >= tau, std {std:.2f} <= delta"
+        )
+    return CommitteeDecision(
+        Verdict.ADJUDICATE, mean, std, f"mean {mean:.2f} >= tau but std {std:.2f} > delta"
+    )
+
+
+def draw_roles(
+    models: Sequence[str], policy: Policy, rng: random.Random
+) -> tuple[str, tuple[str, ...]]:
+    """Draw a generator uniformly and a committee from the other models."""
+    pool = sorted(set(models))
+    size = policy.committee_size(len(pool))
+    generator = rng.choice(pool)
+    others = [m for m in pool if m != generator]
+    return generator, tuple(rng.sample(others, size))
+
+
+def draw_adjudicator(
+    models: Sequence[str], involved: set[str], rng: random.Random
+) -> str | None:
+    candidates = sorted(set(models) - involved)
+    return rng.choice(candidates) if candidates else None
+
+
+# ---- events: everything that can happen to an instance ---------------------
+
+
+class Event(msgspec.Struct, tag_field="event", frozen=True):
+    pass
+
+
+class Generated(Event, tag="generated"):
+    model: str
+    item: GeneratedItem
+
+
+class Reviewed(Event, tag="reviewed"):
+    model: str
+    review: ReviewOutput
+
+
+class AdjudicatorDrawn(Event, tag="adjudicator_drawn"):
+    model: str | None
+
+
+class Adjudicated(Event, tag="adjudicated"):
+    model: str
+    output: AdjudicationOutput
+
+
+class Replaced(Event, tag="replaced"):
+    """A model became unavailable for its role; another eligible one takes over."""
+
+    old: str
+    new: str
+
+
+class Failed(Event, tag="failed"):
+    reason: str
+
+
+InstanceEvent = Generated | Reviewed | AdjudicatorDrawn | Adjudicated | Replaced | Failed
+
+
+# ---- steps: what an instance needs next ------------------------------------
+
+
+@dataclass(frozen=True)
+class Generate:
+    model: str
+    request: GenerateRequest
+    role: str = "generator"
+
+
+@dataclass(frozen=True)
+class Review:
+    model: str
+    request: ReviewRequest
+    role: str = "reviewer"
+
+
+@dataclass(frozen=True)
+class Adjudicate:
+    model: str
+    request: AdjudicateRequest
+    role: str = "adjudicator"
+
+
+@dataclass(frozen=True)
+class DrawAdjudicator:
+    excluded: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: Literal["accepted", "rejected", "failed"]
+    stage: Literal["instruction_check", "score", "adjudication", "accepted", "failed"]
+    reason: str
+    mean: float | None
+    std: float | None
+
+
+Step = Generate | Review | Adjudicate | DrawAdjudicator | Outcome
+TaskStep = Generate | Review | Adjudicate
+
+
+@dataclass
+class ReviewRound:
+    """One generate-then-review pass; kept for provenance when revising."""
+
+    item: GeneratedItem
+    reviews: dict[str, ReviewOutput]
+    outcome: Outcome
+
+
+@dataclass
+class InstanceState:
+    instance_id: str
+    domain: str
+    policy: Policy
+    generator: str
+    reviewers: tuple[str, ...]
+    examples: tuple[Example, ...] = ()
+    round: int = 1
+    item: GeneratedItem | None = None
+    reviews: dict[str, ReviewOutput] = field(default_factory=dict)
+    adjudicator: str | None = None
+    adjudicator_drawn: bool = False
+    adjudication: AdjudicationOutput | None = None
+    committee: CommitteeDecision | None = None
+    outcome: Outcome | None = None
+    history: list[ReviewRound] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.generator in self.reviewers:
+            raise ProtocolError(f"generator {self.generator} cannot review its own sample")
+        if len(set(self.reviewers)) != len(self.reviewers):
+            raise ProtocolError(f"committee has a repeated model: {self.reviewers}")
+
+    @property
+    def involved(self) -> set[str]:
+        involved = {self.generator, *self.reviewers}
+        if self.adjudicator:
+            involved.add(self.adjudicator)
+        return involved
+
+    # -- transitions ---------------------------------------------------------
+
+    def apply(self, event: InstanceEvent) -> None:
+        if self.outcome is not None:
+            raise ProtocolError(f"instance {self.instance_id} is finished; got {event}")
+        match event:
+            case Generated(model=model, item=item):
+                if self.item is not None:
+                    raise ProtocolError("the item was already generated")
+                if model != self.generator:
+                    raise ProtocolError(f"{model} is not this instance's generator")
+                self.item = item
+            case Reviewed(model=model, review=review):
+                if self.item is None:
+                    raise ProtocolError("a review arrived before the item")
+                if model not in self.reviewers:
+                    raise ProtocolError(f"{model} is not on the committee {self.reviewers}")
+                if model in self.reviews:
+                    raise ProtocolError(f"{model} already reviewed this item")
+                self.reviews[model] = review
+                self._after_review(review)
+            case AdjudicatorDrawn(model=model):
+                if self.committee is None or self.committee.verdict is not Verdict.ADJUDICATE:
+                    raise ProtocolError("no adjudication is pending")
+                if model is not None and model in self.involved:
+                    raise ProtocolError(f"{model} is already involved and cannot adjudicate")
+                self.adjudicator_drawn = True
+                self.adjudicator = model
+                if model is None:
+                    self._finish(
+                        "rejected",
+                        "adjudication",
+                        f"{self.committee.reason}; no uninvolved model left to adjudicate",
+                    )
+            case Adjudicated(model=model, output=output):
+                if model != self.adjudicator or self.adjudication is not None:
+                    raise ProtocolError(f"{model} is not the pending adjudicator")
+                self.adjudication = output
+                score = output.scores.mean()
+                if score >= self.policy.tau:
+                    self._finish("accepted", "accepted", f"adjudicator score {score:.2f} >= tau")
+                else:
+                    self._finish(
+                        "rejected", "adjudication", f"adjudicator score {score:.2f} < tau"
+                    )
+            case Replaced(old=old, new=new):
+                self._replace(old, new)
+            case Failed(reason=reason):
+                self._finish("failed", "failed", reason)
+
+    def _replace(self, old: str, new: str) -> None:
+        if new in self.involved:
+            raise ProtocolError(f"{new} is already involved in this instance")
+        if old == self.generator and self.item is None:
+            self.generator = new
+        elif old in self.reviewers and old not in self.reviews:
+            self.reviewers = tuple(new if m == old else m for m in self.reviewers)
+        elif old == self.adjudicator and self.adjudication is None:
+            self.adjudicator = new
+        else:
+            raise ProtocolError(f"{old} has no pending work to hand over")
+
+    def _after_review(self, review: ReviewOutput) -> None:
+        if not review.checks.passed():
+            decision = decide([review], self.policy)
+            self._end_round(CommitteeDecision(Verdict.REJECT_CHECK, None, None, decision.reason))
+            return
+        if len(self.reviews) < len(self.reviewers):
+            return
+        self._end_round(decide(list(self.reviews.values()), self.policy))
+
+    def _end_round(self, decision: CommitteeDecision) -> None:
+        self.committee = decision
+        match decision.verdict:
+            case Verdict.ACCEPT:
+                self._finish("accepted", "accepted", decision.reason)
+            case Verdict.REJECT_CHECK:
+                self._reject_or_revise("instruction_check", decision.reason)
+            case Verdict.REJECT_SCORE:
+                self._reject_or_revise("score", decision.reason)
+            case Verdict.ADJUDICATE:
+                pass
+
+    def _reject_or_revise(self, stage: Literal["instruction_check", "score"], reason: str) -> None:
+        if self.round >= self.policy.max_rounds:
+            self._finish("rejected", stage, reason)
+            return
+        assert self.item is not None and self.committee is not None
+        outcome = Outcome("rejected", stage, reason, self.committee.mean, self.committee.std)
+        self.history.append(ReviewRound(self.item, dict(self.reviews), outcome))
+        self.round += 1
+        self.item = None
+        self.reviews = {}
+        self.committee = None
+
+    def _finish(self, decision: Literal["accepted", "rejected", "failed"], stage, reason) -> None:  # type: ignore[no-untyped-def]
+        mean = self.committee.mean if self.committee else None
+        std = self.committee.std if self.committee else None
+        self.outcome = Outcome(decision, stage, reason, mean, std)
+
+    # -- what is needed next -------------------------------------------------
+
+    def next_steps(self) -> list[Step]:
+        """Everything the instance is waiting for; empty never happens."""
+        if self.outcome is not None:
+            return [self.outcome]
+        if self.item is None:
+            return [Generate(self.generator, self._generate_request())]
+        if self.committee is None:
+            request = ReviewRequest(self.domain, self.item.instruction, self.item.response)
+            return [Review(m, request) for m in self.reviewers if m not in self.reviews]
+        if not self.adjudicator_drawn:
+            return [DrawAdjudicator(frozenset(self.involved))]
+        assert self.adjudicator is not None
+        feedback = tuple(
+            ReviewerFeedback(r.scores.mean(), r.feedback()) for r in self.reviews.values()
+        )
+        request = AdjudicateRequest(
+            self.domain, self.item.instruction, self.item.response, feedback
+        )
+        return [Adjudicate(self.adjudicator, request)]
+
+    def _generate_request(self) -> GenerateRequest:
+        if not self.history:
+            return GenerateRequest(self.domain, self.examples)
+        last = self.history[-1]
+        feedback = "\n".join(
+            f"Reviewer {i + 1}: " + r.feedback() for i, r in enumerate(last.reviews.values())
+        )
+        previous = Example(last.item.instruction, last.item.response)
+        return GenerateRequest(
+            self.domain, self.examples, previous, f"{last.outcome.reason}\n{feedback}"
+        )

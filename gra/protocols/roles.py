@@ -1,0 +1,102 @@
+"""Requests and outputs of the built-in roles.
+
+Outputs are also what models must produce: their JSON schema constrains the
+backend, and decoding them (with the bounds below) validates untrusted model
+output.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+Score = Annotated[int, msgspec.Meta(ge=0, le=10)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
+Feedback = Annotated[str, msgspec.Meta(max_length=4_000)]
+
+SCORE_NAMES = ("correctness", "clarity", "completeness", "relevance", "coherence", "ethics")
+CHECK_NAMES = ("rationality", "completeness", "clarity")
+
+
+class Checks(msgspec.Struct, frozen=True):
+    """The three yes/no instruction checks; any False rejects the instance."""
+
+    rationality: bool
+    completeness: bool
+    clarity: bool
+
+    def passed(self) -> bool:
+        return self.rationality and self.completeness and self.clarity
+
+    def failed_names(self) -> list[str]:
+        return [name for name in CHECK_NAMES if not getattr(self, name)]
+
+
+class Scores(msgspec.Struct, frozen=True):
+    """The six 0-10 response scores; their mean is the scorer's score."""
+
+    correctness: Score
+    clarity: Score
+    completeness: Score
+    relevance: Score
+    coherence: Score
+    ethics: Score
+
+    def mean(self) -> float:
+        return sum(getattr(self, name) for name in SCORE_NAMES) / len(SCORE_NAMES)
+
+
+class Example(msgspec.Struct, frozen=True):
+    """A pool item shown to the generator as a few-shot example."""
+
+    instruction: str
+    response: str
+
+
+class GenerateRequest(msgspec.Struct, frozen=True):
+    domain: str
+    examples: tuple[Example, ...]
+    # Set on a revision round: the previous attempt and what reviewers said.
+    previous: Example | None = None
+    feedback: str = ""
+
+
+class GeneratedItem(msgspec.Struct, frozen=True):
+    instruction: Text
+    response: Text
+
+
+class ReviewRequest(msgspec.Struct, frozen=True):
+    domain: str
+    instruction: str
+    response: str
+
+
+class ReviewOutput(msgspec.Struct, frozen=True):
+    checks: Checks
+    scores: Scores
+    strengths: Feedback
+    weaknesses: Feedback
+
+    def feedback(self) -> str:
+        return f"Strengths: {self.strengths}\nWeaknesses: {self.weaknesses}"
+
+
+class ReviewerFeedback(msgspec.Struct, frozen=True):
+    """One reviewer's verdict as the adjudicator sees it (anonymised)."""
+
+    score: float
+    feedback: str
+
+
+class AdjudicateRequest(msgspec.Struct, frozen=True):
+    domain: str
+    instruction: str
+    response: str
+    reviews: tuple[ReviewerFeedback, ...]
+
+
+class AdjudicationOutput(msgspec.Struct, frozen=True):
+    scores: Scores
+    feedback: Feedback
