@@ -3,7 +3,8 @@
 Inference runs in a worker thread so that the agent's event loop (and its
 heartbeats) keep running while the model computes. One ``Llama`` object is
 not thread-safe, so calls are serialised: capacity is 1 per loaded model.
-A cancelled call stops at the next token through a stopping criterion.
+A cancelled call stops at the next token: a logits processor raises once
+the call's cancel flag is set.
 """
 
 from __future__ import annotations
@@ -95,7 +96,12 @@ class LlamaCppBackend:
         sampling: Sampling,
         cancelled: threading.Event,
     ) -> Completion:
-        from llama_cpp import StoppingCriteriaList
+        from llama_cpp import LogitsProcessorList
+
+        def abort_if_cancelled(_ids: Any, scores: Any) -> Any:
+            if cancelled.is_set():
+                raise BackendCancelled("cancelled")
+            return scores
 
         started = time.perf_counter()
         try:
@@ -106,12 +112,10 @@ class LlamaCppBackend:
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
                 seed=sampling.seed,
-                stopping_criteria=StoppingCriteriaList([lambda _ids, _logits: cancelled.is_set()]),
+                logits_processor=LogitsProcessorList([abort_if_cancelled]),
             )
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"llama.cpp failed: {exc}") from exc
-        if cancelled.is_set():
-            raise BackendCancelled("cancelled")
         choice = response["choices"][0]
         usage = response.get("usage") or {}
         return Completion(

@@ -115,14 +115,25 @@ def decide(reviews: Sequence[ReviewOutput], policy: Policy) -> CommitteeDecision
 
 
 def draw_roles(
-    models: Sequence[str], policy: Policy, rng: random.Random
+    models: Sequence[str],
+    policy: Policy,
+    rng: random.Random,
+    *,
+    reviewer_models: Sequence[str] | None = None,
 ) -> tuple[str, tuple[str, ...]]:
-    """Draw a generator uniformly and a committee from the other models."""
+    """Draw a generator uniformly and a committee from the other models.
+
+    ``reviewer_models`` narrows the committee's pool when not every model
+    serves the reviewer role; by default every model can review.
+    """
     pool = sorted(set(models))
-    size = policy.committee_size(len(pool))
+    reviewers_pool = sorted(set(reviewer_models)) if reviewer_models is not None else pool
+    size = policy.committee_size(len(set(pool) | set(reviewers_pool)))
     generator = rng.choice(pool)
-    others = [m for m in pool if m != generator]
-    return generator, tuple(rng.sample(others, size))
+    others = [m for m in reviewers_pool if m != generator]
+    if not others:
+        raise ProtocolError(f"no model other than the generator {generator} can review")
+    return generator, tuple(rng.sample(others, min(size, len(others))))
 
 
 def draw_adjudicator(

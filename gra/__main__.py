@@ -1,0 +1,3 @@
+from gra.cli import main
+
+raise SystemExit(main())

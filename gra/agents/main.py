@@ -1,0 +1,102 @@
+"""Entry point of one agent process: build its backend, then serve."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import importlib
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from gra.agents.roles import get_role
+from gra.agents.runtime import AgentRuntime
+from gra.backends import Backend, LlamaCppBackend, OpenAIBackend
+from gra.logs import configure
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    connect: str
+    agent_id: str
+    roles: tuple[str, ...]
+    backend: str
+    model: str
+    model_path: str | None = None
+    url: str | None = None
+    served_model: str | None = None
+    api_key_env: str | None = None
+    capacity: int | None = None
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    factory: str | None = None
+    output_retries: int = 2
+    parent_pid: int | None = None
+    log_file: str | None = None
+
+
+def build_backend(options: AgentOptions) -> Backend:
+    match options.backend:
+        case "llamacpp":
+            from gra.models import resolve
+
+            path = Path(options.model_path) if options.model_path else resolve(options.model)
+            return LlamaCppBackend(
+                options.model, path, n_ctx=options.n_ctx, n_threads=options.n_threads
+            )
+        case "vllm" | "openai":
+            if not options.url:
+                raise ValueError(f"the {options.backend} backend needs --url")
+            api_key = os.environ.get(options.api_key_env) if options.api_key_env else None
+            return OpenAIBackend(
+                options.model,
+                options.url,
+                served_model=options.served_model,
+                capacity=options.capacity or 8,
+                api_key=api_key,
+            )
+        case "plugin":
+            if not options.factory or ":" not in options.factory:
+                raise ValueError("the plugin backend needs --factory module:callable")
+            module_name, _, attr = options.factory.partition(":")
+            factory = getattr(importlib.import_module(module_name), attr)
+            return factory(options)
+        case other:
+            raise ValueError(f"unknown backend {other!r}")
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL us when the supervisor dies, even by SIGKILL."""
+    if not sys.platform.startswith("linux"):
+        return
+    PR_SET_PDEATHSIG = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def run_agent(options: AgentOptions) -> int:
+    if options.parent_pid is not None:
+        _die_with_parent()
+        if os.getppid() != options.parent_pid:
+            return 1  # the parent died before we could ask
+    configure(
+        json_path=Path(options.log_file) if options.log_file else None,
+        level="warning" if options.parent_pid else "info",
+        agent_id=options.agent_id,
+        model=options.model,
+        pid=os.getpid(),
+    )
+    roles = {name: get_role(name) for name in options.roles}
+    backend = build_backend(options)
+    runtime = AgentRuntime(
+        options.agent_id,
+        backend,
+        roles,
+        options.connect,
+        output_retries=options.output_retries,
+        parent_pid=options.parent_pid,
+    )
+    asyncio.run(runtime.run())
+    return 0

@@ -1,0 +1,216 @@
+"""Roles: what an agent can be asked to do.
+
+A role owns its request and output types, its prompt, its sampling settings
+and any checks of the output beyond its type. The built-in roles are the
+generator, the reviewer and the adjudicator; a new role is a ``Role`` passed
+to ``register_role`` (or exposed under the ``gra.roles`` entry-point group),
+and an agent serves it by naming it in ``--role``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from gra.agents.schema import model_schema
+from gra.backends.base import ChatMessages, Sampling
+from gra.protocols.roles import (
+    AdjudicateRequest,
+    AdjudicationOutput,
+    GeneratedItem,
+    GenerateRequest,
+    ReviewOutput,
+    ReviewRequest,
+)
+
+RequestT = TypeVar("RequestT")
+OutputT = TypeVar("OutputT")
+
+
+class InvalidOutput(Exception):
+    """Model output that decoded but does not make sense for the role."""
+
+
+@dataclass(frozen=True)
+class Role(Generic[RequestT, OutputT]):
+    name: str
+    request_type: type[RequestT]
+    output_type: type[OutputT]
+    prompt: Callable[[RequestT], ChatMessages]
+    sampling: Sampling
+    check: Callable[[RequestT, OutputT], None] = lambda _req, _out: None
+    schema: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schema", model_schema(self.output_type))
+
+    def decode_request(self, body: bytes) -> RequestT:
+        return msgspec.msgpack.decode(body, type=self.request_type)
+
+    def parse(self, request: RequestT, text: str) -> OutputT:
+        """Validate untrusted model text; raises InvalidOutput with the reason."""
+        try:
+            output = msgspec.json.decode(text, type=self.output_type)
+        except msgspec.ValidationError as exc:
+            raise InvalidOutput(f"{self.name} output does not match its schema: {exc}") from exc
+        except msgspec.DecodeError as exc:
+            output = self._parse_lenient(text, exc)
+        self.check(request, output)
+        return output
+
+    def _parse_lenient(self, text: str, error: msgspec.DecodeError) -> OutputT:
+        """Grammar-sampled JSON may hold raw newlines inside strings; accept those."""
+        try:
+            raw = json.loads(text, strict=False)
+        except ValueError:
+            raise InvalidOutput(f"{self.name} output is not JSON: {error}") from error
+        try:
+            return msgspec.convert(raw, type=self.output_type)
+        except msgspec.ValidationError as exc:
+            raise InvalidOutput(f"{self.name} output does not match its schema: {exc}") from exc
+
+
+# ---- prompts ---------------------------------------------------------------
+
+_JSON_ONLY = "Answer with one JSON object only, exactly in the requested shape."
+
+
+def _generator_prompt(request: GenerateRequest) -> ChatMessages:
+    examples = "\n\n".join(
+        f"Example {i + 1}:\nInstruction: {ex.instruction}\nResponse: {ex.response}"
+        for i, ex in enumerate(request.examples)
+    )
+    parts = [
+        f"Domain: {request.domain}.",
+        f"Here are examples of instruction-tuning data in this domain:\n\n{examples}"
+        if examples
+        else "",
+        "Write ONE new instruction in this domain that is different from the examples: "
+        "self-contained, specific and answerable. Then write a correct, complete and "
+        "well-organised response to it.",
+    ]
+    if request.previous is not None:
+        parts.append(
+            "Your previous attempt was rejected by reviewers. Improve it.\n"
+            f"Previous instruction: {request.previous.instruction}\n"
+            f"Previous response: {request.previous.response}\n"
+            f"Reviewers' feedback: {request.feedback}"
+        )
+    parts.append("Reply as JSON with two keys: instruction (the new instruction) and response.")
+    return [
+        {"role": "system", "content": "You create high-quality instruction-tuning data. " + _JSON_ONLY},
+        {"role": "user", "content": "\n\n".join(p for p in parts if p)},
+    ]
+
+
+_REVIEW_RUBRIC = (
+    "Score the response with integers from 0 (worst) to 10 (best) on: correctness, clarity, "
+    "completeness, relevance (to the instruction), coherence, ethics (harmless and honest). "
+    "Be strict: give 9-10 only to responses with no flaw."
+)
+
+
+def _reviewer_prompt(request: ReviewRequest) -> ChatMessages:
+    user = (
+        f"Domain: {request.domain}\n\nInstruction:\n{request.instruction}\n\n"
+        f"Response:\n{request.response}\n\n"
+        "First check the instruction, answering true or false for each: rationality (it makes "
+        "sense and can be answered), completeness (it contains everything needed to answer), "
+        f"clarity (it is unambiguous). Then review the response. {_REVIEW_RUBRIC} "
+        "Finally name its strengths and weaknesses in one sentence each.\n"
+        "Reply as JSON with: checks (rationality, completeness, clarity: true or false), "
+        "scores (correctness, clarity, completeness, relevance, coherence, ethics: your integer "
+        "scores from 0 to 10), strengths, weaknesses."
+    )
+    return [
+        {"role": "system", "content": "You are a strict reviewer of instruction-tuning data. " + _JSON_ONLY},
+        {"role": "user", "content": user},
+    ]
+
+
+def _adjudicator_prompt(request: AdjudicateRequest) -> ChatMessages:
+    reviews = "\n".join(
+        f"Reviewer {i + 1} (score {r.score:.1f}): {r.feedback}" for i, r in enumerate(request.reviews)
+    )
+    user = (
+        f"Domain: {request.domain}\n\nInstruction:\n{request.instruction}\n\n"
+        f"Response:\n{request.response}\n\n"
+        f"The review committee disagreed:\n{reviews}\n\n"
+        "Weigh their arguments, check the response yourself and give your own scores. "
+        f"{_REVIEW_RUBRIC} Then explain your verdict in one or two sentences.\n"
+        "Reply as JSON with: scores (correctness, clarity, completeness, relevance, coherence, "
+        "ethics: your integer scores from 0 to 10), feedback."
+    )
+    return [
+        {"role": "system", "content": "You are the adjudicator of a review committee. " + _JSON_ONLY},
+        {"role": "user", "content": user},
+    ]
+
+
+MIN_INSTRUCTION_WORDS = 4
+
+
+def _check_generated(request: GenerateRequest, output: GeneratedItem) -> None:
+    if len(output.instruction.split()) < MIN_INSTRUCTION_WORDS:
+        raise InvalidOutput(
+            f"generator instruction has fewer than {MIN_INSTRUCTION_WORDS} words: "
+            f"{output.instruction[:80]!r}"
+        )
+    if not any(ch.isalnum() for ch in output.response):
+        raise InvalidOutput(f"generator response has no content: {output.response[:80]!r}")
+    seen = {ex.instruction.strip() for ex in request.examples}
+    if output.instruction.strip() in seen:
+        raise InvalidOutput("generator copied an example instruction")
+
+
+# ---- registry --------------------------------------------------------------
+
+_REGISTRY: dict[str, Role[Any, Any]] = {}
+
+
+def register_role(role: Role[Any, Any]) -> None:
+    if role.name in _REGISTRY and _REGISTRY[role.name] is not role:
+        raise ValueError(f"role {role.name!r} is already registered")
+    _REGISTRY[role.name] = role
+
+
+def get_role(name: str) -> Role[Any, Any]:
+    if name not in _REGISTRY:
+        for ep in entry_points(group="gra.roles"):
+            if ep.name == name:
+                register_role(ep.load())
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown role {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def known_roles() -> list[str]:
+    return sorted({*_REGISTRY, *(ep.name for ep in entry_points(group="gra.roles"))})
+
+
+GENERATOR = Role(
+    "generator",
+    GenerateRequest,
+    GeneratedItem,
+    _generator_prompt,
+    Sampling(max_tokens=448, temperature=0.8),
+    _check_generated,
+)
+REVIEWER = Role(
+    "reviewer", ReviewRequest, ReviewOutput, _reviewer_prompt, Sampling(max_tokens=192, temperature=0.2)
+)
+ADJUDICATOR = Role(
+    "adjudicator",
+    AdjudicateRequest,
+    AdjudicationOutput,
+    _adjudicator_prompt,
+    Sampling(max_tokens=160, temperature=0.2),
+)
+for _role in (GENERATOR, REVIEWER, ADJUDICATOR):
+    register_role(_role)

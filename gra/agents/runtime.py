@@ -1,0 +1,233 @@
+"""The agent process: one bus client, one backend, one or more roles.
+
+Background tasks, each named and supervised by a TaskGroup:
+- ``receive``: frames from the supervisor (tasks, cancels, heartbeats, shutdown);
+- ``heartbeat``: our liveness, on its own task so a long model call never
+  delays it;
+- ``watchdog``: the supervisor's liveness; when it goes quiet we register
+  again (it may have restarted), and a locally spawned agent exits with its
+  parent.
+Each task runs in its own asyncio task; a failure is reported as a
+``TaskError``, never a dead process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+import msgspec
+import structlog
+import zmq.asyncio
+
+from gra.agents.roles import InvalidOutput, Role
+from gra.backends.base import Backend, BackendCancelled, BackendError
+from gra.bus.dealer import Dealer
+from gra.protocols.messages import (
+    Cancel,
+    Goodbye,
+    Heartbeat,
+    Hello,
+    Reject,
+    Result,
+    Shutdown,
+    Task,
+    TaskError,
+    Usage,
+    Welcome,
+)
+
+log = structlog.get_logger("gra.agent")
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+class AgentRuntime:
+    def __init__(
+        self,
+        agent_id: str,
+        backend: Backend,
+        roles: dict[str, Role[Any, Any]],
+        endpoint: str,
+        *,
+        output_retries: int = 2,
+        parent_pid: int | None = None,
+        heartbeat_interval_s: float = 1.0,
+        heartbeat_misses: int = 5,
+        drain_timeout_s: float = 30.0,
+    ) -> None:
+        self.agent_id = agent_id
+        self.backend = backend
+        self.roles = roles
+        self.endpoint = endpoint
+        self.output_retries = output_retries
+        self.parent_pid = parent_pid
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.heartbeat_misses = heartbeat_misses
+        self.drain_timeout_s = drain_timeout_s
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+        self._drain = True
+        self._registered = False
+        self._last_heard = time.monotonic()
+        self._dealer: Dealer | None = None
+
+    def _hello(self) -> Hello:
+        return Hello(
+            agent_id=self.agent_id,
+            model=self.backend.model,
+            roles=tuple(self.roles),
+            capacity=self.backend.capacity,
+            backend=type(self.backend).__name__,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+        )
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        await self.backend.start()
+        context = zmq.asyncio.Context()
+        self._dealer = Dealer(context, self.endpoint, self.agent_id)
+        try:
+            await self._dealer.send(self._hello())
+            log.info("agent_started", model=self.backend.model, roles=list(self.roles))
+            async with asyncio.TaskGroup() as group:
+                workers = [
+                    group.create_task(self._receive(), name="receive"),
+                    group.create_task(self._heartbeat(), name="heartbeat"),
+                    group.create_task(self._watchdog(), name="watchdog"),
+                ]
+                await self._stop.wait()
+                await self._finish_tasks()
+                for worker in workers:
+                    worker.cancel()
+        finally:
+            await self._dealer.send(Goodbye(reason="stopping"))
+            self._dealer.close(linger_ms=500)
+            context.term()
+            await self.backend.aclose()
+            log.info("agent_stopped")
+
+    async def _finish_tasks(self) -> None:
+        pending = list(self._tasks.values())
+        if pending and self._drain:
+            _done, pending_set = await asyncio.wait(pending, timeout=self.drain_timeout_s)
+            pending = list(pending_set)
+        for task in pending:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _receive(self) -> None:
+        assert self._dealer is not None
+        while True:
+            frame = await self._dealer.recv()
+            self._last_heard = time.monotonic()
+            match frame:
+                case Welcome(heartbeat_interval_s=interval, heartbeat_misses=misses):
+                    self._registered = True
+                    self.heartbeat_interval_s, self.heartbeat_misses = interval, misses
+                    log.info("registered")
+                case Reject(reason=reason):
+                    log.error("registration_rejected", reason=reason)
+                    self._drain = False
+                    self._stop.set()
+                case Heartbeat():
+                    pass
+                case Task() as task:
+                    if self._stop.is_set():
+                        await self._dealer.send(TaskError(task.task_id, "agent is shutting down"))
+                    elif task.task_id not in self._tasks:
+                        self._tasks[task.task_id] = asyncio.create_task(
+                            self._serve(task), name=f"task-{task.task_id}"
+                        )
+                case Cancel(task_id=task_id):
+                    if (running := self._tasks.get(task_id)) is not None:
+                        running.cancel()
+                case Shutdown(drain=drain, reason=reason):
+                    log.info("shutdown_requested", drain=drain, reason=reason)
+                    self._drain = drain
+                    self._stop.set()
+                case _:
+                    log.warning("unexpected_frame", kind=type(frame).__name__)
+
+    async def _heartbeat(self) -> None:
+        assert self._dealer is not None
+        while True:
+            await asyncio.sleep(self.heartbeat_interval_s)
+            await self._dealer.send(Heartbeat(sent_at=time.time(), in_flight=len(self._tasks)))
+
+    async def _watchdog(self) -> None:
+        assert self._dealer is not None
+        while True:
+            await asyncio.sleep(self.heartbeat_interval_s)
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                log.warning("parent_gone", parent_pid=self.parent_pid)
+                self._drain = False
+                self._stop.set()
+                return
+            silent = time.monotonic() - self._last_heard
+            if silent > self.heartbeat_interval_s * self.heartbeat_misses:
+                # The supervisor restarted or the link was cut: register again.
+                self._registered = False
+                await self._dealer.send(self._hello())
+
+    async def _serve(self, task: Task) -> None:
+        assert self._dealer is not None
+        structlog.contextvars.bind_contextvars(task_id=task.task_id, instance_id=task.instance_id)
+        try:
+            reply = await asyncio.wait_for(self._attempt(task), timeout=task.deadline_s)
+        except TimeoutError:
+            reply = TaskError(task.task_id, f"deadline of {task.deadline_s:.0f}s passed in agent")
+        except asyncio.CancelledError:
+            self._tasks.pop(task.task_id, None)
+            raise
+        except Exception as exc:  # a failed task is data, never a dead agent
+            log.exception("task_crashed")
+            reply = TaskError(task.task_id, f"agent error: {type(exc).__name__}: {exc}")
+        self._tasks.pop(task.task_id, None)
+        await self._dealer.send(reply)
+
+    async def _attempt(self, task: Task) -> Result | TaskError:
+        role = self.roles.get(task.role)
+        if role is None:
+            return TaskError(task.task_id, f"this agent does not serve role {task.role!r}")
+        try:
+            request = role.decode_request(bytes(task.body))
+        except msgspec.DecodeError as exc:
+            return TaskError(task.task_id, f"undecodable {task.role} request: {exc}")
+        messages = role.prompt(request)
+        usage = Usage()
+        reasons: list[str] = []
+        for attempt in range(1 + self.output_retries):
+            try:
+                completion = await self.backend.complete(messages, role.schema, role.sampling)
+            except BackendCancelled:
+                raise asyncio.CancelledError from None
+            except BackendError as exc:
+                return TaskError(task.task_id, f"backend error: {exc}", usage)
+            usage = Usage(
+                usage.prompt_tokens + completion.prompt_tokens,
+                usage.completion_tokens + completion.completion_tokens,
+                usage.seconds + completion.seconds,
+                usage.calls + 1,
+            )
+            try:
+                output = role.parse(request, completion.text)
+            except InvalidOutput as exc:
+                reason = str(exc)
+                if completion.finish_reason == "length":
+                    reason = f"output truncated at max_tokens; {reason}"
+                reasons.append(reason)
+                log.warning("invalid_output", attempt=attempt + 1, reason=reason[:300])
+                continue
+            return Result(task.task_id, msgspec.Raw(_encoder.encode(output)), usage)
+        summary = "; ".join(f"try {i + 1}: {r[:200]}" for i, r in enumerate(reasons))
+        return TaskError(task.task_id, f"invalid output after {len(reasons)} tries: {summary}", usage)

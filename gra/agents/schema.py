@@ -1,0 +1,36 @@
+"""JSON schemas for constraining model output.
+
+msgspec derives the schema from the output Struct; grammar engines want it
+self-contained (no ``$ref``) and without string-length bounds (each bound
+becomes grammar rules), so we inline references and drop those bounds:
+``max_tokens`` limits the model, and msgspec still enforces the real bounds
+when it decodes the output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+def model_schema(output_type: type) -> dict[str, Any]:
+    raw = msgspec.json.schema(output_type)
+    defs = raw.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(defs[node["$ref"].rsplit("/", 1)[-1]])
+            out = {k: resolve(v) for k, v in node.items() if k not in ("title", "description")}
+            if out.get("type") == "object":
+                out.setdefault("additionalProperties", False)
+            if out.get("type") == "string":
+                out.pop("minLength", None)
+                out.pop("maxLength", None)
+            return out
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(raw)

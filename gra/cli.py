@@ -1,0 +1,136 @@
+"""The `gra` command: run | agent | models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gra.config import ConfigError, load_config
+from gra.data.seeds import SeedError
+from gra.logs import configure
+from gra.models import CATALOG, ModelError, assemble, models_dir
+from gra.supervisor.conductor import RunError
+from gra.supervisor.journal import JournalError
+from gra.supervisor.resume import ResumeError
+
+USER_ERRORS = (ConfigError, SeedError, ModelError, RunError, ResumeError, JournalError)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gra.supervisor.job import JobOptions, OutputDirError, default_out_dir, run_sync
+
+    config = load_config(args.config)
+    out_dir = Path(args.out) if args.out else default_out_dir(config, Path(args.config))
+    options = JobOptions(Path(args.config), out_dir, args.resume, args.target, not args.no_progress)
+    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    configure(json_path=out_dir / "logs" / "supervisor.jsonl", level=args.log_level, role="supervisor")
+    try:
+        summary = run_sync(config, options)
+    except OutputDirError as exc:
+        raise RunError(str(exc)) from None
+    counts = summary["counts"]
+    print(
+        f"{out_dir}: accepted {counts['accepted']}, rejected "
+        f"{counts['rejected_instruction_check'] + counts['rejected_score'] + counts['rejected_adjudication']}, "
+        f"failed {counts['failed']} in {summary['wall_seconds']:.0f}s"
+    )
+    return 0
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from gra.agents.main import AgentOptions, run_agent
+
+    options = AgentOptions(
+        connect=args.connect,
+        agent_id=args.agent_id or f"{args.model}-{__import__('os').getpid()}",
+        roles=tuple(r.strip() for r in args.role.split(",") if r.strip()),
+        backend=args.backend,
+        model=args.model,
+        model_path=args.model_path,
+        url=args.url,
+        served_model=args.served_model,
+        api_key_env=args.api_key_env,
+        capacity=args.capacity,
+        n_ctx=args.n_ctx,
+        n_threads=args.n_threads,
+        factory=args.factory,
+        output_retries=args.output_retries,
+        parent_pid=args.parent_pid,
+        log_file=args.log_file,
+    )
+    return run_agent(options)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    rows = []
+    for name, model in CATALOG.items():
+        row = {"name": name, "description": model.description, "sha256": model.sha256}
+        if args.assemble:
+            row["path"] = str(assemble(name))
+            row["verified"] = True
+        else:
+            path = models_dir() / model.filename
+            row["path"] = str(path) if path.exists() else None
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            state = "verified" if row.get("verified") else ("present" if row["path"] else "not assembled")
+            print(f"{row['name']:<22} {state:<14} {row['description']}")
+            if row["path"]:
+                print(f"{'':<22} {row['path']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gra", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a synthesis job from a TOML config")
+    run.add_argument("config")
+    run.add_argument("--out", help="output directory (default: run.out or runs/CONFIG-NAME)")
+    run.add_argument("--target", type=int, help="accepted items wanted (overrides run.target)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--log-level", default="warning", help="console log level (file gets all)")
+    run.set_defaults(handler=_cmd_run)
+
+    agent = sub.add_parser("agent", help="one agent process joining a supervisor")
+    agent.add_argument("--connect", required=True, help="supervisor endpoint, e.g. tcp://host:5555")
+    agent.add_argument("--role", default="generator,reviewer,adjudicator", help="ROLE[,ROLE]")
+    agent.add_argument("--backend", choices=["llamacpp", "vllm", "openai", "plugin"], required=True)
+    agent.add_argument("--model", required=True, help="model name (its identity in the fleet)")
+    agent.add_argument("--model-path", help="GGUF file (llamacpp; default: the catalog model)")
+    agent.add_argument("--url", help="server base url (vllm/openai)")
+    agent.add_argument("--served-model", help="model name on the server (default: --model)")
+    agent.add_argument("--api-key-env", help="environment variable holding the API key")
+    agent.add_argument("--capacity", type=int, help="tasks in flight (vllm/openai; default 8)")
+    agent.add_argument("--n-ctx", type=int, default=4096)
+    agent.add_argument("--n-threads", type=int)
+    agent.add_argument("--factory", help="module:callable building the backend (plugin)")
+    agent.add_argument("--output-retries", type=int, default=2)
+    agent.add_argument("--agent-id")
+    agent.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    agent.add_argument("--log-file", help="JSON-lines log file")
+    agent.set_defaults(handler=_cmd_agent)
+
+    models = sub.add_parser("models", help="list, assemble and verify the default models")
+    models.add_argument("--assemble", action="store_true", help="assemble and verify every model")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(handler=_cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except USER_ERRORS as exc:
+        print(f"gra: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gra: interrupted; continue with --resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,143 @@
+"""Run configuration: TOML decoded by msgspec into typed structs.
+
+A wrong key or value fails before anything starts, with the file and the
+key's path in the message. Relative paths are relative to the config file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from gra.protocols.peer_review import Policy
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+BACKENDS = ("llamacpp", "vllm", "openai", "plugin")
+
+
+class ConfigError(Exception):
+    """A user error in a config file: the message names the file and the key."""
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+class AgentConfig(_Strict):
+    """One model and the agent process(es) hosting it."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    backend: Literal["llamacpp", "vllm", "openai", "plugin"] = "llamacpp"
+    roles: tuple[str, ...] = ("generator", "reviewer", "adjudicator")
+    # Identity for the exclusion rules; defaults to ``model``.
+    name: str | None = None
+    replicas: Positive = 1
+    capacity: Positive | None = None
+    # vllm / openai
+    url: str | None = None
+    served_model: str | None = None
+    api_key_env: str | None = None
+    # llamacpp
+    n_ctx: Positive = 4096
+    n_threads: Positive | None = None
+    # plugin: "module:callable" returning a Backend
+    factory: str | None = None
+    # Agents on other machines join by themselves (``gra agent --connect``).
+    remote: bool = False
+
+    @property
+    def model_id(self) -> str:
+        return self.name or (Path(self.model).stem if self.model.endswith(".gguf") else self.model)
+
+
+class RunSettings(_Strict):
+    target: Positive = 4
+    max_instances: Positive | None = None
+    max_in_flight: Positive = 4
+    seed: int = 0
+    few_shot: Annotated[int, msgspec.Meta(ge=0, le=16)] = 3
+    out: str | None = None
+
+
+class SeedSettings(_Strict):
+    path: str
+    instruction: str = "instruction"
+    response: str = "response"
+    domain: str = "domain"
+    id: str = "id"
+    default_domain: str = "general"
+
+
+class Limits(_Strict):
+    task_deadline_s: Seconds = 600.0
+    task_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 2
+    output_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 2
+    startup_timeout_s: Seconds = 600.0
+
+
+class BusSettings(_Strict):
+    # Default: a private ipc:// socket. ``tcp://0.0.0.0:5555`` lets remote agents join.
+    endpoint: str | None = None
+    heartbeat_interval_s: Seconds = 1.0
+    heartbeat_misses: Annotated[int, msgspec.Meta(ge=2)] = 5
+
+
+class Config(_Strict):
+    seeds: SeedSettings
+    agents: tuple[AgentConfig, ...]
+    run: RunSettings = RunSettings()
+    protocol: Policy = Policy()
+    limits: Limits = Limits()
+    bus: BusSettings = BusSettings()
+    # Where the config file lives; relative paths resolve against it.
+    base_dir: str = "."
+
+    def resolve(self, path: str) -> Path:
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
+    try:
+        config = msgspec.toml.decode(raw, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    config = msgspec.structs.replace(config, base_dir=str(path.resolve().parent))
+    _check(config, path)
+    return config
+
+
+def _check(config: Config, path: Path) -> None:
+    from gra.agents.roles import known_roles
+
+    roles = set(known_roles())
+    for i, agent in enumerate(config.agents):
+        where = f"{path}: agents[{i}]"
+        for role in agent.roles:
+            if role not in roles:
+                raise ConfigError(f"{where}.roles: unknown role {role!r} (known: {sorted(roles)})")
+        if agent.backend in ("vllm", "openai") and not agent.url:
+            raise ConfigError(f"{where}.url: the {agent.backend} backend needs the server's url")
+        if agent.backend == "plugin" and not agent.factory:
+            raise ConfigError(f"{where}.factory: the plugin backend needs 'module:callable'")
+    models = {a.model_id for a in config.agents}
+    if len(models) < 2:
+        raise ConfigError(
+            f"{path}: agents: the protocol needs at least 2 distinct models, got {sorted(models)}"
+        )
+    for role in ("generator", "reviewer"):
+        if not any(role in a.roles for a in config.agents):
+            raise ConfigError(f"{path}: agents: no agent serves the {role} role")
+    if config.run.max_instances is not None and config.run.max_instances < config.run.target:
+        raise ConfigError(f"{path}: run.max_instances must be >= run.target")

@@ -1,0 +1,1 @@
+"""Seeds, the pool and (later) deduplication and export."""

@@ -1,0 +1,118 @@
+"""The output record: one JSON object per line in accepted/rejected.jsonl.
+
+Users build on these keys (ARCHITECTURE.md); new keys may be added, existing
+ones are never renamed or retyped.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from gra.protocols.peer_review import InstanceState, ReviewRound
+from gra.protocols.roles import Checks, ReviewOutput, Scores
+
+
+class GeneratorInfo(msgspec.Struct):
+    model: str
+
+
+class ReviewRecord(msgspec.Struct):
+    model: str
+    checks: Checks
+    scores: Scores
+    score: float
+    feedback: str
+
+
+class AdjudicationRecord(msgspec.Struct):
+    model: str
+    scores: Scores
+    score: float
+    feedback: str
+
+
+class PriorRound(msgspec.Struct):
+    """An earlier review round of a revised instance."""
+
+    instruction: str
+    response: str
+    reviews: list[ReviewRecord]
+    stage: str
+    reason: str
+
+
+class ItemRecord(msgspec.Struct):
+    id: str
+    round: int
+    domain: str
+    keywords: list[str]
+    summary: str
+    instruction: str
+    response: str
+    seed_ids: list[str]
+    generator: GeneratorInfo
+    reviews: list[ReviewRecord]
+    mean: float | None
+    std: float | None
+    adjudication: AdjudicationRecord | None
+    decision: Literal["accepted", "rejected", "failed"]
+    stage: Literal["instruction_check", "score", "adjudication", "dedup", "accepted", "failed"]
+    reason: str
+    review_rounds: int = 1
+    prior_rounds: list[PriorRound] = []
+
+
+def _review_records(reviews: dict[str, ReviewOutput]) -> list[ReviewRecord]:
+    return [
+        ReviewRecord(model, r.checks, r.scores, round(r.scores.mean(), 4), r.feedback())
+        for model, r in reviews.items()
+    ]
+
+
+def _prior(history: list[ReviewRound]) -> list[PriorRound]:
+    return [
+        PriorRound(
+            h.item.instruction,
+            h.item.response,
+            _review_records(h.reviews),
+            h.outcome.stage,
+            h.outcome.reason,
+        )
+        for h in history
+    ]
+
+
+def build_record(state: InstanceState, *, synthesis_round: int, seed_ids: list[str]) -> ItemRecord:
+    """The record of a finished instance."""
+    outcome = state.outcome
+    if outcome is None:
+        raise ValueError(f"instance {state.instance_id} is not finished")
+    adjudication = None
+    if state.adjudication is not None and state.adjudicator is not None:
+        scores = state.adjudication.scores
+        adjudication = AdjudicationRecord(
+            state.adjudicator, scores, round(scores.mean(), 4), state.adjudication.feedback
+        )
+    item = state.item
+    return ItemRecord(
+        id=state.instance_id,
+        round=synthesis_round,
+        domain=state.domain,
+        keywords=[],
+        summary="",
+        instruction=item.instruction if item else "",
+        response=item.response if item else "",
+        seed_ids=seed_ids,
+        generator=GeneratorInfo(state.generator),
+        reviews=_review_records(state.reviews),
+        mean=None if outcome.mean is None else round(outcome.mean, 4),
+        std=None if outcome.std is None else round(outcome.std, 4),
+        adjudication=adjudication,
+        decision=outcome.decision,
+        stage=outcome.stage,
+        reason=outcome.reason,
+        review_rounds=state.round,
+        prior_rounds=_prior(state.history),
+    )

@@ -1,0 +1,1 @@
+"""The conductor: launches and watches agents, drives the protocol, records the run."""

@@ -1,0 +1,661 @@
+"""The conductor: drives many GRA instances at once over a fleet of agents.
+
+One task owns all run state and handles inputs one at a time from a queue
+(frames from the bus, ticks, process exits), so no state is ever touched
+concurrently. The protocol's decisions come from ``InstanceState``; this
+module does the waiting, sending, timing out, retrying and recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+import zmq.asyncio
+
+from gra.bus.router import Router
+from gra.config import Config
+from gra.data.seeds import SeedItem
+from gra.protocols.messages import (
+    PROTOCOL_VERSION,
+    Cancel,
+    Goodbye,
+    Heartbeat,
+    Hello,
+    Reject,
+    Result,
+    Shutdown,
+    Task,
+    TaskError,
+    Usage,
+    Welcome,
+)
+from gra.protocols.peer_review import (
+    Adjudicate,
+    Adjudicated,
+    AdjudicatorDrawn,
+    DrawAdjudicator,
+    Failed,
+    Generate,
+    Generated,
+    InstanceEvent,
+    InstanceState,
+    Outcome,
+    ProtocolError,
+    Replaced,
+    Review,
+    Reviewed,
+    TaskStep,
+    draw_adjudicator,
+    draw_roles,
+)
+from gra.protocols.records import build_record
+from gra.protocols.roles import AdjudicationOutput, Example, GeneratedItem, ReviewOutput
+from gra.supervisor.fleet import AgentInfo, Fleet
+from gra.supervisor.journal import (
+    InstanceChanged,
+    InstanceFinished,
+    InstanceStarted,
+    Journal,
+    RunStarted,
+    TaskRetried,
+)
+from gra.supervisor.launcher import AgentSpec, Launcher
+from gra.supervisor.outputs import RecordWriter, RunStats, write_summary
+from gra.supervisor.resume import ResumePoint
+
+log = structlog.get_logger("gra.supervisor")
+
+# How a role's output becomes a protocol event.
+_OUTPUTS: dict[str, tuple[type, Callable[[str, Any], InstanceEvent]]] = {
+    "generator": (GeneratedItem, lambda model, out: Generated(model, out)),
+    "reviewer": (ReviewOutput, lambda model, out: Reviewed(model, out)),
+    "adjudicator": (AdjudicationOutput, lambda model, out: Adjudicated(model, out)),
+}
+_encoder = msgspec.msgpack.Encoder()
+_DEADLINE_GRACE_S = 5.0
+
+
+class RunError(Exception):
+    """The run cannot go on (no fleet, all agents failed to start...)."""
+
+
+@dataclass
+class PendingTask:
+    task_id: str
+    instance_id: str
+    step: TaskStep
+    attempt: int = 1
+    avoid: set[str] = field(default_factory=set)
+
+
+@dataclass
+class InflightTask:
+    pending: PendingTask
+    agent: AgentInfo
+    deadline: float
+
+
+@dataclass
+class LiveInstance:
+    state: InstanceState
+    synthesis_round: int
+    seed_ids: list[str]
+    # (review round, role, model) -> id of the task doing that step now
+    tasks: dict[tuple[int, str, str], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Progress:
+    accepted: int
+    finished: int
+    started: int
+    target: int
+    max_instances: int
+    agents_alive: int
+    in_flight_tasks: int
+
+
+class Conductor:
+    def __init__(
+        self,
+        config: Config,
+        seeds: list[SeedItem],
+        out_dir: Path,
+        endpoint: str,
+        launcher: Launcher,
+        local_agents: list[AgentSpec],
+        *,
+        config_path: str = "",
+        resume: ResumePoint | None = None,
+        expected_remote: int = 0,
+        on_progress: Callable[[Progress], None] | None = None,
+        max_restarts: int = 3,
+    ) -> None:
+        self.config = config
+        self.seeds = seeds
+        self.out_dir = out_dir
+        self.endpoint = endpoint
+        self.launcher = launcher
+        self.local_agents = {spec.agent_id: spec for spec in local_agents}
+        self.expected_agents = len(local_agents) + expected_remote
+        self.on_progress = on_progress
+        self.max_restarts = max_restarts
+        self.rng = random.Random(config.run.seed + (resume.started if resume else 0))
+        self.target = config.run.target
+        self.max_instances = config.run.max_instances or 10 * config.run.target
+        self.fleet = Fleet()
+        self.stats = resume.stats if resume else RunStats()
+        self.accepted = self.stats.counts["accepted"]
+        self.finished = resume.finished if resume else 0
+        self.started = resume.started if resume else 0
+        self._resume = resume
+        self.instances: dict[str, LiveInstance] = {}
+        self.pending: deque[PendingTask] = deque()
+        self.inflight: dict[str, InflightTask] = {}
+        self._task_ids = itertools.count(1)
+        self._restarts: dict[str, int] = {}
+        self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._by_domain: dict[str, list[SeedItem]] = {}
+        for seed in seeds:
+            self._by_domain.setdefault(seed.domain, []).append(seed)
+        self._fleet_ready = False
+        self._fleet_deadline = 0.0
+        self._stopping = False
+        self._last_summary = 0.0
+        self.router: Router | None = None
+        self.journal = Journal(out_dir / "journal.jsonl")
+        self.writer = RecordWriter(out_dir)
+        self.journal.append(RunStarted(config_path, config.run.seed, time.time()), sync=True)
+
+    # ---- lifecycle ---------------------------------------------------------
+
+    async def run(self) -> dict[str, Any]:
+        context = zmq.asyncio.Context()
+        self.router = Router(context, self.endpoint)
+        log.info("supervisor_listening", endpoint=self.router.bound)
+        for spec in self.local_agents.values():
+            self.launcher.start(spec, self.router.bound)
+        self._fleet_deadline = time.monotonic() + self.config.limits.startup_timeout_s
+        background: list[asyncio.Task[None]] = []
+        try:
+            background = [
+                asyncio.create_task(self._receive(), name="receive"),
+                asyncio.create_task(self._ticker(), name="ticker"),
+                asyncio.create_task(self._heartbeats(), name="heartbeat"),
+            ]
+            await self._main_loop(background)
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._shutdown_fleet()
+            self.router.close()
+            context.term()
+            self.journal.close()
+            self.writer.close()
+            summary = self._summary()
+            write_summary(self.out_dir, summary)
+        return summary
+
+    async def _main_loop(self, background: list[asyncio.Task[None]]) -> None:
+        while not self._done():
+            item = await self._inbox.get()
+            for task in background:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            match item:
+                case ("frame", identity, frame):
+                    await self._on_frame(identity, frame)
+                case ("tick",):
+                    await self._on_tick()
+                case ("unreachable", identity):
+                    await self._agent_lost(identity, "unreachable")
+            await self._pump()
+
+    def _done(self) -> bool:
+        if not self._fleet_ready or self.instances:
+            return False
+        return self.accepted >= self.target or self.started >= self.max_instances
+
+    async def _shutdown_fleet(self) -> None:
+        self._stopping = True
+        if self.router is not None:
+            for agent in self.fleet.live():
+                await self.router.send(agent.identity, Shutdown(drain=False, reason="run finished"))
+        await asyncio.to_thread(self.launcher.stop, 10.0)
+
+    # ---- background tasks: they only feed the inbox -------------------------
+
+    async def _receive(self) -> None:
+        assert self.router is not None
+        while True:
+            identity, frame = await self.router.recv()
+            self._inbox.put_nowait(("frame", identity, frame))
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            self._inbox.put_nowait(("tick",))
+
+    async def _heartbeats(self) -> None:
+        assert self.router is not None
+        interval = self.config.bus.heartbeat_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            for agent in self.fleet.live():
+                beat = Heartbeat(sent_at=time.time(), in_flight=len(agent.in_flight))
+                if not await self.router.send(agent.identity, beat):
+                    self._inbox.put_nowait(("unreachable", agent.identity))
+
+    # ---- inputs ------------------------------------------------------------
+
+    async def _on_frame(self, identity: bytes, frame: Any) -> None:
+        assert self.router is not None
+        agent = self.fleet.get(identity)
+        if agent is not None and agent.alive:
+            agent.last_seen = time.monotonic()
+        match frame:
+            case Hello() as hello:
+                await self._on_hello(identity, hello)
+            case Heartbeat():
+                pass
+            case Result() as result:
+                await self._on_result(identity, result)
+            case TaskError(task_id=task_id, reason=reason, usage=usage):
+                await self._on_task_error(identity, task_id, reason, usage)
+            case Goodbye(reason=reason):
+                await self._agent_lost(identity, f"goodbye: {reason}")
+            case _:
+                log.warning("unexpected_frame", kind=type(frame).__name__, peer=identity[:64].hex())
+
+    async def _on_hello(self, identity: bytes, hello: Hello) -> None:
+        assert self.router is not None
+        if hello.version != PROTOCOL_VERSION:
+            await self.router.send(
+                identity, Reject(f"protocol version {hello.version} != {PROTOCOL_VERSION}")
+            )
+            return
+        if identity.decode(errors="replace") != hello.agent_id:
+            await self.router.send(identity, Reject("agent_id does not match the socket identity"))
+            return
+        info, lost = self.fleet.register(identity, hello, time.monotonic())
+        for task_id in lost:
+            await self._retry(task_id, "agent re-registered and lost its tasks")
+        await self.router.send(
+            identity,
+            Welcome(self.config.bus.heartbeat_interval_s, self.config.bus.heartbeat_misses),
+        )
+        log.info("agent_registered", agent=info.agent_id, model=info.model, roles=sorted(info.roles),
+                 capacity=info.capacity, host=info.host)
+
+    async def _on_result(self, identity: bytes, result: Result) -> None:
+        flight = self._take_inflight(result.task_id, identity)
+        if flight is None:
+            log.info("late_result_ignored", task_id=result.task_id)
+            return
+        step = flight.pending.step
+        self.stats.add_usage(step.model, step.role, result.usage)
+        flight.agent.completed += 1
+        output_type, to_event = _OUTPUTS[step.role]
+        try:
+            output = msgspec.msgpack.decode(bytes(result.body), type=output_type)
+        except msgspec.DecodeError as exc:
+            self._requeue(flight.pending, flight.agent, f"undecodable result: {exc}")
+            return
+        instance = self.instances.get(flight.pending.instance_id)
+        if instance is None:
+            return
+        instance.tasks.pop((instance.state.round, step.role, step.model), None)
+        self._apply(instance, to_event(step.model, output))
+        self._advance(instance)
+
+    async def _on_task_error(self, identity: bytes, task_id: str, reason: str, usage: Usage) -> None:
+        flight = self._take_inflight(task_id, identity)
+        if flight is None:
+            return
+        step = flight.pending.step
+        self.stats.add_usage(step.model, step.role, usage)
+        flight.agent.failed += 1
+        log.warning("task_failed", task_id=task_id, agent=flight.agent.agent_id, reason=reason[:300])
+        self._requeue(flight.pending, flight.agent, reason)
+
+    async def _on_tick(self) -> None:
+        now = time.monotonic()
+        for agent_id, code in self.launcher.exited().items():
+            await self._agent_process_ended(agent_id, code)
+        timeout = self.config.bus.heartbeat_interval_s * self.config.bus.heartbeat_misses
+        for agent in self.fleet.expired(now, timeout):
+            await self._agent_lost(agent.identity, "missed heartbeats")
+        for task_id, flight in list(self.inflight.items()):
+            if now > flight.deadline:
+                assert self.router is not None
+                await self.router.send(flight.agent.identity, Cancel(task_id))
+                self._take_inflight(task_id, flight.agent.identity)
+                self._requeue(flight.pending, flight.agent, "task deadline passed")
+        self._check_fleet(now)
+        if self.on_progress is not None:
+            self.on_progress(self.progress())
+        if now - self._last_summary > 2.0:
+            self._last_summary = now
+            write_summary(self.out_dir, self._summary())
+
+    def _check_fleet(self, now: float) -> None:
+        models = self.fleet.models("generator") | self.fleet.models("reviewer")
+        registered = len(self.fleet.live())
+        if not self._fleet_ready:
+            if registered >= self.expected_agents and len(models) >= 2:
+                self._fleet_ready = True
+                log.info("fleet_ready", agents=registered, models=sorted(models))
+                self._restore_instances()
+            elif now > self._fleet_deadline:
+                if len(models) >= 2:
+                    log.warning("fleet_incomplete_starting_anyway", agents=registered)
+                    self._fleet_ready = True
+                    self._restore_instances()
+                else:
+                    raise RunError(self._startup_failure("the fleet did not come up in time"))
+            elif self.local_agents and all(
+                self._restarts.get(a, 0) >= self.max_restarts for a in self.local_agents
+            ):
+                raise RunError(self._startup_failure("every agent process exited"))
+        elif not models and now > self._fleet_deadline:
+            raise RunError("every agent is gone; resume with --resume once the fleet is back")
+        elif models:
+            self._fleet_deadline = now + self.config.limits.startup_timeout_s
+
+    def _startup_failure(self, what: str) -> str:
+        details = []
+        log_dir = self.out_dir / "logs"
+        for agent_id in self.local_agents:
+            path = log_dir / f"agent-{agent_id}.stderr"
+            if path.exists():
+                tail = path.read_text(errors="replace").strip().splitlines()[-3:]
+                if tail:
+                    details.append(f"  {agent_id}: " + " | ".join(tail))
+        return what + ("; agent errors:\n" + "\n".join(details) if details else "")
+
+    async def _agent_process_ended(self, agent_id: str, code: int) -> None:
+        for agent in self.fleet.agents.values():
+            if agent.agent_id == agent_id:
+                await self._agent_lost(agent.identity, f"process exited with code {code}")
+        if self._stopping or agent_id not in self.local_agents:
+            return
+        restarts = self._restarts.get(agent_id, 0)
+        if restarts < self.max_restarts:
+            self._restarts[agent_id] = restarts + 1
+            assert self.router is not None
+            log.warning("agent_restarting", agent=agent_id, exit_code=code, restart=restarts + 1)
+            self.launcher.start(self.local_agents[agent_id], self.router.bound)
+        else:
+            self._restarts[agent_id] = restarts
+            log.error("agent_gave_up", agent=agent_id, exit_code=code)
+
+    async def _agent_lost(self, identity: bytes, why: str) -> None:
+        agent = self.fleet.get(identity)
+        lost = self.fleet.mark_dead(identity)
+        if agent is None or (not lost and not agent.alive and why == "unreachable"):
+            return
+        self.stats.agents_lost += 1
+        log.warning("agent_lost", agent=agent.agent_id, why=why, tasks=len(lost))
+        for task_id in lost:
+            flight = self.inflight.pop(task_id, None)
+            if flight is not None:
+                self._requeue(flight.pending, agent, f"agent {agent.agent_id} lost: {why}")
+
+    async def _retry(self, task_id: str, reason: str) -> None:
+        flight = self.inflight.pop(task_id, None)
+        if flight is not None:
+            self._requeue(flight.pending, flight.agent, reason)
+
+    def _take_inflight(self, task_id: str, identity: bytes) -> InflightTask | None:
+        flight = self.inflight.get(task_id)
+        if flight is None or flight.agent.identity != identity:
+            return None
+        del self.inflight[task_id]
+        flight.agent.in_flight.discard(task_id)
+        return flight
+
+    # ---- protocol ----------------------------------------------------------
+
+    def _apply(self, instance: LiveInstance, event: InstanceEvent) -> None:
+        try:
+            instance.state.apply(event)
+        except ProtocolError as exc:
+            log.warning("event_refused", instance_id=instance.state.instance_id, reason=str(exc))
+            return
+        self.journal.append(InstanceChanged(instance.state.instance_id, event))
+
+    def _advance(self, instance: LiveInstance) -> None:
+        state = instance.state
+        while True:
+            for step in state.next_steps():
+                match step:
+                    case Outcome():
+                        self._finish(instance)
+                        return
+                    case DrawAdjudicator(excluded=excluded):
+                        chosen = draw_adjudicator(
+                            sorted(self.fleet.models("adjudicator")), set(excluded), self.rng
+                        )
+                        self._apply(instance, AdjudicatorDrawn(chosen))
+                        break
+                    case Generate() | Review() | Adjudicate():
+                        key = (state.round, step.role, step.model)
+                        if key not in instance.tasks:
+                            task = PendingTask(self._new_task_id(state.instance_id), state.instance_id, step)
+                            instance.tasks[key] = task.task_id
+                            self.pending.append(task)
+            else:
+                return
+
+    def _finish(self, instance: LiveInstance) -> None:
+        state = instance.state
+        record = build_record(state, synthesis_round=instance.synthesis_round, seed_ids=instance.seed_ids)
+        self.writer.write(record)
+        assert state.outcome is not None
+        self.journal.append(
+            InstanceFinished(state.instance_id, state.outcome.decision, state.outcome.stage), sync=True
+        )
+        self.stats.count_record(record)
+        self.accepted = self.stats.counts["accepted"]
+        self.finished += 1
+        del self.instances[state.instance_id]
+        for task_id in [t for t, f in self.inflight.items() if f.pending.instance_id == state.instance_id]:
+            flight = self.inflight.pop(task_id)
+            flight.agent.in_flight.discard(task_id)
+        log.info("instance_finished", instance_id=state.instance_id, decision=record.decision,
+                 stage=record.stage, reason=record.reason)
+
+    def _requeue(self, pending: PendingTask, agent: AgentInfo, reason: str) -> None:
+        instance = self.instances.get(pending.instance_id)
+        if instance is None:
+            return
+        self.stats.retries += 1
+        self.journal.append(TaskRetried(pending.instance_id, pending.task_id, agent.agent_id, reason))
+        if pending.attempt > self.config.limits.task_retries:
+            step = pending.step
+            instance.tasks.pop((instance.state.round, step.role, step.model), None)
+            self._apply(
+                instance,
+                Failed(f"{step.role} task failed {pending.attempt} times; last: {reason[:500]}"),
+            )
+            self._advance(instance)
+            return
+        retry = PendingTask(
+            self._new_task_id(pending.instance_id),
+            pending.instance_id,
+            pending.step,
+            pending.attempt + 1,
+            pending.avoid | {agent.agent_id},
+        )
+        step = pending.step
+        instance.tasks[(instance.state.round, step.role, step.model)] = retry.task_id
+        self.pending.appendleft(retry)
+
+    def _new_task_id(self, instance_id: str) -> str:
+        return f"{instance_id}.t{next(self._task_ids)}"
+
+    # ---- starting instances and dispatching tasks ---------------------------
+
+    async def _pump(self) -> None:
+        if not self._fleet_ready or self._stopping:
+            return
+        while self._can_start():
+            if not self._start_instance():
+                break
+        await self._dispatch()
+
+    def _can_start(self) -> bool:
+        return (
+            len(self.instances) < self.config.run.max_in_flight
+            and self.started < self.max_instances
+            and self.accepted < self.target
+        )
+
+    def _start_instance(self) -> bool:
+        generators = sorted(self.fleet.models("generator"))
+        reviewers = sorted(self.fleet.models("reviewer"))
+        if not generators or len(set(generators) | set(reviewers)) < 2:
+            return False
+        try:
+            generator, committee = draw_roles(
+                generators, self.config.protocol, self.rng, reviewer_models=reviewers
+            )
+        except ProtocolError:
+            return False
+        seed = self.rng.choice(self.seeds)
+        pool = self._by_domain[seed.domain]
+        shots = self.rng.sample(pool, min(self.config.run.few_shot, len(pool)))
+        self.started += 1
+        instance_id = f"r1-{self.started:06d}"
+        examples = tuple(Example(s.instruction, s.response) for s in shots)
+        started = InstanceStarted(
+            instance_id, 1, seed.domain, generator, committee, tuple(s.id for s in shots), examples
+        )
+        self.journal.append(started)
+        self._open(started, [])
+        return True
+
+    def _open(self, started: InstanceStarted, events: list[InstanceEvent]) -> None:
+        state = InstanceState(
+            started.instance,
+            started.domain,
+            self.config.protocol,
+            started.generator,
+            started.reviewers,
+            started.examples,
+        )
+        instance = LiveInstance(state, started.round, list(started.seed_ids))
+        self.instances[started.instance] = instance
+        for event in events:
+            state.apply(event)
+        self._advance(instance)
+
+    def _restore_instances(self) -> None:
+        if self._resume is None:
+            return
+        for started, events in self._resume.unfinished:
+            try:
+                self._open(started, events)
+            except ProtocolError as exc:
+                log.warning("resume_replay_failed", instance_id=started.instance, reason=str(exc))
+                self.instances.pop(started.instance, None)
+        log.info("resumed", instances=len(self._resume.unfinished), finished=self.finished)
+
+    async def _dispatch(self) -> None:
+        assert self.router is not None
+        waiting: deque[PendingTask] = deque()
+        while self.pending:
+            pending = self.pending.popleft()
+            instance = self.instances.get(pending.instance_id)
+            if instance is None or instance.tasks.get(
+                (instance.state.round, pending.step.role, pending.step.model)
+            ) != pending.task_id:
+                continue  # the instance finished or moved on
+            step = pending.step
+            agent = self.fleet.pick(step.model, step.role, self.rng, pending.avoid)
+            if agent is None:
+                if not self.fleet.hosts(step.model, step.role):
+                    self._hand_over(instance, pending)
+                else:
+                    waiting.append(pending)
+                continue
+            deadline_s = self.config.limits.task_deadline_s
+            task = Task(
+                pending.task_id,
+                pending.instance_id,
+                step.role,
+                pending.attempt,
+                deadline_s,
+                msgspec.Raw(_encoder.encode(step.request)),
+            )
+            if not await self.router.send(agent.identity, task):
+                waiting.append(pending)
+                await self._agent_lost(agent.identity, "unreachable")
+                continue
+            agent.in_flight.add(pending.task_id)
+            self.inflight[pending.task_id] = InflightTask(
+                pending, agent, time.monotonic() + deadline_s + _DEADLINE_GRACE_S
+            )
+        self.pending.extend(waiting)
+
+    def _hand_over(self, instance: LiveInstance, pending: PendingTask) -> None:
+        """No live agent hosts the step's model: give the role to an uninvolved one."""
+        step = pending.step
+        candidates = sorted(self.fleet.models(step.role) - instance.state.involved)
+        instance.tasks.pop((instance.state.round, step.role, step.model), None)
+        if candidates:
+            new = self.rng.choice(candidates)
+            log.warning("role_handed_over", instance_id=instance.state.instance_id,
+                        role=step.role, old=step.model, new=new)
+            self._apply(instance, Replaced(step.model, new))
+        else:
+            self._apply(instance, Failed(f"no live model left for the {step.role} role"))
+        self._advance(instance)
+
+    # ---- reporting ---------------------------------------------------------
+
+    def progress(self) -> Progress:
+        return Progress(
+            self.accepted,
+            self.finished,
+            self.started,
+            self.target,
+            self.max_instances,
+            len(self.fleet.live()),
+            len(self.inflight),
+        )
+
+    def _summary(self) -> dict[str, Any]:
+        agents = {
+            a.agent_id: {
+                "model": a.model,
+                "alive": a.alive,
+                "completed": a.completed,
+                "failed": a.failed,
+                "in_flight": len(a.in_flight),
+                "host": a.host,
+            }
+            for a in self.fleet.agents.values()
+        }
+        bus = {"dropped_frames": 0, "drop_reasons": {}}
+        if self.router is not None:
+            bus = {"dropped_frames": self.router.dropped, "drop_reasons": dict(self.router.drop_reasons)}
+        return self.stats.summary(
+            target=self.target,
+            instances_started=self.started,
+            protocol=json.loads(msgspec.json.encode(self.config.protocol)),
+            agents=agents,
+            bus=bus,
+        )

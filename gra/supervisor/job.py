@@ -1,0 +1,172 @@
+"""One `gra run`: from a config file to a finished output directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gra.bus.endpoints import private_ipc_endpoint
+from gra.config import AgentConfig, Config
+from gra.data.seeds import load_seeds
+from gra.models import resolve
+from gra.supervisor.conductor import Conductor
+from gra.supervisor.conductor import Progress as RunProgress
+from gra.supervisor.launcher import AgentSpec, LocalLauncher
+from gra.supervisor.resume import load_resume_point
+
+
+class OutputDirError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    config_path: Path
+    out_dir: Path
+    resume: bool = False
+    target: int | None = None
+    show_progress: bool = True
+
+
+def default_out_dir(config: Config, config_path: Path) -> Path:
+    if config.run.out:
+        return config.resolve(config.run.out)
+    return Path("runs") / config_path.stem
+
+
+def _safe_id(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "agent"
+
+
+def agent_specs(config: Config) -> list[AgentSpec]:
+    """One spec per local agent process; model files are resolved and verified here, once."""
+    local = [a for a in config.agents if not a.remote]
+    llama_processes = sum(a.replicas for a in local if a.backend == "llamacpp")
+    threads = max(1, (os.cpu_count() or 2) // max(1, llama_processes))
+    specs = []
+    for agent in local:
+        args = _agent_args(config, agent, threads)
+        for replica in range(agent.replicas):
+            specs.append(AgentSpec(_safe_id(f"{agent.model_id}-{replica}"), tuple(args)))
+    return specs
+
+
+def _agent_args(config: Config, agent: AgentConfig, threads: int) -> list[str]:
+    args = [
+        "--role", ",".join(agent.roles),
+        "--backend", agent.backend,
+        "--model", agent.model_id,
+        "--output-retries", str(config.limits.output_retries),
+    ]
+    if agent.backend == "llamacpp":
+        path = resolve(agent.model, Path(config.base_dir))
+        args += ["--model-path", str(path), "--n-ctx", str(agent.n_ctx)]
+        args += ["--n-threads", str(agent.n_threads or threads)]
+    if agent.url:
+        args += ["--url", agent.url]
+    if agent.served_model:
+        args += ["--served-model", agent.served_model]
+    if agent.api_key_env:
+        args += ["--api-key-env", agent.api_key_env]
+    if agent.capacity:
+        args += ["--capacity", str(agent.capacity)]
+    if agent.factory:
+        args += ["--factory", agent.factory]
+    return args
+
+
+def prepare_out_dir(out_dir: Path, resume: bool) -> None:
+    journal = out_dir / "journal.jsonl"
+    if not resume and journal.exists() and journal.stat().st_size > 0:
+        raise OutputDirError(
+            f"{out_dir} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    probe = out_dir / ".write-test"
+    try:
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputDirError(f"{out_dir}: not writable: {exc.strerror}") from exc
+
+
+async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
+    if options.target is not None:
+        import msgspec
+
+        config = msgspec.structs.replace(
+            config, run=msgspec.structs.replace(config.run, target=options.target)
+        )
+    seeds = load_seeds(config.resolve(config.seeds.path), config.seeds)
+    specs = agent_specs(config)
+    prepare_out_dir(options.out_dir, options.resume)
+    resume_point = load_resume_point(options.out_dir) if options.resume else None
+    endpoint = config.bus.endpoint or private_ipc_endpoint()
+    expected_remote = sum(a.replicas for a in config.agents if a.remote)
+    launcher = LocalLauncher(options.out_dir / "logs")
+    with _progress_display(options.show_progress) as update:
+        conductor = Conductor(
+            config,
+            seeds,
+            options.out_dir,
+            endpoint,
+            launcher,
+            specs,
+            config_path=str(options.config_path),
+            resume=resume_point,
+            expected_remote=expected_remote,
+            on_progress=update,
+        )
+        return await conductor.run()
+
+
+class _progress_display:
+    """A rich progress bar of accepted items, or nothing when not wanted."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._progress = (
+            Progress(
+                TextColumn("[bold]accepted"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                transient=False,
+            )
+            if enabled
+            else None
+        )
+        self._task: Any = None
+
+    def __enter__(self) -> Any:
+        if self._progress is None:
+            return None
+        self._progress.start()
+        self._task = self._progress.add_task("run", total=None, detail="starting the fleet")
+        return self._update
+
+    def _update(self, p: RunProgress) -> None:
+        assert self._progress is not None
+        self._progress.update(
+            self._task,
+            completed=p.accepted,
+            total=p.target,
+            detail=(
+                f"instances {p.finished}/{p.started} (max {p.max_instances}) "
+                f"agents {p.agents_alive} tasks {p.in_flight_tasks}"
+            ),
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def run_sync(config: Config, options: JobOptions) -> dict[str, Any]:
+    return asyncio.run(run_job(config, options))

@@ -1,0 +1,151 @@
+"""The journal: an append-only record of every state change of a run.
+
+One msgpack-free JSON line per entry so that a human can read it. Resume
+replays it: finished instances are done; unfinished ones are rebuilt by
+applying their events to a fresh state machine, then continue.
+
+Write order gives exactly-once outputs: an instance's record is written to
+its output file and flushed BEFORE its ``finish`` entry; on resume, a record
+found in the outputs without a ``finish`` entry counts as finished.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from gra.protocols.peer_review import InstanceEvent
+from gra.protocols.roles import Example
+
+
+class Entry(msgspec.Struct, tag_field="t", frozen=True):
+    pass
+
+
+class RunStarted(Entry, tag="run"):
+    config_path: str
+    seed: int
+    at: float
+
+
+class InstanceStarted(Entry, tag="start"):
+    instance: str
+    round: int
+    domain: str
+    generator: str
+    reviewers: tuple[str, ...]
+    seed_ids: tuple[str, ...]
+    examples: tuple[Example, ...]
+
+
+class InstanceChanged(Entry, tag="event"):
+    instance: str
+    event: InstanceEvent
+
+
+class TaskRetried(Entry, tag="retry"):
+    instance: str
+    task_id: str
+    agent: str
+    reason: str
+
+
+class InstanceFinished(Entry, tag="finish"):
+    instance: str
+    decision: str
+    stage: str
+
+
+JournalEntry = RunStarted | InstanceStarted | InstanceChanged | TaskRetried | InstanceFinished
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(JournalEntry)
+
+
+class JournalError(Exception):
+    pass
+
+
+class Journal:
+    def __init__(self, path: Path, fsync_interval_s: float = 0.5) -> None:
+        self.path = path
+        self._file = path.open("ab")
+        self._fsync_interval_s = fsync_interval_s
+        self._last_sync = time.monotonic()
+
+    def append(self, entry: Entry, *, sync: bool = False) -> None:
+        self._file.write(_encoder.encode(entry) + b"\n")
+        self._file.flush()
+        now = time.monotonic()
+        if sync or now - self._last_sync > self._fsync_interval_s:
+            os.fsync(self._file.fileno())
+            self._last_sync = now
+
+    def close(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+
+def read_journal(path: Path) -> Iterator[JournalEntry]:
+    """Entries in order; a torn last line (a crash mid-write) is skipped."""
+    if not path.exists():
+        return
+    lines = path.read_bytes().split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield _decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            if number >= len(lines) - 1:
+                return  # torn tail
+            raise JournalError(f"{path}:{number}: corrupt journal entry: {exc}") from exc
+
+
+@dataclass
+class Replay:
+    """What a journal says about a run so far."""
+
+    started: dict[str, InstanceStarted] = field(default_factory=dict)
+    events: dict[str, list[InstanceEvent]] = field(default_factory=dict)
+    finished: dict[str, InstanceFinished] = field(default_factory=dict)
+
+    @property
+    def unfinished(self) -> list[str]:
+        return [i for i in self.started if i not in self.finished]
+
+
+def replay(path: Path) -> Replay:
+    result = Replay()
+    for entry in read_journal(path):
+        match entry:
+            case InstanceStarted(instance=instance):
+                result.started[instance] = entry
+                result.events[instance] = []
+            case InstanceChanged(instance=instance, event=event):
+                result.events.setdefault(instance, []).append(event)
+            case InstanceFinished(instance=instance):
+                result.finished[instance] = entry
+            case _:
+                pass
+    return result
+
+
+__all__ = [
+    "InstanceChanged",
+    "InstanceFinished",
+    "InstanceStarted",
+    "Journal",
+    "JournalError",
+    "Replay",
+    "RunStarted",
+    "TaskRetried",
+    "read_journal",
+    "replay",
+]

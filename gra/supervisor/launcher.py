@@ -1,0 +1,95 @@
+"""Starting agent processes. Local subprocesses today; the interface is what a
+cluster launcher (Ray, Slurm) would implement later, without touching the
+protocol or the bus.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+log = structlog.get_logger("gra.launcher")
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """Everything needed to start one agent process."""
+
+    agent_id: str
+    args: tuple[str, ...]
+
+
+class Launcher(Protocol):
+    def start(self, spec: AgentSpec, endpoint: str) -> None: ...
+    def exited(self) -> dict[str, int]:
+        """Agents whose process has ended since the last call, with exit codes."""
+        ...
+    def stop(self, grace_s: float) -> None: ...
+
+
+class LocalLauncher:
+    """Agents as child processes of the supervisor.
+
+    Children die with the supervisor even on SIGKILL (``--parent-pid`` makes
+    the agent ask the kernel for a parent-death signal), so they never
+    outlive it as orphans.
+    """
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._reported: set[str] = set()
+
+    def start(self, spec: AgentSpec, endpoint: str) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "gra",
+            "agent",
+            "--connect",
+            endpoint,
+            "--agent-id",
+            spec.agent_id,
+            "--parent-pid",
+            str(os.getpid()),
+            "--log-file",
+            str(self.log_dir / f"agent-{spec.agent_id}.jsonl"),
+            *spec.args,
+        ]
+        stderr = (self.log_dir / f"agent-{spec.agent_id}.stderr").open("ab")
+        self.processes[spec.agent_id] = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
+        )
+        self._reported.discard(spec.agent_id)
+        stderr.close()
+        log.info("agent_spawned", agent=spec.agent_id, pid=self.processes[spec.agent_id].pid)
+
+    def exited(self) -> dict[str, int]:
+        ended = {}
+        for agent_id, process in self.processes.items():
+            code = process.poll()
+            if code is not None and agent_id not in self._reported:
+                self._reported.add(agent_id)
+                ended[agent_id] = code
+        return ended
+
+    def stop(self, grace_s: float) -> None:
+        """SIGTERM (agents drain), then SIGKILL whatever is left after ``grace_s``."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

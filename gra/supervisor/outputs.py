@@ -1,0 +1,146 @@
+"""The run's outputs: accepted.jsonl, rejected.jsonl and summary.json.
+
+Records are appended whole (one write of one line, flushed and fsynced) so a
+crash leaves at most a torn last line, which ``repair`` cuts on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gra.protocols.messages import Usage
+from gra.protocols.records import ItemRecord
+
+ACCEPTED = "accepted.jsonl"
+REJECTED = "rejected.jsonl"
+SUMMARY = "summary.json"
+
+_encoder = msgspec.json.Encoder()
+
+
+def repair(path: Path) -> set[str]:
+    """Cut a torn last line; return the ids of the complete records."""
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end != len(data):
+        with path.open("r+b") as handle:
+            handle.truncate(end)
+    ids = set()
+    for line in data[:end].splitlines():
+        if line.strip():
+            ids.add(json.loads(line)["id"])
+    return ids
+
+
+class RecordWriter:
+    def __init__(self, out_dir: Path) -> None:
+        self._files = {
+            "accepted": (out_dir / ACCEPTED).open("ab"),
+            "rejected": (out_dir / REJECTED).open("ab"),
+        }
+
+    def write(self, record: ItemRecord) -> None:
+        handle = self._files["accepted" if record.decision == "accepted" else "rejected"]
+        handle.write(_encoder.encode(record) + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+
+
+COUNT_KEYS = (
+    "generated",
+    "rejected_instruction_check",
+    "rejected_score",
+    "adjudicated",
+    "rejected_adjudication",
+    "deduplicated",
+    "failed",
+    "accepted",
+)
+
+
+@dataclass
+class RunStats:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
+    usage: dict[str, dict[str, dict[str, float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(float)))
+    )
+    retries: int = 0
+    agents_lost: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+    previous_wall_seconds: float = 0.0
+
+    def count_record(self, record: ItemRecord) -> None:
+        if record.instruction:
+            self.counts["generated"] += 1
+        if record.adjudication is not None:
+            self.counts["adjudicated"] += 1
+        key = {
+            "instruction_check": "rejected_instruction_check",
+            "score": "rejected_score",
+            "adjudication": "rejected_adjudication",
+            "dedup": "deduplicated",
+            "failed": "failed",
+            "accepted": "accepted",
+        }[record.stage]
+        self.counts[key] += 1
+
+    def add_usage(self, model: str, role: str, usage: Usage) -> None:
+        slot = self.usage[model][role]
+        slot["calls"] += usage.calls
+        slot["prompt_tokens"] += usage.prompt_tokens
+        slot["completion_tokens"] += usage.completion_tokens
+        slot["seconds"] += usage.seconds
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.previous_wall_seconds + time.monotonic() - self.started_at
+
+    def summary(self, **extra: Any) -> dict[str, Any]:
+        models: dict[str, Any] = {}
+        for model, roles in self.usage.items():
+            total = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
+            for numbers in roles.values():
+                for key in total:
+                    total[key] += numbers[key]
+            total = {k: (round(v, 3) if k == "seconds" else int(v)) for k, v in total.items()}
+            total["roles"] = {
+                role: {k: (round(v, 3) if k == "seconds" else int(v)) for k, v in numbers.items()}
+                for role, numbers in roles.items()
+            }
+            models[model] = total
+        wall = self.wall_seconds
+        finished = sum(self.counts[k] for k in COUNT_KEYS if k not in ("generated", "adjudicated"))
+        return {
+            "counts": dict(self.counts),
+            "instances_finished": finished,
+            "wall_seconds": round(wall, 3),
+            "throughput": {
+                "instances_per_minute": round(60 * finished / wall, 3) if wall else 0.0,
+                "accepted_per_minute": round(60 * self.counts["accepted"] / wall, 3) if wall else 0.0,
+            },
+            "models": models,
+            "retries": self.retries,
+            "agents_lost": self.agents_lost,
+            **extra,
+        }
+
+
+def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
+    path = out_dir / SUMMARY
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(partial, path)

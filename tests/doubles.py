@@ -1,0 +1,71 @@
+"""Test doubles: a scripted backend for fault injection and fleet tests.
+
+``ScriptedBackend`` is a *stand-in* for a model, loaded by agents through the
+plugin backend (``factory = "tests.doubles:scripted"``). It answers every role
+with well-formed JSON after a configurable delay, so tests can exercise real
+processes and real sockets without waiting on a real model. Behaviour comes
+from environment variables so that each agent process can be told apart:
+
+- ``GRA_DOUBLE_DELAY_S``: seconds per call (default 0.05)
+- ``GRA_DOUBLE_SCORES``: JSON {model: score} for reviews/adjudications (default 9)
+- ``GRA_DOUBLE_GARBAGE``: JSON {model: "broken"|"range"|"empty"} output faults
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from gra.backends.base import ChatMessages, Completion, JsonSchema, Sampling
+
+SIX = ("correctness", "clarity", "completeness", "relevance", "coherence", "ethics")
+
+
+class ScriptedBackend:
+    def __init__(self, model: str, capacity: int = 1) -> None:
+        self.model = model
+        self.capacity = capacity
+        self.delay_s = float(os.environ.get("GRA_DOUBLE_DELAY_S", "0.05"))
+        self.score = int(json.loads(os.environ.get("GRA_DOUBLE_SCORES", "{}")).get(model, 9))
+        self.garbage = json.loads(os.environ.get("GRA_DOUBLE_GARBAGE", "{}")).get(model)
+        self.calls = 0
+
+    async def start(self) -> None:
+        pass
+
+    async def complete(
+        self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
+    ) -> Completion:
+        self.calls += 1
+        await asyncio.sleep(self.delay_s)
+        properties = schema.get("properties", {})
+        text = json.dumps(self._answer(properties, messages))
+        if self.garbage == "broken":
+            text = text[: len(text) // 2]
+        elif self.garbage == "range":
+            text = text.replace(f": {self.score}", ": 99")
+        elif self.garbage == "empty":
+            text = ""
+        return Completion(text, 10, 10, self.delay_s, "stop")
+
+    def _answer(self, properties: dict[str, Any], messages: ChatMessages) -> dict[str, Any]:
+        scores = dict.fromkeys(SIX, self.score)
+        if "instruction" in properties:
+            n = self.calls
+            return {
+                "instruction": f"Write a function number {n} from {self.model} that adds two numbers.",
+                "response": f"def add_{n}(a, b):\n    return a + b",
+            }
+        if "checks" in properties:
+            checks = {"rationality": True, "completeness": True, "clarity": True}
+            return {"checks": checks, "scores": scores, "strengths": "ok", "weaknesses": "none"}
+        return {"scores": scores, "feedback": f"adjudicated by {self.model}"}
+
+    async def aclose(self) -> None:
+        pass
+
+
+def scripted(options: Any) -> ScriptedBackend:
+    return ScriptedBackend(options.model, options.capacity or 1)
