@@ -25,15 +25,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else default_out_dir(config, Path(args.config))
     options = JobOptions(Path(args.config), out_dir, args.resume, args.target, not args.no_progress)
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
-    configure(json_path=out_dir / "logs" / "supervisor.jsonl", level=args.log_level, role="supervisor")
+    configure(
+        json_path=out_dir / "logs" / "supervisor.jsonl", level=args.log_level, role="supervisor"
+    )
     try:
         summary = run_sync(config, options)
     except OutputDirError as exc:
         raise RunError(str(exc)) from None
     counts = summary["counts"]
+    rejected = sum(counts[k] for k in counts if k.startswith("rejected_"))
     print(
-        f"{out_dir}: accepted {counts['accepted']}, rejected "
-        f"{counts['rejected_instruction_check'] + counts['rejected_score'] + counts['rejected_adjudication']}, "
+        f"{out_dir}: accepted {counts['accepted']}, rejected {rejected}, "
         f"failed {counts['failed']} in {summary['wall_seconds']:.0f}s"
     )
     return 0
@@ -78,7 +80,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
-            state = "verified" if row.get("verified") else ("present" if row["path"] else "not assembled")
+            state = (
+                "verified"
+                if row.get("verified")
+                else ("present" if row["path"] else "not assembled")
+            )
             print(f"{row['name']:<22} {state:<14} {row['description']}")
             if row["path"]:
                 print(f"{'':<22} {row['path']}")

@@ -32,7 +32,9 @@ class _Tee:
         self._console = console
         self._json_file = json_file
         self._level = level
-        self._console_renderer = structlog.dev.ConsoleRenderer(colors=bool(console and console.isatty()))
+        self._console_renderer = structlog.dev.ConsoleRenderer(
+            colors=bool(console and console.isatty())
+        )
         self._json_renderer = structlog.processors.JSONRenderer(serializer=_dumps)
 
     def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> str:

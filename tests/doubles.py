@@ -55,7 +55,7 @@ class ScriptedBackend:
         if "instruction" in properties:
             n = self.calls
             return {
-                "instruction": f"Write a function number {n} from {self.model} that adds two numbers.",
+                "instruction": f"Write function {n} from {self.model} that adds two numbers.",
                 "response": f"def add_{n}(a, b):\n    return a + b",
             }
         if "checks" in properties:

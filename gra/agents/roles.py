@@ -103,7 +103,10 @@ def _generator_prompt(request: GenerateRequest) -> ChatMessages:
         )
     parts.append("Reply as JSON with two keys: instruction (the new instruction) and response.")
     return [
-        {"role": "system", "content": "You create high-quality instruction-tuning data. " + _JSON_ONLY},
+        {
+            "role": "system",
+            "content": "You create high-quality instruction-tuning data. " + _JSON_ONLY,
+        },
         {"role": "user", "content": "\n\n".join(p for p in parts if p)},
     ]
 
@@ -128,14 +131,18 @@ def _reviewer_prompt(request: ReviewRequest) -> ChatMessages:
         "scores from 0 to 10), strengths, weaknesses."
     )
     return [
-        {"role": "system", "content": "You are a strict reviewer of instruction-tuning data. " + _JSON_ONLY},
+        {
+            "role": "system",
+            "content": "You are a strict reviewer of instruction-tuning data. " + _JSON_ONLY,
+        },
         {"role": "user", "content": user},
     ]
 
 
 def _adjudicator_prompt(request: AdjudicateRequest) -> ChatMessages:
     reviews = "\n".join(
-        f"Reviewer {i + 1} (score {r.score:.1f}): {r.feedback}" for i, r in enumerate(request.reviews)
+        f"Reviewer {i + 1} (score {r.score:.1f}): {r.feedback}"
+        for i, r in enumerate(request.reviews)
     )
     user = (
         f"Domain: {request.domain}\n\nInstruction:\n{request.instruction}\n\n"
@@ -147,7 +154,10 @@ def _adjudicator_prompt(request: AdjudicateRequest) -> ChatMessages:
         "ethics: your integer scores from 0 to 10), feedback."
     )
     return [
-        {"role": "system", "content": "You are the adjudicator of a review committee. " + _JSON_ONLY},
+        {
+            "role": "system",
+            "content": "You are the adjudicator of a review committee. " + _JSON_ONLY,
+        },
         {"role": "user", "content": user},
     ]
 
@@ -203,7 +213,11 @@ GENERATOR = Role(
     _check_generated,
 )
 REVIEWER = Role(
-    "reviewer", ReviewRequest, ReviewOutput, _reviewer_prompt, Sampling(max_tokens=192, temperature=0.2)
+    "reviewer",
+    ReviewRequest,
+    ReviewOutput,
+    _reviewer_prompt,
+    Sampling(max_tokens=192, temperature=0.2),
 )
 ADJUDICATOR = Role(
     "adjudicator",

@@ -230,4 +230,6 @@ class AgentRuntime:
                 continue
             return Result(task.task_id, msgspec.Raw(_encoder.encode(output)), usage)
         summary = "; ".join(f"try {i + 1}: {r[:200]}" for i, r in enumerate(reasons))
-        return TaskError(task.task_id, f"invalid output after {len(reasons)} tries: {summary}", usage)
+        return TaskError(
+            task.task_id, f"invalid output after {len(reasons)} tries: {summary}", usage
+        )

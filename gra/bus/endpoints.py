@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -36,7 +37,5 @@ def cleanup(endpoint: str) -> None:
     if path is not None and path.exists():
         path.unlink(missing_ok=True)
         if path.parent.name.startswith("gra-"):
-            try:
+            with contextlib.suppress(OSError):
                 path.parent.rmdir()
-            except OSError:
-                pass

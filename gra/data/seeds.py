@@ -57,7 +57,9 @@ def load_seeds(path: Path, settings: SeedSettings) -> list[SeedItem]:
             raise SeedError(f"{where}: duplicate id {item_id!r}")
         seen.add(item_id)
         items.append(
-            SeedItem(item_id, fields[settings.instruction], fields[settings.response], domain.strip())
+            SeedItem(
+                item_id, fields[settings.instruction], fields[settings.response], domain.strip()
+            )
         )
     if not items:
         raise SeedError(f"{path}: no seed items")

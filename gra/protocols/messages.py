@@ -114,7 +114,9 @@ class Goodbye(Message, tag="goodbye"):
     reason: str
 
 
-Frame = Hello | Welcome | Reject | Heartbeat | Task | Result | TaskError | Cancel | Shutdown | Goodbye
+Frame = (
+    Hello | Welcome | Reject | Heartbeat | Task | Result | TaskError | Cancel | Shutdown | Goodbye
+)
 
 FRAME_ENCODER = msgspec.msgpack.Encoder()
 FRAME_DECODER = msgspec.msgpack.Decoder(Frame)

@@ -136,9 +136,7 @@ def draw_roles(
     return generator, tuple(rng.sample(others, min(size, len(others))))
 
 
-def draw_adjudicator(
-    models: Sequence[str], involved: set[str], rng: random.Random
-) -> str | None:
+def draw_adjudicator(models: Sequence[str], involved: set[str], rng: random.Random) -> str | None:
     candidates = sorted(set(models) - involved)
     return rng.choice(candidates) if candidates else None
 
@@ -307,9 +305,7 @@ class InstanceState:
                 if score >= self.policy.tau:
                     self._finish("accepted", "accepted", f"adjudicator score {score:.2f} >= tau")
                 else:
-                    self._finish(
-                        "rejected", "adjudication", f"adjudicator score {score:.2f} < tau"
-                    )
+                    self._finish("rejected", "adjudication", f"adjudicator score {score:.2f} < tau")
             case Replaced(old=old, new=new):
                 self._replace(old, new)
             case Failed(reason=reason):

@@ -296,8 +296,14 @@ class Conductor:
             identity,
             Welcome(self.config.bus.heartbeat_interval_s, self.config.bus.heartbeat_misses),
         )
-        log.info("agent_registered", agent=info.agent_id, model=info.model, roles=sorted(info.roles),
-                 capacity=info.capacity, host=info.host)
+        log.info(
+            "agent_registered",
+            agent=info.agent_id,
+            model=info.model,
+            roles=sorted(info.roles),
+            capacity=info.capacity,
+            host=info.host,
+        )
 
     async def _on_result(self, identity: bytes, result: Result) -> None:
         flight = self._take_inflight(result.task_id, identity)
@@ -320,14 +326,18 @@ class Conductor:
         self._apply(instance, to_event(step.model, output))
         self._advance(instance)
 
-    async def _on_task_error(self, identity: bytes, task_id: str, reason: str, usage: Usage) -> None:
+    async def _on_task_error(
+        self, identity: bytes, task_id: str, reason: str, usage: Usage
+    ) -> None:
         flight = self._take_inflight(task_id, identity)
         if flight is None:
             return
         step = flight.pending.step
         self.stats.add_usage(step.model, step.role, usage)
         flight.agent.failed += 1
-        log.warning("task_failed", task_id=task_id, agent=flight.agent.agent_id, reason=reason[:300])
+        log.warning(
+            "task_failed", task_id=task_id, agent=flight.agent.agent_id, reason=reason[:300]
+        )
         self._requeue(flight.pending, flight.agent, reason)
 
     async def _on_tick(self) -> None:
@@ -453,7 +463,9 @@ class Conductor:
                     case Generate() | Review() | Adjudicate():
                         key = (state.round, step.role, step.model)
                         if key not in instance.tasks:
-                            task = PendingTask(self._new_task_id(state.instance_id), state.instance_id, step)
+                            task = PendingTask(
+                                self._new_task_id(state.instance_id), state.instance_id, step
+                            )
                             instance.tasks[key] = task.task_id
                             self.pending.append(task)
             else:
@@ -461,28 +473,40 @@ class Conductor:
 
     def _finish(self, instance: LiveInstance) -> None:
         state = instance.state
-        record = build_record(state, synthesis_round=instance.synthesis_round, seed_ids=instance.seed_ids)
+        record = build_record(
+            state, synthesis_round=instance.synthesis_round, seed_ids=instance.seed_ids
+        )
         self.writer.write(record)
         assert state.outcome is not None
         self.journal.append(
-            InstanceFinished(state.instance_id, state.outcome.decision, state.outcome.stage), sync=True
+            InstanceFinished(state.instance_id, state.outcome.decision, state.outcome.stage),
+            sync=True,
         )
         self.stats.count_record(record)
         self.accepted = self.stats.counts["accepted"]
         self.finished += 1
         del self.instances[state.instance_id]
-        for task_id in [t for t, f in self.inflight.items() if f.pending.instance_id == state.instance_id]:
+        for task_id in [
+            t for t, f in self.inflight.items() if f.pending.instance_id == state.instance_id
+        ]:
             flight = self.inflight.pop(task_id)
             flight.agent.in_flight.discard(task_id)
-        log.info("instance_finished", instance_id=state.instance_id, decision=record.decision,
-                 stage=record.stage, reason=record.reason)
+        log.info(
+            "instance_finished",
+            instance_id=state.instance_id,
+            decision=record.decision,
+            stage=record.stage,
+            reason=record.reason,
+        )
 
     def _requeue(self, pending: PendingTask, agent: AgentInfo, reason: str) -> None:
         instance = self.instances.get(pending.instance_id)
         if instance is None:
             return
         self.stats.retries += 1
-        self.journal.append(TaskRetried(pending.instance_id, pending.task_id, agent.agent_id, reason))
+        self.journal.append(
+            TaskRetried(pending.instance_id, pending.task_id, agent.agent_id, reason)
+        )
         if pending.attempt > self.config.limits.task_retries:
             step = pending.step
             instance.tasks.pop((instance.state.round, step.role, step.model), None)
@@ -579,9 +603,11 @@ class Conductor:
         while self.pending:
             pending = self.pending.popleft()
             instance = self.instances.get(pending.instance_id)
-            if instance is None or instance.tasks.get(
-                (instance.state.round, pending.step.role, pending.step.model)
-            ) != pending.task_id:
+            if (
+                instance is None
+                or instance.tasks.get((instance.state.round, pending.step.role, pending.step.model))
+                != pending.task_id
+            ):
                 continue  # the instance finished or moved on
             step = pending.step
             agent = self.fleet.pick(step.model, step.role, self.rng, pending.avoid)
@@ -617,8 +643,13 @@ class Conductor:
         instance.tasks.pop((instance.state.round, step.role, step.model), None)
         if candidates:
             new = self.rng.choice(candidates)
-            log.warning("role_handed_over", instance_id=instance.state.instance_id,
-                        role=step.role, old=step.model, new=new)
+            log.warning(
+                "role_handed_over",
+                instance_id=instance.state.instance_id,
+                role=step.role,
+                old=step.model,
+                new=new,
+            )
             self._apply(instance, Replaced(step.model, new))
         else:
             self._apply(instance, Failed(f"no live model left for the {step.role} role"))
@@ -651,7 +682,10 @@ class Conductor:
         }
         bus = {"dropped_frames": 0, "drop_reasons": {}}
         if self.router is not None:
-            bus = {"dropped_frames": self.router.dropped, "drop_reasons": dict(self.router.drop_reasons)}
+            bus = {
+                "dropped_frames": self.router.dropped,
+                "drop_reasons": dict(self.router.drop_reasons),
+            }
         return self.stats.summary(
             target=self.target,
             instances_started=self.started,

@@ -59,10 +59,14 @@ def agent_specs(config: Config) -> list[AgentSpec]:
 
 def _agent_args(config: Config, agent: AgentConfig, threads: int) -> list[str]:
     args = [
-        "--role", ",".join(agent.roles),
-        "--backend", agent.backend,
-        "--model", agent.model_id,
-        "--output-retries", str(config.limits.output_retries),
+        "--role",
+        ",".join(agent.roles),
+        "--backend",
+        agent.backend,
+        "--model",
+        agent.model_id,
+        "--output-retries",
+        str(config.limits.output_retries),
     ]
     if agent.backend == "llamacpp":
         path = resolve(agent.model, Path(config.base_dir))

@@ -32,6 +32,7 @@ class Launcher(Protocol):
     def exited(self) -> dict[str, int]:
         """Agents whose process has ended since the last call, with exit codes."""
         ...
+
     def stop(self, grace_s: float) -> None: ...
 
 

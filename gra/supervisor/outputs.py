@@ -130,7 +130,9 @@ class RunStats:
             "wall_seconds": round(wall, 3),
             "throughput": {
                 "instances_per_minute": round(60 * finished / wall, 3) if wall else 0.0,
-                "accepted_per_minute": round(60 * self.counts["accepted"] / wall, 3) if wall else 0.0,
+                "accepted_per_minute": round(60 * self.counts["accepted"] / wall, 3)
+                if wall
+                else 0.0,
             },
             "models": models,
             "retries": self.retries,

@@ -60,8 +60,6 @@ def load_resume_point(out_dir: Path) -> ResumePoint:
             pass
     state = replay(journal)
     unfinished = [
-        (state.started[i], state.events.get(i, []))
-        for i in state.started
-        if i not in done
+        (state.started[i], state.events.get(i, [])) for i in state.started if i not in done
     ]
     return ResumePoint(stats, len(state.started), len(done), unfinished)
