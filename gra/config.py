@@ -77,6 +77,9 @@ class Limits(_Strict):
     task_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 2
     output_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 2
     startup_timeout_s: Seconds = 600.0
+    # How long a task waits for its model to come back (an agent restarting)
+    # when no uninvolved model can take the role over; then the instance fails.
+    model_grace_s: Seconds = 60.0
 
 
 class BusSettings(_Strict):

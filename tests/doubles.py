@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from typing import Any
 
 from gra.backends.base import ChatMessages, Completion, JsonSchema, Sampling
@@ -39,7 +40,8 @@ class ScriptedBackend:
         self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
     ) -> Completion:
         self.calls += 1
-        await asyncio.sleep(self.delay_s)
+        # Block a worker thread, as llama.cpp inference does.
+        await asyncio.to_thread(time.sleep, self.delay_s)
         properties = schema.get("properties", {})
         text = json.dumps(self._answer(properties, messages))
         if self.garbage == "broken":

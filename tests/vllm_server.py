@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -131,12 +131,13 @@ def running_vllm_server(
     *,
     startup_timeout: float = 300.0,
     log_dir: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[str]:
     """Serve the converted model as `served_name` and yield the base URL (http://127.0.0.1:PORT).
 
     Startup takes minutes on a small CPU machine, hence the generous timeout.
     The log goes to `log_dir` (kept) or to a temporary directory (removed on
-    exit); its tail is in any startup error.
+    exit); its tail is in any startup error. `extra_args` go to vLLM's CLI.
     """
     reason = vllm_available()
     if reason is not None:
@@ -154,6 +155,7 @@ def running_vllm_server(
             "--max-model-len", "2048",
             "--host", "127.0.0.1",
             "--port", str(port),
+            *extra_args,
         ]  # fmt: skip
         log_file = stack.enter_context(log_path.open("wb"))
         proc = subprocess.Popen(

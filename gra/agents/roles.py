@@ -125,7 +125,7 @@ def _reviewer_prompt(request: ReviewRequest) -> ChatMessages:
         "First check the instruction, answering true or false for each: rationality (it makes "
         "sense and can be answered), completeness (it contains everything needed to answer), "
         f"clarity (it is unambiguous). Then review the response. {_REVIEW_RUBRIC} "
-        "Finally name its strengths and weaknesses in one sentence each.\n"
+        "Finally name its main strength and main weakness, in one short sentence each.\n"
         "Reply as JSON with: checks (rationality, completeness, clarity: true or false), "
         "scores (correctness, clarity, completeness, relevance, coherence, ethics: your integer "
         "scores from 0 to 10), strengths, weaknesses."
@@ -209,7 +209,7 @@ GENERATOR = Role(
     GenerateRequest,
     GeneratedItem,
     _generator_prompt,
-    Sampling(max_tokens=448, temperature=0.8),
+    Sampling(max_tokens=384, temperature=0.8),
     _check_generated,
 )
 REVIEWER = Role(
@@ -217,7 +217,7 @@ REVIEWER = Role(
     ReviewRequest,
     ReviewOutput,
     _reviewer_prompt,
-    Sampling(max_tokens=192, temperature=0.2),
+    Sampling(max_tokens=224, temperature=0.2),
 )
 ADJUDICATOR = Role(
     "adjudicator",

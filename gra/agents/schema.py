@@ -1,10 +1,10 @@
 """JSON schemas for constraining model output.
 
 msgspec derives the schema from the output Struct; grammar engines want it
-self-contained (no ``$ref``) and without string-length bounds (each bound
-becomes grammar rules), so we inline references and drop those bounds:
-``max_tokens`` limits the model, and msgspec still enforces the real bounds
-when it decodes the output.
+self-contained (no ``$ref``) and without long string-length bounds (each unit
+of a bound becomes grammar rules), so we inline references and keep only
+short bounds (which keep feedback brief); ``max_tokens`` limits the rest,
+and msgspec still enforces every bound when it decodes the output.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+
+
+GRAMMAR_MAX_LENGTH = 400
 
 
 def model_schema(output_type: type) -> dict[str, Any]:
@@ -27,7 +30,8 @@ def model_schema(output_type: type) -> dict[str, Any]:
                 out.setdefault("additionalProperties", False)
             if out.get("type") == "string":
                 out.pop("minLength", None)
-                out.pop("maxLength", None)
+                if out.get("maxLength", 0) > GRAMMAR_MAX_LENGTH:
+                    out.pop("maxLength")
             return out
         if isinstance(node, list):
             return [resolve(v) for v in node]

@@ -14,6 +14,8 @@ import msgspec
 Score = Annotated[int, msgspec.Meta(ge=0, le=10)]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
 Feedback = Annotated[str, msgspec.Meta(max_length=4_000)]
+# Short enough that a grammar can enforce it, which keeps small models brief.
+Brief = Annotated[str, msgspec.Meta(max_length=240)]
 
 SCORE_NAMES = ("correctness", "clarity", "completeness", "relevance", "coherence", "ethics")
 CHECK_NAMES = ("rationality", "completeness", "clarity")
@@ -76,8 +78,8 @@ class ReviewRequest(msgspec.Struct, frozen=True):
 class ReviewOutput(msgspec.Struct, frozen=True):
     checks: Checks
     scores: Scores
-    strengths: Feedback
-    weaknesses: Feedback
+    strengths: Brief
+    weaknesses: Brief
 
     def feedback(self) -> str:
         return f"Strengths: {self.strengths}\nWeaknesses: {self.weaknesses}"
@@ -99,4 +101,4 @@ class AdjudicateRequest(msgspec.Struct, frozen=True):
 
 class AdjudicationOutput(msgspec.Struct, frozen=True):
     scores: Scores
-    feedback: Feedback
+    feedback: Brief

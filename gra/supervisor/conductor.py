@@ -97,6 +97,8 @@ class PendingTask:
     step: TaskStep
     attempt: int = 1
     avoid: set[str] = field(default_factory=set)
+    # When the step's model was first found with no live agent.
+    hostless_since: float | None = None
 
 
 @dataclass
@@ -418,6 +420,9 @@ class Conductor:
             return
         self.stats.agents_lost += 1
         log.warning("agent_lost", agent=agent.agent_id, why=why, tasks=len(lost))
+        if agent.agent_id in self.local_agents and not why.startswith("process exited"):
+            # A hung local agent (stopped, deadlocked) is ended so it can be restarted.
+            self.launcher.kill(agent.agent_id)
         for task_id in lost:
             flight = self.inflight.pop(task_id, None)
             if flight is not None:
@@ -612,11 +617,10 @@ class Conductor:
             step = pending.step
             agent = self.fleet.pick(step.model, step.role, self.rng, pending.avoid)
             if agent is None:
-                if not self.fleet.hosts(step.model, step.role):
-                    self._hand_over(instance, pending)
-                else:
+                if self.fleet.hosts(step.model, step.role) or not self._hand_over(instance, pending):
                     waiting.append(pending)
                 continue
+            pending.hostless_since = None
             deadline_s = self.config.limits.task_deadline_s
             task = Task(
                 pending.task_id,
@@ -636,10 +640,17 @@ class Conductor:
             )
         self.pending.extend(waiting)
 
-    def _hand_over(self, instance: LiveInstance, pending: PendingTask) -> None:
-        """No live agent hosts the step's model: give the role to an uninvolved one."""
+    def _hand_over(self, instance: LiveInstance, pending: PendingTask) -> bool:
+        """No live agent hosts the step's model: give the role to an uninvolved model,
+        or, if there is none, wait ``model_grace_s`` for the model to come back, then
+        fail the instance. Returns False while the task should keep waiting."""
         step = pending.step
         candidates = sorted(self.fleet.models(step.role) - instance.state.involved)
+        now = time.monotonic()
+        if pending.hostless_since is None:
+            pending.hostless_since = now
+        if not candidates and now - pending.hostless_since < self.config.limits.model_grace_s:
+            return False
         instance.tasks.pop((instance.state.round, step.role, step.model), None)
         if candidates:
             new = self.rng.choice(candidates)
@@ -654,6 +665,7 @@ class Conductor:
         else:
             self._apply(instance, Failed(f"no live model left for the {step.role} role"))
         self._advance(instance)
+        return True
 
     # ---- reporting ---------------------------------------------------------
 

@@ -33,6 +33,9 @@ class Launcher(Protocol):
         """Agents whose process has ended since the last call, with exit codes."""
         ...
 
+    def kill(self, agent_id: str) -> None:
+        """End a hung agent at once so that it can be started afresh."""
+        ...
     def stop(self, grace_s: float) -> None: ...
 
 
@@ -81,6 +84,11 @@ class LocalLauncher:
                 self._reported.add(agent_id)
                 ended[agent_id] = code
         return ended
+
+    def kill(self, agent_id: str) -> None:
+        process = self.processes.get(agent_id)
+        if process is not None and process.poll() is None:
+            process.kill()
 
     def stop(self, grace_s: float) -> None:
         """SIGTERM (agents drain), then SIGKILL whatever is left after ``grace_s``."""

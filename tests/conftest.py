@@ -1,0 +1,70 @@
+"""Shared fixtures: fleet configs that run real agent processes on real sockets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "examples" / "seeds.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def _agents_import_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Agent processes load the scripted backend from ``tests.doubles``."""
+    path = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT}{os.pathsep}{path}" if path else str(ROOT))
+
+
+def scripted_config(
+    directory: Path,
+    models: list[str],
+    *,
+    target: int = 6,
+    max_in_flight: int = 4,
+    replicas: dict[str, int] | None = None,
+    extra: str = "",
+) -> Path:
+    """A config whose agents are real processes backed by the scripted test double."""
+    lines = [
+        "[run]",
+        f"target = {target}",
+        f"max_in_flight = {max_in_flight}",
+        "[seeds]",
+        f'path = "{SEEDS}"',
+        "[bus]",
+        "heartbeat_interval_s = 0.2",
+        "heartbeat_misses = 5",
+        "[limits]",
+        "startup_timeout_s = 60",
+        extra,
+    ]
+    for model in models:
+        lines += [
+            "[[agents]]",
+            f'model = "{model}"',
+            'backend = "plugin"',
+            'factory = "tests.doubles:scripted"',
+            f"replicas = {(replicas or {}).get(model, 1)}",
+        ]
+    path = directory / "fleet.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.fixture
+def double_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    monkeypatch.setenv("GRA_DOUBLE_DELAY_S", "0.05")
+    yield monkeypatch

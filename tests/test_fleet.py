@@ -1,0 +1,190 @@
+"""A fleet of real agent processes on real sockets, driven by a real supervisor.
+
+Agents are backed by the scripted test double so the tests are about the
+fleet (registration, heartbeats, death, retries, shutdown), not the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gra.bus import private_ipc_endpoint
+from gra.config import load_config
+from gra.data.seeds import load_seeds
+from gra.supervisor.conductor import Conductor
+from gra.supervisor.job import agent_specs, prepare_out_dir
+from gra.supervisor.launcher import LocalLauncher
+from tests.conftest import pid_alive, scripted_config
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def make_conductor(config_path: Path, out: Path) -> Conductor:
+    config = load_config(config_path)
+    prepare_out_dir(out, resume=False)
+    return Conductor(
+        config,
+        load_seeds(config.resolve(config.seeds.path), config.seeds),
+        out,
+        private_ipc_endpoint(),
+        LocalLauncher(out / "logs"),
+        agent_specs(config),
+    )
+
+
+def check_outputs(out: Path, summary: dict) -> tuple[list[dict], list[dict]]:
+    accepted = read_jsonl(out / "accepted.jsonl")
+    rejected = read_jsonl(out / "rejected.jsonl")
+    ids = [r["id"] for r in accepted + rejected]
+    assert len(ids) == len(set(ids)), "an instance was written twice"
+    counts = summary["counts"]
+    assert counts["accepted"] == len(accepted)
+    assert (
+        counts["rejected_instruction_check"]
+        + counts["rejected_score"]
+        + counts["rejected_adjudication"]
+        + counts["failed"]
+        == len(rejected)
+    )
+    journal = read_jsonl(out / "journal.jsonl")
+    finished = [e["instance"] for e in journal if e["t"] == "finish"]
+    assert sorted(finished) == sorted(ids), "journal and outputs disagree"
+    started = [e["instance"] for e in journal if e["t"] == "start"]
+    assert sorted(started) == sorted(ids), "an instance started but never finished"
+    return accepted, rejected
+
+
+async def test_fleet_registers_runs_and_shuts_down_cleanly(tmp_path: Path, double_env) -> None:
+    config = scripted_config(tmp_path, ["a", "b", "c", "d"], target=8)
+    conductor = make_conductor(config, tmp_path / "out")
+    summary = await asyncio.wait_for(conductor.run(), 120)
+
+    agents = summary["agents"]
+    assert sorted(agents) == ["a-0", "b-0", "c-0", "d-0"]
+    assert all(a["completed"] > 0 for a in agents.values()), agents
+    accepted, _ = check_outputs(tmp_path / "out", summary)
+    assert len(accepted) >= 8
+    for record in accepted:
+        reviewers = [r["model"] for r in record["reviews"]]
+        assert len(reviewers) == 3 and record["generator"]["model"] not in reviewers
+        assert record["decision"] == "accepted" and record["mean"] == 9.0
+    # Graceful shutdown: every agent process has exited and been reaped.
+    launcher = conductor.launcher
+    assert isinstance(launcher, LocalLauncher)
+    for agent_id, process in launcher.processes.items():
+        assert process.returncode == 0, f"{agent_id} exited with {process.returncode}"
+        assert not pid_alive(process.pid)
+
+
+async def test_agent_killed_mid_task_is_replaced(tmp_path: Path, double_env) -> None:
+    double_env.setenv("GRA_DOUBLE_DELAY_S", "0.6")
+    config = scripted_config(tmp_path, ["a", "b", "c", "d"], target=6, max_in_flight=4)
+    conductor = make_conductor(config, tmp_path / "out")
+    killed: dict[str, object] = {}
+
+    async def kill_one_busy_agent() -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            busy = [a for a in conductor.fleet.live() if a.in_flight and conductor.finished >= 1]
+            if busy:
+                victim = busy[0]
+                killed.update(agent=victim.agent_id, tasks=set(victim.in_flight), pid=victim.pid)
+                os.kill(victim.pid, signal.SIGKILL)
+                return
+
+    killer = asyncio.create_task(kill_one_busy_agent())
+    summary = await asyncio.wait_for(conductor.run(), 180)
+    await killer
+    assert killed, "no agent was ever busy"
+    assert summary["agents_lost"] >= 1
+    accepted, rejected = check_outputs(tmp_path / "out", summary)
+    journal = read_jsonl(tmp_path / "out" / "journal.jsonl")
+    retried = [e for e in journal if e["t"] == "retry" and e["task_id"] in killed["tasks"]]
+    assert retried, "the killed agent's tasks were not retried"
+    for entry in retried:
+        assert entry["agent"] == killed["agent"]
+        record = next(r for r in accepted + rejected if r["id"] == entry["instance"])
+        assert record["decision"] == "accepted", record["reason"]
+    # The killed agent came back (restarted by the supervisor) or others took over;
+    # either way no task is left with it.
+    assert all(a["in_flight"] == 0 for a in summary["agents"].values())
+
+
+async def test_frozen_agent_is_declared_dead_and_its_work_moves(tmp_path: Path, double_env) -> None:
+    double_env.setenv("GRA_DOUBLE_DELAY_S", "0.3")
+    config = scripted_config(tmp_path, ["a", "b", "c", "d"], target=6)
+    conductor = make_conductor(config, tmp_path / "out")
+    frozen: list[int] = []
+
+    async def freeze_one_busy_agent() -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            busy = [a for a in conductor.fleet.live() if a.in_flight]
+            if busy:
+                frozen.append(busy[0].pid)
+                os.kill(busy[0].pid, signal.SIGSTOP)
+                return
+
+    freezer = asyncio.create_task(freeze_one_busy_agent())
+    try:
+        summary = await asyncio.wait_for(conductor.run(), 180)
+    finally:
+        await freezer
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert summary["agents_lost"] >= 1
+    assert not pid_alive(frozen[0]), "the hung agent was not ended"
+    accepted, rejected = check_outputs(tmp_path / "out", summary)
+    assert len(accepted) >= 6 and not [r for r in rejected if r["decision"] == "failed"]
+
+
+def _spawned_pids(out: Path) -> list[int]:
+    log = out / "logs" / "supervisor.jsonl"
+    if not log.exists():
+        return []
+    return [e["pid"] for e in read_jsonl(log) if e.get("event") == "agent_spawned"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_stopped_supervisor_leaves_no_orphans(tmp_path: Path, double_env, sig: int) -> None:
+    double_env.setenv("GRA_DOUBLE_DELAY_S", "0.5")
+    config = scripted_config(tmp_path, ["a", "b", "c"], target=1000)
+    out = tmp_path / "out"
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "gra", "run", str(config), "--out", str(out), "--no-progress"],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "accepted.jsonl").exists() or not read_jsonl(out / "accepted.jsonl"):
+            assert time.monotonic() < deadline, "the run never accepted anything"
+            assert supervisor.poll() is None, supervisor.stderr.read().decode()
+            time.sleep(0.1)
+        pids = _spawned_pids(out)
+        assert len(pids) == 3 and all(pid_alive(p) for p in pids)
+        supervisor.send_signal(sig)
+        supervisor.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in pids if pid_alive(p)], "agents outlived their supervisor"
+        if sig == signal.SIGINT:
+            assert supervisor.returncode == 130
+            assert "--resume" in supervisor.stderr.read().decode()
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
