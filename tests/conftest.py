@@ -26,6 +26,8 @@ def scripted_config(
     target: int = 6,
     max_in_flight: int = 4,
     replicas: dict[str, int] | None = None,
+    remote: tuple[str, ...] = (),
+    endpoint: str | None = None,
     extra: str = "",
 ) -> Path:
     """A config whose agents are real processes backed by the scripted test double."""
@@ -38,6 +40,7 @@ def scripted_config(
         "[bus]",
         "heartbeat_interval_s = 0.2",
         "heartbeat_misses = 5",
+        f'endpoint = "{endpoint}"' if endpoint else "",
         "[limits]",
         "startup_timeout_s = 60",
         extra,
@@ -50,6 +53,8 @@ def scripted_config(
             'factory = "tests.doubles:scripted"',
             f"replicas = {(replicas or {}).get(model, 1)}",
         ]
+    for model in remote:
+        lines += ["[[agents]]", f'model = "{model}"', "remote = true"]
     path = directory / "fleet.toml"
     path.write_text("\n".join(lines) + "\n")
     return path

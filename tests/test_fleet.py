@@ -31,16 +31,17 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def make_conductor(config_path: Path, out: Path) -> Conductor:
+def make_conductor(config_path: Path, out: Path, expected_remote: int = 0) -> Conductor:
     config = load_config(config_path)
     prepare_out_dir(out, resume=False)
     return Conductor(
         config,
         load_seeds(config.resolve(config.seeds.path), config.seeds),
         out,
-        private_ipc_endpoint(),
+        config.bus.endpoint or private_ipc_endpoint(),
         LocalLauncher(out / "logs"),
         agent_specs(config),
+        expected_remote=expected_remote,
     )
 
 
@@ -188,3 +189,41 @@ def test_stopped_supervisor_leaves_no_orphans(tmp_path: Path, double_env, sig: i
         if supervisor.poll() is None:
             supervisor.kill()
             supervisor.wait()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_remote_agent_joins_over_tcp(tmp_path: Path, double_env) -> None:
+    port = _free_port()
+    config = scripted_config(
+        tmp_path, ["a", "b"], target=6, remote=("remote",), endpoint=f"tcp://127.0.0.1:{port}"
+    )
+    conductor = make_conductor(config, tmp_path / "out", expected_remote=1)
+    remote = subprocess.Popen(
+        [
+            sys.executable, "-m", "gra", "agent",
+            "--connect", f"tcp://127.0.0.1:{port}",
+            "--backend", "plugin", "--factory", "tests.doubles:scripted",
+            "--model", "remote", "--agent-id", "remote-host-1",
+        ],  # fmt: skip
+        stderr=subprocess.PIPE,
+    )
+    try:
+        summary = await asyncio.wait_for(conductor.run(), 120)
+        assert remote.wait(timeout=30) == 0, remote.stderr.read().decode()[-2000:]
+    finally:
+        if remote.poll() is None:
+            remote.kill()
+            remote.wait()
+    assert summary["agents"]["remote-host-1"]["completed"] > 0
+    accepted, _ = check_outputs(tmp_path / "out", summary)
+    involved = {r["generator"]["model"] for r in accepted} | {
+        rv["model"] for r in accepted for rv in r["reviews"]
+    }
+    assert "remote" in involved
