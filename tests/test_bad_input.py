@@ -117,7 +117,9 @@ def test_seed_file_that_is_not_text(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 2 and f"{seeds}: not UTF-8 text" in err
 
 
-def test_existing_run_is_not_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_existing_run_is_not_overwritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "journal.jsonl").write_text('{"t":"run","config_path":"x","seed":0,"at":0}\n')

@@ -31,6 +31,10 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def count_lines(path: Path) -> int:
+    return len(read_jsonl(path)) if path.exists() else 0
+
+
 def make_conductor(config_path: Path, out: Path, expected_remote: int = 0) -> Conductor:
     config = load_config(config_path)
     prepare_out_dir(out, resume=False)
@@ -52,13 +56,9 @@ def check_outputs(out: Path, summary: dict) -> tuple[list[dict], list[dict]]:
     assert len(ids) == len(set(ids)), "an instance was written twice"
     counts = summary["counts"]
     assert counts["accepted"] == len(accepted)
-    assert (
-        counts["rejected_instruction_check"]
-        + counts["rejected_score"]
-        + counts["rejected_adjudication"]
-        + counts["failed"]
-        == len(rejected)
-    )
+    assert counts["rejected_instruction_check"] + counts["rejected_score"] + counts[
+        "rejected_adjudication"
+    ] + counts["failed"] == len(rejected)
     journal = read_jsonl(out / "journal.jsonl")
     finished = [e["instance"] for e in journal if e["t"] == "finish"]
     assert sorted(finished) == sorted(ids), "journal and outputs disagree"
@@ -170,7 +170,7 @@ def test_stopped_supervisor_leaves_no_orphans(tmp_path: Path, double_env, sig: i
     )
     try:
         deadline = time.monotonic() + 60
-        while not (out / "accepted.jsonl").exists() or not read_jsonl(out / "accepted.jsonl"):
+        while count_lines(out / "accepted.jsonl") < 1:
             assert time.monotonic() < deadline, "the run never accepted anything"
             assert supervisor.poll() is None, supervisor.stderr.read().decode()
             time.sleep(0.1)
@@ -207,11 +207,21 @@ async def test_remote_agent_joins_over_tcp(tmp_path: Path, double_env) -> None:
     conductor = make_conductor(config, tmp_path / "out", expected_remote=1)
     remote = subprocess.Popen(
         [
-            sys.executable, "-m", "gra", "agent",
-            "--connect", f"tcp://127.0.0.1:{port}",
-            "--backend", "plugin", "--factory", "tests.doubles:scripted",
-            "--model", "remote", "--agent-id", "remote-host-1",
-        ],  # fmt: skip
+            sys.executable,
+            "-m",
+            "gra",
+            "agent",
+            "--connect",
+            f"tcp://127.0.0.1:{port}",
+            "--backend",
+            "plugin",
+            "--factory",
+            "tests.doubles:scripted",
+            "--model",
+            "remote",
+            "--agent-id",
+            "remote-host-1",
+        ],
         stderr=subprocess.PIPE,
     )
     try:
@@ -227,3 +237,37 @@ async def test_remote_agent_joins_over_tcp(tmp_path: Path, double_env) -> None:
         rv["model"] for r in accepted for rv in r["reviews"]
     }
     assert "remote" in involved
+
+
+def test_resume_after_supervisor_sigkill(tmp_path: Path, double_env) -> None:
+    double_env.setenv("GRA_DOUBLE_DELAY_S", "0.15")
+    config = scripted_config(tmp_path, ["a", "b", "c", "d"], target=25, max_in_flight=4)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "gra", "run", str(config), "--out", str(out), "--no-progress"]
+    first = subprocess.Popen(command, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while count_lines(out / "accepted.jsonl") < 5:
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.05)
+        first.kill()
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    journal = read_jsonl(out / "journal.jsonl")
+    started_before = {e["instance"] for e in journal if e["t"] == "start"}
+    finished_before = {e["instance"] for e in journal if e["t"] == "finish"}
+    assert started_before - finished_before, "nothing was in flight when the supervisor died"
+
+    again = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    accepted, _ = check_outputs(out, summary)
+    assert len(accepted) >= 25
+    ids = {r["id"] for r in accepted}
+    # Instances cut off mid-flight were finished by the resumed run, not dropped.
+    assert (started_before - finished_before) <= ids | {
+        r["id"] for r in read_jsonl(out / "rejected.jsonl")
+    }

@@ -13,7 +13,6 @@ from typing import Any
 
 import msgspec
 
-
 GRAMMAR_MAX_LENGTH = 400
 
 

@@ -617,7 +617,9 @@ class Conductor:
             step = pending.step
             agent = self.fleet.pick(step.model, step.role, self.rng, pending.avoid)
             if agent is None:
-                if self.fleet.hosts(step.model, step.role) or not self._hand_over(instance, pending):
+                if self.fleet.hosts(step.model, step.role) or not self._hand_over(
+                    instance, pending
+                ):
                     waiting.append(pending)
                 continue
             pending.hostless_since = None

@@ -36,6 +36,7 @@ class Launcher(Protocol):
     def kill(self, agent_id: str) -> None:
         """End a hung agent at once so that it can be started afresh."""
         ...
+
     def stop(self, grace_s: float) -> None: ...
 
 
