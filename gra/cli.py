@@ -1,4 +1,4 @@
-"""The `gra` command: run | agent | models."""
+"""The `gra` command: run | agent | models | status."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from gra.logs import configure
 from gra.models import CATALOG, ModelError, assemble, models_dir
 from gra.supervisor.conductor import RunError
 from gra.supervisor.journal import JournalError
+from gra.status import StatusError
 from gra.supervisor.resume import ResumeError
 
-USER_ERRORS = (ConfigError, SeedError, ModelError, RunError, ResumeError, JournalError)
+USER_ERRORS = (ConfigError, SeedError, ModelError, RunError, ResumeError, JournalError, StatusError)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -91,6 +92,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from gra.status import read_status, render_status
+
+    render_status(read_status(Path(args.dir)), Console())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gra", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--assemble", action="store_true", help="assemble and verify every model")
     models.add_argument("--json", action="store_true")
     models.set_defaults(handler=_cmd_models)
+
+    status = sub.add_parser("status", help="the health of a run's fleet (live or finished)")
+    status.add_argument("dir", help="the run's output directory")
+    status.set_defaults(handler=_cmd_status)
     return parser
 
 

@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from gra.bus import private_ipc_endpoint
 from gra.config import load_config
 from gra.data.seeds import load_seeds
+from gra.status import read_status, render_status
 from gra.supervisor.conductor import Conductor
 from gra.supervisor.job import agent_specs, prepare_out_dir
 from gra.supervisor.launcher import LocalLauncher
@@ -81,6 +83,12 @@ async def test_fleet_registers_runs_and_shuts_down_cleanly(tmp_path: Path, doubl
         reviewers = [r["model"] for r in record["reviews"]]
         assert len(reviewers) == 3 and record["generator"]["model"] not in reviewers
         assert record["decision"] == "accepted" and record["mean"] == 9.0
+    # `gra status` shows the finished fleet from the directory alone.
+    console = Console(record=True, width=200)
+    render_status(read_status(tmp_path / "out"), console)
+    shown = console.export_text()
+    assert shown.startswith(f"stopped  accepted {len(accepted)}/8")
+    assert all(agent_id in shown for agent_id in agents)
     # Graceful shutdown: every agent process has exited and been reaped.
     launcher = conductor.launcher
     assert isinstance(launcher, LocalLauncher)

@@ -206,7 +206,7 @@ class Conductor:
             context.term()
             self.journal.close()
             self.writer.close()
-            summary = self._summary()
+            summary = self._summary(running=False)
             write_summary(self.out_dir, summary)
         return summary
 
@@ -682,15 +682,21 @@ class Conductor:
             len(self.inflight),
         )
 
-    def _summary(self) -> dict[str, Any]:
+    def _summary(self, running: bool = True) -> dict[str, Any]:
+        now = time.monotonic()
         agents = {
             a.agent_id: {
                 "model": a.model,
+                "roles": sorted(a.roles),
                 "alive": a.alive,
                 "completed": a.completed,
                 "failed": a.failed,
                 "in_flight": len(a.in_flight),
+                "capacity": a.capacity,
+                "seconds_since_heard": round(now - a.last_seen, 1),
+                "restarts": self._restarts.get(a.agent_id, 0),
                 "host": a.host,
+                "pid": a.pid,
             }
             for a in self.fleet.agents.values()
         }
@@ -706,4 +712,8 @@ class Conductor:
             protocol=json.loads(msgspec.json.encode(self.config.protocol)),
             agents=agents,
             bus=bus,
+            running=running,
+            updated_at=time.time(),
+            pending_tasks=len(self.pending),
+            in_flight_tasks=len(self.inflight),
         )

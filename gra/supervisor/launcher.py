@@ -92,14 +92,23 @@ class LocalLauncher:
             process.kill()
 
     def stop(self, grace_s: float) -> None:
-        """SIGTERM (agents drain), then SIGKILL whatever is left after ``grace_s``."""
+        """Give agents told to shut down a moment to exit by themselves, then
+        SIGTERM (they drain), then SIGKILL whatever is left after ``grace_s``."""
+        deadline = time.monotonic() + grace_s
+        self._wait_all(min(2.0, grace_s / 3))
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
+        self._wait_all(max(0.0, deadline - time.monotonic()))
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+    def _wait_all(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
         for process in self.processes.values():
             try:
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                return

@@ -1,0 +1,107 @@
+"""Through the vllm backend against a REAL vLLM server (CPU build).
+
+The server is built by `make vllm-server` (scripts/setup_vllm.sh) and started
+once for this module; it takes one to two minutes to come up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gra.agents.roles import get_role
+from gra.backends import OpenAIBackend, Sampling
+from gra.protocols.records import ItemRecord
+from gra.protocols.roles import ReviewRequest
+from tests.conftest import SEEDS
+from tests.vllm_server import running_vllm_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+
+SERVED = "qwen2.5-coder-0.5b"
+
+
+@pytest.fixture(scope="module")
+def vllm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_vllm_server(SERVED, log_dir=tmp_path_factory.mktemp("vllm")) as url:
+        yield url
+
+
+async def test_backend_structured_output_and_concurrency(vllm_url: str) -> None:
+    backend = OpenAIBackend("qwen-vllm", vllm_url, served_model=SERVED, capacity=4)
+    await backend.start()
+    role = get_role("reviewer")
+    request = ReviewRequest("math", "What is 2 + 2?", "2 + 2 = 4.")
+    try:
+        completions = await asyncio.gather(
+            *(
+                backend.complete(role.prompt(request), role.schema, Sampling(max_tokens=200))
+                for _ in range(4)
+            )
+        )
+    finally:
+        await backend.aclose()
+    for completion in completions:
+        review = role.parse(request, completion.text)
+        assert 0 <= review.scores.mean() <= 10
+        assert completion.prompt_tokens > 50 and completion.completion_tokens > 10
+
+
+async def test_backend_rejects_unknown_model(vllm_url: str) -> None:
+    backend = OpenAIBackend("x", vllm_url, served_model="no-such-model")
+    with pytest.raises(Exception, match="does not serve 'no-such-model'"):
+        await backend.start()
+    await backend.aclose()
+
+
+def test_run_with_a_vllm_agent_in_a_mixed_fleet(vllm_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "mixed.toml"
+    config.write_text(
+        f"""
+[run]
+target = 1
+max_instances = 3
+max_in_flight = 3
+few_shot = 2
+[seeds]
+path = "{SEEDS}"
+[[agents]]
+model = "qwen-vllm"
+backend = "vllm"
+url = "{vllm_url}"
+served_model = "{SERVED}"
+capacity = 4
+[[agents]]
+model = "gemma-3-270m"
+roles = ["reviewer", "adjudicator"]
+"""
+    )
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "gra", "run", str(config), "--out", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    records = [
+        msgspec.json.decode(line, type=ItemRecord)
+        for name in ("accepted.jsonl", "rejected.jsonl")
+        for line in (out / name).read_text().splitlines()
+    ]
+    assert records and len(records) == summary["instances_finished"]
+    generated = [r for r in records if r.decision != "failed"]
+    assert generated, [r.reason for r in records]
+    for record in generated:
+        assert record.generator.model == "qwen-vllm"
+        assert [r.model for r in record.reviews] == ["gemma-3-270m"]
+    usage = summary["models"]["qwen-vllm"]["roles"]["generator"]
+    assert usage["calls"] >= 1 and usage["completion_tokens"] > 0
