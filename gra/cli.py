@@ -11,9 +11,9 @@ from gra.config import ConfigError, load_config
 from gra.data.seeds import SeedError
 from gra.logs import configure
 from gra.models import CATALOG, ModelError, assemble, models_dir
+from gra.status import StatusError
 from gra.supervisor.conductor import RunError
 from gra.supervisor.journal import JournalError
-from gra.status import StatusError
 from gra.supervisor.resume import ResumeError
 
 USER_ERRORS = (ConfigError, SeedError, ModelError, RunError, ResumeError, JournalError, StatusError)
