@@ -39,6 +39,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{out_dir}: accepted {counts['accepted']}, rejected {rejected}, "
         f"failed {counts['failed']} in {summary['wall_seconds']:.0f}s"
     )
+    if summary.get("instances_unfinished"):
+        print(
+            f"{summary['instances_unfinished']} instances were still in progress; "
+            "`--resume --target N` carries them on"
+        )
     return 0
 
 

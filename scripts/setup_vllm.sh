@@ -12,11 +12,15 @@
 # Environment:
 #   PYTHON      interpreter the venvs are made from (default: python3, needs >= 3.10)
 #   PYTHON_GRA  interpreter that can import gra's dependencies, used to assemble the
-#               GGUF file (default: .venv/bin/python; the repository is put on PYTHONPATH)
+#               GGUF file (default: .venv/bin/python, relative to the repository root,
+#               which is put on PYTHONPATH)
 #   GGUF        path of the GGUF file to convert; skips the assembly above
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ -n "${GGUF:-}" ]]; then
+    GGUF="$(realpath -- "$GGUF")"  # relative to the caller's directory, not the root
+fi
 cd "$ROOT"
 
 MODEL_NAME="qwen2.5-coder-0.5b"
@@ -90,7 +94,7 @@ gguf_path() {
         printf '%s\n' "$GGUF"
         return
     fi
-    [[ -x "$PYTHON_GRA" ]] || die "no $PYTHON_GRA: set PYTHON_GRA to a Python with gra's dependencies, or GGUF=path"
+    command -v "$PYTHON_GRA" >/dev/null || die "no $PYTHON_GRA: set PYTHON_GRA to a Python with gra's dependencies, or GGUF=path"
     PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON_GRA" -c \
         "from gra.models import assemble; print(assemble('$MODEL_NAME'))" \
         || die "could not assemble $MODEL_NAME with $PYTHON_GRA; set GGUF=path instead"
@@ -102,8 +106,7 @@ step_convert_model() {
         log "model: already converted ($MODEL_DIR)"
         return
     fi
-    local gguf partial="$MODEL_DIR.partial"
-    gguf="$(gguf_path | tail -n 1)"
+    local gguf="$1" partial="$MODEL_DIR.partial"
     log "model: converting $gguf (about a minute)"
     rm -rf "$partial" "$MODEL_DIR"
     "$CONVERT_VENV/bin/python" "$ROOT/scripts/convert_gguf.py" "$gguf" "$partial"
@@ -112,7 +115,12 @@ step_convert_model() {
     log "model: done in $((SECONDS - start)) s"
 }
 
+# Find the GGUF source first, so a missing one fails before minutes of installs.
+GGUF_FILE=""
+if [[ ! -f "$MODEL_DIR/$MARKER" ]]; then
+    GGUF_FILE="$(gguf_path | tail -n 1)"
+fi
 step_vllm_venv
 step_convert_venv
-step_convert_model
+step_convert_model "$GGUF_FILE"
 log "ready: $MODEL_DIR is served by $VLLM_VENV (total $SECONDS s)"

@@ -64,8 +64,11 @@ def check_outputs(out: Path, summary: dict) -> tuple[list[dict], list[dict]]:
     journal = read_jsonl(out / "journal.jsonl")
     finished = [e["instance"] for e in journal if e["t"] == "finish"]
     assert sorted(finished) == sorted(ids), "journal and outputs disagree"
-    started = [e["instance"] for e in journal if e["t"] == "start"]
-    assert sorted(started) == sorted(ids), "an instance started but never finished"
+    started = {e["instance"] for e in journal if e["t"] == "start"}
+    assert set(ids) <= started
+    # Instances in progress when the target was reached stay resumable, and are counted.
+    assert len(started - set(ids)) == summary["instances_unfinished"]
+    assert summary["instances_unfinished"] <= 4
     return accepted, rejected
 
 
@@ -99,7 +102,7 @@ async def test_fleet_registers_runs_and_shuts_down_cleanly(tmp_path: Path, doubl
 
 async def test_agent_killed_mid_task_is_replaced(tmp_path: Path, double_env) -> None:
     double_env.setenv("GRA_DOUBLE_DELAY_S", "0.6")
-    config = scripted_config(tmp_path, ["a", "b", "c", "d"], target=6, max_in_flight=4)
+    config = scripted_config(tmp_path, ["a", "b", "c", "d"], target=10, max_in_flight=4)
     conductor = make_conductor(config, tmp_path / "out")
     killed: dict[str, object] = {}
 
@@ -122,13 +125,11 @@ async def test_agent_killed_mid_task_is_replaced(tmp_path: Path, double_env) -> 
     journal = read_jsonl(tmp_path / "out" / "journal.jsonl")
     retried = [e for e in journal if e["t"] == "retry" and e["task_id"] in killed["tasks"]]
     assert retried, "the killed agent's tasks were not retried"
-    for entry in retried:
-        assert entry["agent"] == killed["agent"]
-        record = next(r for r in accepted + rejected if r["id"] == entry["instance"])
-        assert record["decision"] == "accepted", record["reason"]
-    # The killed agent came back (restarted by the supervisor) or others took over;
-    # either way no task is left with it.
-    assert all(a["in_flight"] == 0 for a in summary["agents"].values())
+    assert all(entry["agent"] == killed["agent"] for entry in retried)
+    records = {r["id"]: r for r in accepted + rejected}
+    redone = [records[e["instance"]] for e in retried if e["instance"] in records]
+    assert redone, "no instance of the killed agent's tasks was completed"
+    assert all(r["decision"] == "accepted" for r in redone), [r["reason"] for r in redone]
 
 
 async def test_frozen_agent_is_declared_dead_and_its_work_moves(tmp_path: Path, double_env) -> None:

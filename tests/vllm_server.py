@@ -25,6 +25,12 @@ MODEL_DIR = ROOT / ".cache" / "vllm-model" / "qwen2.5-coder-0.5b"
 # Written last by each step of scripts/setup_vllm.sh.
 MARKER = ".setup-complete"
 SETUP_HINT = "run `make vllm-server` (scripts/setup_vllm.sh) to build it"
+# --enforce-eager: vLLM 0.32's CPU build otherwise torch.compiles the model on
+# every start (its compile cache fails to reload), which took ~285 s instead of
+# ~65 s on 2 cores, with no faster requests afterwards.
+# --dtype float32: without AVX-512 bf16, bfloat16 matmuls fall back to a slow
+# path; float32 answered ~1.5x faster. Later `extra_args` override either.
+DEFAULT_ARGS: tuple[str, ...] = ("--enforce-eager", "--dtype", "float32")
 
 
 class VllmServerError(RuntimeError):
@@ -136,15 +142,16 @@ def running_vllm_server(
     """Serve the converted model as `served_name` and yield the base URL (http://127.0.0.1:PORT).
 
     Startup takes minutes on a small CPU machine, hence the generous timeout.
-    The log goes to `log_dir` (kept) or to a temporary directory (removed on
-    exit); its tail is in any startup error. `extra_args` go to vLLM's CLI.
+    The log goes to `log_dir`, else to a new temporary directory, and is kept
+    for post-mortems; its tail is also in any startup error. `extra_args` go to vLLM's CLI
+    after DEFAULT_ARGS.
     """
     reason = vllm_available()
     if reason is not None:
         raise VllmServerError(reason)
     with contextlib.ExitStack() as stack:
         if log_dir is None:
-            log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vllm-")))
+            log_dir = Path(tempfile.mkdtemp(prefix="vllm-server-"))
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / "vllm-server.log"
         port = _free_port()
@@ -155,6 +162,7 @@ def running_vllm_server(
             "--max-model-len", "2048",
             "--host", "127.0.0.1",
             "--port", str(port),
+            *DEFAULT_ARGS,
             *extra_args,
         ]  # fmt: skip
         log_file = stack.enter_context(log_path.open("wb"))

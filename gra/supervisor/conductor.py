@@ -226,9 +226,17 @@ class Conductor:
             await self._pump()
 
     def _done(self) -> bool:
-        if not self._fleet_ready or self.instances:
+        """Target reached, or nothing left to start and nothing in progress.
+
+        Instances still in progress when the target is reached are not waited
+        for: their every step is in the journal, so `--resume` (with a higher
+        target) carries them on, and the summary counts them as unfinished.
+        """
+        if not self._fleet_ready:
             return False
-        return self.accepted >= self.target or self.started >= self.max_instances
+        if self.accepted >= self.target:
+            return True
+        return not self.instances and self.started >= self.max_instances
 
     async def _shutdown_fleet(self) -> None:
         self._stopping = True
@@ -714,6 +722,7 @@ class Conductor:
             bus=bus,
             running=running,
             updated_at=time.time(),
+            instances_unfinished=len(self.instances),
             pending_tasks=len(self.pending),
             in_flight_tasks=len(self.inflight),
         )
