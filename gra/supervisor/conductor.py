@@ -197,6 +197,8 @@ class Conductor:
                 asyncio.create_task(self._heartbeats(), name="heartbeat"),
             ]
             await self._main_loop(background)
+            if self.on_progress is not None:
+                self.on_progress(self.progress())
         finally:
             for task in background:
                 task.cancel()
