@@ -142,5 +142,3 @@ def _check(config: Config, path: Path) -> None:
     for role in ("generator", "reviewer"):
         if not any(role in a.roles for a in config.agents):
             raise ConfigError(f"{path}: agents: no agent serves the {role} role")
-    if config.run.max_instances is not None and config.run.max_instances < config.run.target:
-        raise ConfigError(f"{path}: run.max_instances must be >= run.target")

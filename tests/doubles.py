@@ -8,7 +8,7 @@ from environment variables so that each agent process can be told apart:
 
 - ``GRA_DOUBLE_DELAY_S``: seconds per call (default 0.05)
 - ``GRA_DOUBLE_SCORES``: JSON {model: score} for reviews/adjudications (default 9)
-- ``GRA_DOUBLE_GARBAGE``: JSON {model: "broken"|"range"|"empty"} output faults
+- ``GRA_DOUBLE_GARBAGE``: JSON {model: "broken"|"range"|"empty"|"endless"} output faults
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ class ScriptedBackend:
             text = text.replace(f": {self.score}", ": 99")
         elif self.garbage == "empty":
             text = ""
+        elif self.garbage == "endless":
+            # What a model that never closes its JSON looks like at max_tokens.
+            text = '{"instruction": "' + "and again " * sampling.max_tokens
+            return Completion(text, 10, sampling.max_tokens, self.delay_s, "length")
         return Completion(text, 10, 10, self.delay_s, "stop")
 
     def _answer(self, properties: dict[str, Any], messages: ChatMessages) -> dict[str, Any]:
