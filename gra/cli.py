@@ -1,4 +1,4 @@
-"""The `gra` command: run | agent | models | status."""
+"""The `gra` command: run | agent | models | status | keys."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from gra.bus.security import KeyFileError
 from gra.config import ConfigError, load_config
 from gra.data.seeds import SeedError
 from gra.logs import configure
@@ -16,7 +17,16 @@ from gra.supervisor.conductor import RunError
 from gra.supervisor.journal import JournalError
 from gra.supervisor.resume import ResumeError
 
-USER_ERRORS = (ConfigError, SeedError, ModelError, RunError, ResumeError, JournalError, StatusError)
+USER_ERRORS = (
+    ConfigError,
+    SeedError,
+    ModelError,
+    RunError,
+    ResumeError,
+    JournalError,
+    StatusError,
+    KeyFileError,
+)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -67,6 +77,8 @@ def _cmd_agent(args: argparse.Namespace) -> int:
         output_retries=args.output_retries,
         parent_pid=args.parent_pid,
         log_file=args.log_file,
+        curve_secret=args.curve_secret,
+        server_key=args.server_key,
     )
     return run_agent(options)
 
@@ -94,6 +106,19 @@ def _cmd_models(args: argparse.Namespace) -> int:
             print(f"{row['name']:<22} {state:<14} {row['description']}")
             if row["path"]:
                 print(f"{'':<22} {row['path']}")
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from gra.bus.security import create_keys
+
+    directory = Path(args.dir)
+    for path in create_keys(directory, args.agent or []):
+        print(path)
+    print(
+        f'keys in {directory}: set [bus] curve_keys = "{directory}"; give each remote agent '
+        f"its agents/NAME.key_secret and supervisor.key (--curve-secret, --server-key)"
+    )
     return 0
 
 
@@ -136,12 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--agent-id")
     agent.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     agent.add_argument("--log-file", help="JSON-lines log file")
+    agent.add_argument("--curve-secret", help="this agent's secret key file (from gra keys)")
+    agent.add_argument("--server-key", help="the supervisor's public key file (from gra keys)")
     agent.set_defaults(handler=_cmd_agent)
 
     models = sub.add_parser("models", help="list, assemble and verify the default models")
     models.add_argument("--assemble", action="store_true", help="assemble and verify every model")
     models.add_argument("--json", action="store_true")
     models.set_defaults(handler=_cmd_models)
+
+    keys = sub.add_parser("keys", help="CURVE keys for an authenticated tcp bus")
+    keys.add_argument("dir", help="keys directory (created private)")
+    keys.add_argument("--agent", action="append", help="make a key for this agent (repeatable)")
+    keys.set_defaults(handler=_cmd_keys)
 
     status = sub.add_parser("status", help="the health of a run's fleet (live or finished)")
     status.add_argument("dir", help="the run's output directory")

@@ -87,6 +87,8 @@ class BusSettings(_Strict):
     endpoint: str | None = None
     heartbeat_interval_s: Seconds = 1.0
     heartbeat_misses: Annotated[int, msgspec.Meta(ge=2)] = 5
+    # A `gra keys` directory: the tcp bus then admits only CURVE-authorised agents.
+    curve_keys: str | None = None
 
 
 class Config(_Strict):

@@ -35,6 +35,8 @@ class AgentOptions:
     output_retries: int = 2
     parent_pid: int | None = None
     log_file: str | None = None
+    curve_secret: str | None = None
+    server_key: str | None = None
 
 
 def build_backend(options: AgentOptions) -> Backend:
@@ -89,6 +91,11 @@ def run_agent(options: AgentOptions) -> int:
         pid=os.getpid(),
     )
     roles = {name: get_role(name) for name in options.roles}
+    curve = None
+    if options.curve_secret or options.server_key:
+        if not (options.curve_secret and options.server_key):
+            raise ValueError("CURVE needs both --curve-secret and --server-key")
+        curve = (Path(options.curve_secret), Path(options.server_key))
     backend = build_backend(options)
     runtime = AgentRuntime(
         options.agent_id,
@@ -97,6 +104,7 @@ def run_agent(options: AgentOptions) -> int:
         options.connect,
         output_retries=options.output_retries,
         parent_pid=options.parent_pid,
+        curve=curve,
     )
     asyncio.run(runtime.run())
     return 0

@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -60,6 +61,7 @@ class AgentRuntime:
         heartbeat_interval_s: float = 1.0,
         heartbeat_misses: int = 5,
         drain_timeout_s: float = 30.0,
+        curve: tuple[Path, Path] | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.backend = backend
@@ -76,6 +78,7 @@ class AgentRuntime:
         self._registered = False
         self._last_heard = time.monotonic()
         self._dealer: Dealer | None = None
+        self._curve = curve
 
     def _hello(self) -> Hello:
         return Hello(
@@ -94,7 +97,7 @@ class AgentRuntime:
             loop.add_signal_handler(sig, self._stop.set)
         await self.backend.start()
         context = zmq.asyncio.Context()
-        self._dealer = Dealer(context, self.endpoint, self.agent_id)
+        self._dealer = Dealer(context, self.endpoint, self.agent_id, curve=self._curve)
         try:
             await self._dealer.send(self._hello())
             log.info("agent_started", model=self.backend.model, roles=list(self.roles))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import structlog
 import zmq
 import zmq.asyncio
 
 from gra.bus.router import MAX_FRAME_BYTES
+from gra.bus.security import secure_client
 from gra.protocols.messages import Frame, Message, decode_frame, encode_frame
 
 log = structlog.get_logger("gra.bus")
@@ -21,6 +24,7 @@ class Dealer:
         identity: str,
         *,
         hwm: int = 10_000,
+        curve: tuple[Path, Path] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.dropped = 0
@@ -33,6 +37,9 @@ class Dealer:
         # Reconnect quickly after a supervisor restart or a network cut.
         self._socket.setsockopt(zmq.RECONNECT_IVL, 100)
         self._socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        if curve is not None:
+            secret_key, server_key = curve
+            secure_client(self._socket, secret_key, server_key)
         self._socket.connect(endpoint)
 
     async def recv(self) -> Frame:

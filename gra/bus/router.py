@@ -9,6 +9,7 @@ drop), and a full pipe is reported back to the caller as ``False``.
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 import msgspec
 import structlog
@@ -16,6 +17,7 @@ import zmq
 import zmq.asyncio
 
 from gra.bus.endpoints import cleanup, prepare_bind
+from gra.bus.security import secure_server
 from gra.protocols.messages import Frame, Message, decode_frame, encode_frame
 
 log = structlog.get_logger("gra.bus")
@@ -31,6 +33,7 @@ class Router:
         *,
         hwm: int = 10_000,
         max_frame_bytes: int = MAX_FRAME_BYTES,
+        curve_keys: Path | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.dropped = 0
@@ -41,6 +44,9 @@ class Router:
         self._socket.setsockopt(zmq.RCVHWM, hwm)
         self._socket.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._authenticator = (
+            secure_server(context, self._socket, curve_keys) if curve_keys is not None else None
+        )
         prepare_bind(endpoint)
         self._socket.bind(endpoint)
         # A tcp endpoint may name port 0; report the port actually bound.
@@ -76,4 +82,6 @@ class Router:
 
     def close(self) -> None:
         self._socket.close(linger=0)
+        if self._authenticator is not None:
+            self._authenticator.stop()
         cleanup(self.endpoint)

@@ -184,7 +184,12 @@ class Conductor:
 
     async def run(self) -> dict[str, Any]:
         context = zmq.asyncio.Context()
-        self.router = Router(context, self.endpoint)
+        curve_keys = self.config.bus.curve_keys
+        self.router = Router(
+            context,
+            self.endpoint,
+            curve_keys=self.config.resolve(curve_keys) if curve_keys else None,
+        )
         log.info("supervisor_listening", endpoint=self.router.bound)
         for spec in self.local_agents.values():
             self.launcher.start(spec, self.router.bound)

@@ -12,6 +12,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gra.bus.endpoints import private_ipc_endpoint
+from gra.bus.security import SUPERVISOR, create_keys
 from gra.config import AgentConfig, Config
 from gra.data.seeds import load_seeds
 from gra.models import resolve
@@ -44,8 +45,16 @@ def _safe_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "agent"
 
 
+LOCAL_AGENT_KEY = "local"
+
+
 def agent_specs(config: Config) -> list[AgentSpec]:
-    """One spec per local agent process; model files are resolved and verified here, once."""
+    """One spec per local agent process; model files are resolved and verified here, once.
+
+    With CURVE on, local agents share one key, ``local``, made on first use.
+    """
+    if config.bus.curve_keys:
+        create_keys(config.resolve(config.bus.curve_keys), [LOCAL_AGENT_KEY])
     local = [a for a in config.agents if not a.remote]
     llama_processes = sum(a.replicas for a in local if a.backend == "llamacpp")
     threads = max(1, (os.cpu_count() or 2) // max(1, llama_processes))
@@ -82,6 +91,10 @@ def _agent_args(config: Config, agent: AgentConfig, threads: int) -> list[str]:
         args += ["--capacity", str(agent.capacity)]
     if agent.factory:
         args += ["--factory", agent.factory]
+    if config.bus.curve_keys:
+        keys = config.resolve(config.bus.curve_keys)
+        args += ["--curve-secret", str(keys / "agents" / f"{LOCAL_AGENT_KEY}.key_secret")]
+        args += ["--server-key", str(keys / f"{SUPERVISOR}.key")]
     return args
 
 
