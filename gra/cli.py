@@ -15,6 +15,7 @@ from gra.models import CATALOG, ModelError, assemble, models_dir
 from gra.status import StatusError
 from gra.supervisor.conductor import RunError
 from gra.supervisor.journal import JournalError
+from gra.supervisor.lines import OutputError
 from gra.supervisor.resume import ResumeError
 
 USER_ERRORS = (
@@ -26,6 +27,7 @@ USER_ERRORS = (
     JournalError,
     StatusError,
     KeyFileError,
+    OutputError,
 )
 
 

@@ -6,6 +6,7 @@ a fork or pickling).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -39,8 +40,10 @@ class _Tee:
 
     def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> str:
         if self._json_file is not None:
-            self._json_file.write(self._json_renderer(logger, method, dict(event)) + "\n")
-            self._json_file.flush()
+            # A full disk must not turn a log line into a crash; outputs report it.
+            with contextlib.suppress(OSError):
+                self._json_file.write(self._json_renderer(logger, method, dict(event)) + "\n")
+                self._json_file.flush()
         if self._console is not None and logging.getLevelName(method.upper()) >= self._level:
             self._console.write(self._console_renderer(logger, method, dict(event)) + "\n")
             self._console.flush()

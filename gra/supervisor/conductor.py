@@ -9,6 +9,7 @@ module does the waiting, sending, timing out, retrying and recording.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import random
@@ -71,6 +72,7 @@ from gra.supervisor.journal import (
     TaskRetried,
 )
 from gra.supervisor.launcher import AgentSpec, Launcher
+from gra.supervisor.lines import OutputError
 from gra.supervisor.outputs import RecordWriter, RunStats, write_summary
 from gra.supervisor.resume import ResumePoint
 
@@ -204,6 +206,8 @@ class Conductor:
             await self._main_loop(background)
             if self.on_progress is not None:
                 self.on_progress(self.progress())
+        except OutputError as exc:
+            raise RunError(f"{exc}; fix it, then continue with --resume") from exc
         finally:
             for task in background:
                 task.cancel()
@@ -214,7 +218,8 @@ class Conductor:
             self.journal.close()
             self.writer.close()
             summary = self._summary(running=False)
-            write_summary(self.out_dir, summary)
+            with contextlib.suppress(OutputError):
+                write_summary(self.out_dir, summary)
         return summary
 
     async def _main_loop(self, background: list[asyncio.Task[None]]) -> None:

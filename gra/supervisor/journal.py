@@ -11,7 +11,6 @@ found in the outputs without a ``finish`` entry counts as finished.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import msgspec
 
 from gra.protocols.peer_review import InstanceEvent
 from gra.protocols.roles import Example
+from gra.supervisor.lines import LineFile
 
 
 class Entry(msgspec.Struct, tag_field="t", frozen=True):
@@ -74,21 +74,18 @@ class JournalError(Exception):
 class Journal:
     def __init__(self, path: Path, fsync_interval_s: float = 0.5) -> None:
         self.path = path
-        self._file = path.open("ab")
+        self._file = LineFile(path)
         self._fsync_interval_s = fsync_interval_s
         self._last_sync = time.monotonic()
 
     def append(self, entry: Entry, *, sync: bool = False) -> None:
-        self._file.write(_encoder.encode(entry) + b"\n")
-        self._file.flush()
         now = time.monotonic()
-        if sync or now - self._last_sync > self._fsync_interval_s:
-            os.fsync(self._file.fileno())
+        sync = sync or now - self._last_sync > self._fsync_interval_s
+        self._file.append(_encoder.encode(entry), sync=sync)
+        if sync:
             self._last_sync = now
 
     def close(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
         self._file.close()
 
 

@@ -18,6 +18,7 @@ import msgspec
 
 from gra.protocols.messages import Usage
 from gra.protocols.records import ItemRecord
+from gra.supervisor.lines import LineFile, OutputError, cut_torn_tail
 
 ACCEPTED = "accepted.jsonl"
 REJECTED = "rejected.jsonl"
@@ -26,34 +27,22 @@ SUMMARY = "summary.json"
 _encoder = msgspec.json.Encoder()
 
 
-def repair(path: Path) -> set[str]:
-    """Cut a torn last line; return the ids of the complete records."""
-    if not path.exists():
-        return set()
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end != len(data):
-        with path.open("r+b") as handle:
-            handle.truncate(end)
-    ids = set()
-    for line in data[:end].splitlines():
-        if line.strip():
-            ids.add(json.loads(line)["id"])
-    return ids
+def repair(path: Path) -> None:
+    """Cut a torn last line left by a crash mid-write."""
+    cut_torn_tail(path)
 
 
 class RecordWriter:
     def __init__(self, out_dir: Path) -> None:
         self._files = {
-            "accepted": (out_dir / ACCEPTED).open("ab"),
-            "rejected": (out_dir / REJECTED).open("ab"),
+            "accepted": LineFile(out_dir / ACCEPTED),
+            "rejected": LineFile(out_dir / REJECTED),
         }
 
     def write(self, record: ItemRecord) -> None:
-        handle = self._files["accepted" if record.decision == "accepted" else "rejected"]
-        handle.write(_encoder.encode(record) + b"\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+        self._files["accepted" if record.decision == "accepted" else "rejected"].append(
+            _encoder.encode(record)
+        )
 
     def close(self) -> None:
         for handle in self._files.values():
@@ -142,7 +131,12 @@ class RunStats:
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
+    """Replace summary.json atomically: readers never see half of it."""
     path = out_dir / SUMMARY
     partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(partial, path)
+    try:
+        partial.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise OutputError(f"{path}: write failed: {exc.strerror}") from exc

@@ -1,0 +1,70 @@
+"""Append-only JSON-lines files that hold whole lines or nothing.
+
+Outputs and the journal must never keep half a record: a crash mid-write is
+cut on the next open, and a failed write (disk full, file system gone
+read-only) is rolled back before the error is raised, so the run can stop
+cleanly and resume once the disk is fixed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+
+class OutputError(Exception):
+    """The output directory cannot take more writes; the message says why."""
+
+
+def cut_torn_tail(path: Path) -> None:
+    """Drop a last line that lacks its newline (a write cut short)."""
+    if not path.exists():
+        return
+    with path.open("r+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        # Walk back to the last newline; records are small, so read the tail.
+        block = min(size, 1 << 20)
+        while True:
+            handle.seek(size - block)
+            tail = handle.read(block)
+            end = tail.rfind(b"\n")
+            if end >= 0 or block == size:
+                keep = size - block + end + 1 if end >= 0 else 0
+                break
+            block = min(size, block * 2)
+        if keep != size:
+            handle.truncate(keep)
+
+
+class LineFile:
+    """Unbuffered, so a failed write can be undone with one ftruncate."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            cut_torn_tail(path)
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot open for writing: {exc.strerror}") from exc
+
+    def append(self, line: bytes, *, sync: bool = True) -> None:
+        data = memoryview(line + b"\n")
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+            if sync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise OutputError(f"{self.path}: write failed: {exc.strerror}") from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.fsync(self._fd)
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
