@@ -80,6 +80,8 @@ class Limits(_Strict):
     # How long a task waits for its model to come back (an agent restarting)
     # when no uninvolved model can take the role over; then the instance fails.
     model_grace_s: Seconds = 60.0
+    # How often a local agent that died is started again before it is given up.
+    agent_restarts: Annotated[int, msgspec.Meta(ge=0)] = 3
 
 
 class BusSettings(_Strict):

@@ -45,6 +45,7 @@ def scripted_config(
         f'endpoint = "{endpoint}"' if endpoint else "",
         "[limits]",
         "startup_timeout_s = 60",
+        "agent_restarts = 50",
         extra,
     ]
     for model in models:

@@ -169,6 +169,7 @@ class AgentRuntime:
 
     async def _watchdog(self) -> None:
         assert self._dealer is not None
+        last_hello = time.monotonic()
         while True:
             await asyncio.sleep(self.heartbeat_interval_s)
             if self.parent_pid is not None and os.getppid() != self.parent_pid:
@@ -176,10 +177,13 @@ class AgentRuntime:
                 self._drain = False
                 self._stop.set()
                 return
-            silent = time.monotonic() - self._last_heard
-            if silent > self.heartbeat_interval_s * self.heartbeat_misses:
-                # The supervisor restarted or the link was cut: register again.
+            now = time.monotonic()
+            patience = self.heartbeat_interval_s * self.heartbeat_misses
+            if now - self._last_heard > patience and now - last_hello > patience:
+                # The supervisor restarted or the link was cut: register again,
+                # once per silent period so a healed link is not flooded.
                 self._registered = False
+                last_hello = now
                 await self._dealer.send(self._hello())
 
     async def _serve(self, task: Task) -> None:

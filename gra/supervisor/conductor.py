@@ -144,7 +144,6 @@ class Conductor:
         resume: ResumePoint | None = None,
         expected_remote: int = 0,
         on_progress: Callable[[Progress], None] | None = None,
-        max_restarts: int = 3,
     ) -> None:
         self.config = config
         self.seeds = seeds
@@ -154,7 +153,7 @@ class Conductor:
         self.local_agents = {spec.agent_id: spec for spec in local_agents}
         self.expected_agents = len(local_agents) + expected_remote
         self.on_progress = on_progress
-        self.max_restarts = max_restarts
+        self.max_restarts = config.limits.agent_restarts
         self.rng = random.Random(config.run.seed + (resume.started if resume else 0))
         self.target = config.run.target
         self.max_instances = config.run.max_instances or 10 * config.run.target
@@ -176,6 +175,7 @@ class Conductor:
         self._fleet_ready = False
         self._fleet_deadline = 0.0
         self._stopping = False
+        self._stop_requested = False
         self._last_summary = 0.0
         self.router: Router | None = None
         self.journal = Journal(out_dir / "journal.jsonl")
@@ -244,11 +244,18 @@ class Conductor:
         for: their every step is in the journal, so `--resume` (with a higher
         target) carries them on, and the summary counts them as unfinished.
         """
+        if self._stop_requested:
+            return True
         if not self._fleet_ready:
             return False
         if self.accepted >= self.target:
             return True
         return not self.instances and self.started >= self.max_instances
+
+    def request_stop(self) -> None:
+        """Stop as if the target were reached: what is in progress stays resumable."""
+        self._stop_requested = True
+        self._inbox.put_nowait(("tick",))
 
     async def _shutdown_fleet(self) -> None:
         self._stopping = True
@@ -330,6 +337,7 @@ class Conductor:
     async def _on_result(self, identity: bytes, result: Result) -> None:
         flight = self._take_inflight(result.task_id, identity)
         if flight is None:
+            self.stats.late_results += 1
             log.info("late_result_ignored", task_id=result.task_id)
             return
         step = flight.pending.step

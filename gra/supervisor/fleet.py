@@ -39,6 +39,11 @@ class Fleet:
     def register(self, identity: bytes, hello: Hello, now: float) -> tuple[AgentInfo, set[str]]:
         """Add or revive an agent; returns it and the tasks it can no longer be holding."""
         known = self.agents.get(identity)
+        if known is not None and known.alive and known.pid == hello.pid:
+            # A repeated hello from the same process (queued during a network
+            # cut, say): nothing was lost.
+            known.last_seen = now
+            return known, set()
         lost = set(known.in_flight) if known is not None else set()
         info = AgentInfo(
             agent_id=hello.agent_id,

@@ -69,6 +69,8 @@ class RunStats:
     )
     retries: int = 0
     agents_lost: int = 0
+    # Results for tasks already reassigned (a frozen agent woke up): ignored.
+    late_results: int = 0
     started_at: float = field(default_factory=time.monotonic)
     previous_wall_seconds: float = 0.0
 
@@ -126,6 +128,7 @@ class RunStats:
             "models": models,
             "retries": self.retries,
             "agents_lost": self.agents_lost,
+            "late_results_ignored": self.late_results,
             **extra,
         }
 
