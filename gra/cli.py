@@ -1,4 +1,4 @@
-"""The `gra` command: run | agent | models | status | keys."""
+"""The `gra` command: run | review | agent | models | status | keys."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from gra.bus.security import KeyFileError
 from gra.config import ConfigError, load_config
@@ -32,19 +33,12 @@ USER_ERRORS = (
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from gra.supervisor.job import JobOptions, OutputDirError, default_out_dir, run_sync
+    from gra.supervisor.job import JobOptions, default_out_dir
 
     config = load_config(args.config)
     out_dir = Path(args.out) if args.out else default_out_dir(config, Path(args.config))
     options = JobOptions(Path(args.config), out_dir, args.resume, args.target, not args.no_progress)
-    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
-    configure(
-        json_path=out_dir / "logs" / "supervisor.jsonl", level=args.log_level, role="supervisor"
-    )
-    try:
-        summary = run_sync(config, options)
-    except OutputDirError as exc:
-        raise RunError(str(exc)) from None
+    summary = _run(options, config, args.log_level)
     counts = summary["counts"]
     rejected = sum(counts[k] for k in counts if k.startswith("rejected_"))
     print(
@@ -57,6 +51,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "`--resume --target N` carries them on"
         )
     return 0
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    from gra.supervisor.job import JobOptions
+
+    config = load_config(args.config)
+    out_dir = Path(args.out)
+    mode = "refine" if args.refine else "review"
+    options = JobOptions(
+        Path(args.config), out_dir, args.resume, None, not args.no_progress, mode, Path(args.input)
+    )
+    summary = _run(options, config, args.log_level)
+    counts = summary["counts"]
+    print(
+        f"{out_dir / 'verdicts.jsonl'}: {summary['instances_finished']} items judged, "
+        f"accepted {counts['accepted']}, adjudicated {counts['adjudicated']}, "
+        f"failed {counts['failed']} in {summary['wall_seconds']:.0f}s"
+    )
+    return 0
+
+
+def _run(options: Any, config: Any, log_level: str) -> dict[str, Any]:
+    from gra.supervisor.job import OutputDirError, run_sync
+
+    (options.out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    configure(
+        json_path=options.out_dir / "logs" / "supervisor.jsonl", level=log_level, role="supervisor"
+    )
+    try:
+        return run_sync(config, options)
+    except OutputDirError as exc:
+        raise RunError(str(exc)) from None
 
 
 def _cmd_agent(args: argparse.Namespace) -> int:
@@ -145,6 +171,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--log-level", default="warning", help="console log level (file gets all)")
     run.set_defaults(handler=_cmd_run)
+
+    review = sub.add_parser(
+        "review", help="judge existing instruction/response pairs with the committee"
+    )
+    review.add_argument("config")
+    review.add_argument("--input", required=True, help="JSONL pairs to judge")
+    review.add_argument("--out", required=True, help="output directory")
+    review.add_argument(
+        "--refine", action="store_true", help="rewrite each response first (GRA-Refine)"
+    )
+    review.add_argument("--resume", action="store_true")
+    review.add_argument("--no-progress", action="store_true")
+    review.add_argument("--log-level", default="warning")
+    review.set_defaults(handler=_cmd_review)
 
     agent = sub.add_parser("agent", help="one agent process joining a supervisor")
     agent.add_argument("--connect", required=True, help="supervisor endpoint, e.g. tcp://host:5555")

@@ -32,7 +32,7 @@ class AgentConfig(_Strict):
 
     model: Annotated[str, msgspec.Meta(min_length=1)]
     backend: Literal["llamacpp", "vllm", "openai", "plugin"] = "llamacpp"
-    roles: tuple[str, ...] = ("generator", "reviewer", "adjudicator")
+    roles: tuple[str, ...] = ("generator", "reviewer", "adjudicator", "refiner")
     # Identity for the exclusion rules; defaults to ``model``.
     name: str | None = None
     replicas: Positive = 1
@@ -94,8 +94,9 @@ class BusSettings(_Strict):
 
 
 class Config(_Strict):
-    seeds: SeedSettings
     agents: tuple[AgentConfig, ...]
+    # Required by `gra run`; `gra review` takes its pairs from --input instead.
+    seeds: SeedSettings | None = None
     run: RunSettings = RunSettings()
     protocol: Policy = Policy()
     limits: Limits = Limits()

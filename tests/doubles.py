@@ -64,6 +64,8 @@ class ScriptedBackend:
                 "instruction": f"Write function {n} from {self.model} that adds two numbers.",
                 "response": f"def add_{n}(a, b):\n    return a + b",
             }
+        if "response" in properties:
+            return {"response": f"A better answer, rewritten by {self.model} (call {self.calls})."}
         if "checks" in properties:
             checks = {"rationality": True, "completeness": True, "clarity": True}
             return {"checks": checks, "scores": scores, "strengths": "ok", "weaknesses": "none"}

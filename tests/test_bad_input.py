@@ -56,7 +56,7 @@ def write(tmp_path: Path, text: str, name: str = "job.toml") -> Path:
             '[[agents]]\nmodel="b"\nbackend="vllm"\nurl="http://x"',
             "agents[0].url",
         ),
-        (f"{GOOD_AGENTS}", "missing required field `seeds`"),
+        (f"{GOOD_AGENTS}", "missing [seeds] section"),
         ("[seeds\npath=", "not valid TOML"),
     ],
 )

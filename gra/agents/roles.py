@@ -24,6 +24,8 @@ from gra.protocols.roles import (
     AdjudicationOutput,
     GeneratedItem,
     GenerateRequest,
+    RefinedResponse,
+    RefineRequest,
     ReviewOutput,
     ReviewRequest,
 )
@@ -165,6 +167,25 @@ def _adjudicator_prompt(request: AdjudicateRequest) -> ChatMessages:
 MIN_INSTRUCTION_WORDS = 4
 
 
+def _refiner_prompt(request: RefineRequest) -> ChatMessages:
+    user = (
+        f"Domain: {request.domain}\n\nInstruction:\n{request.instruction}\n\n"
+        f"Current response:\n{request.response}\n\n"
+        "Rewrite the response so that it is correct, complete, clear, relevant, coherent and "
+        "harmless. Keep what is already good; fix what is wrong or missing. Do not change the "
+        "instruction.\nReply as JSON with one key: response (the rewritten response)."
+    )
+    return [
+        {"role": "system", "content": "You improve instruction-tuning data. " + _JSON_ONLY},
+        {"role": "user", "content": user},
+    ]
+
+
+def _check_refined(request: RefineRequest, output: RefinedResponse) -> None:
+    if not any(ch.isalnum() for ch in output.response):
+        raise InvalidOutput(f"refiner response has no content: {output.response[:80]!r}")
+
+
 def _check_generated(request: GenerateRequest, output: GeneratedItem) -> None:
     if len(output.instruction.split()) < MIN_INSTRUCTION_WORDS:
         raise InvalidOutput(
@@ -219,6 +240,14 @@ REVIEWER = Role(
     _reviewer_prompt,
     Sampling(max_tokens=224, temperature=0.2),
 )
+REFINER = Role(
+    "refiner",
+    RefineRequest,
+    RefinedResponse,
+    _refiner_prompt,
+    Sampling(max_tokens=384, temperature=0.5),
+    _check_refined,
+)
 ADJUDICATOR = Role(
     "adjudicator",
     AdjudicateRequest,
@@ -226,5 +255,5 @@ ADJUDICATOR = Role(
     _adjudicator_prompt,
     Sampling(max_tokens=160, temperature=0.2),
 )
-for _role in (GENERATOR, REVIEWER, ADJUDICATOR):
+for _role in (GENERATOR, REVIEWER, ADJUDICATOR, REFINER):
     register_role(_role)

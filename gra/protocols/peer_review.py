@@ -38,6 +38,7 @@ from gra.protocols.roles import (
     Example,
     GeneratedItem,
     GenerateRequest,
+    RefineRequest,
     ReviewerFeedback,
     ReviewOutput,
     ReviewRequest,
@@ -60,12 +61,16 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # rejected item goes back to its generator with the committee's feedback.
     max_rounds: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
 
-    def committee_size(self, n_models: int) -> int:
-        if n_models < 2:
+    def committee_size(self, n_models: int, *, with_generator: bool = True) -> int:
+        needed = 2 if with_generator else 1
+        if n_models < needed:
             raise ProtocolError(
-                f"the protocol needs at least 2 models (a generator and a reviewer), got {n_models}"
+                f"the protocol needs at least {needed} models "
+                f"({'a generator and ' if with_generator else ''}a reviewer), got {n_models}"
             )
-        room = n_models - 1 - (1 if self.reserve_adjudicator and n_models >= 3 else 0)
+        room = n_models - (1 if with_generator else 0)
+        if self.reserve_adjudicator and room >= 2:
+            room -= 1
         return max(1, min(self.reviewers, room))
 
 
@@ -136,6 +141,12 @@ def draw_roles(
     return generator, tuple(rng.sample(others, min(size, len(others))))
 
 
+def draw_committee(models: Sequence[str], policy: Policy, rng: random.Random) -> tuple[str, ...]:
+    """A committee for an existing item (review mode): no generator to exclude."""
+    pool = sorted(set(models))
+    return tuple(rng.sample(pool, policy.committee_size(len(pool), with_generator=False)))
+
+
 def draw_adjudicator(models: Sequence[str], involved: set[str], rng: random.Random) -> str | None:
     candidates = sorted(set(models) - involved)
     return rng.choice(candidates) if candidates else None
@@ -187,7 +198,7 @@ InstanceEvent = Generated | Reviewed | AdjudicatorDrawn | Adjudicated | Replaced
 @dataclass(frozen=True)
 class Generate:
     model: str
-    request: GenerateRequest
+    request: GenerateRequest | RefineRequest
     role: str = "generator"
 
 
@@ -237,9 +248,13 @@ class InstanceState:
     instance_id: str
     domain: str
     policy: Policy
-    generator: str
+    # None in review mode: the item exists already and nobody generates it.
+    generator: str | None
     reviewers: tuple[str, ...]
     examples: tuple[Example, ...] = ()
+    # Review and refine modes: the existing pair. Refine has the generator
+    # rewrite its response first; review takes it as the item to judge.
+    original: GeneratedItem | None = None
     round: int = 1
     item: GeneratedItem | None = None
     reviews: dict[str, ReviewOutput] = field(default_factory=dict)
@@ -251,6 +266,10 @@ class InstanceState:
     history: list[ReviewRound] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.generator is None:
+            if self.original is None:
+                raise ProtocolError("an instance without a generator needs an existing item")
+            self.item = self.original
         if self.generator in self.reviewers:
             raise ProtocolError(f"generator {self.generator} cannot review its own sample")
         if len(set(self.reviewers)) != len(self.reviewers):
@@ -258,7 +277,9 @@ class InstanceState:
 
     @property
     def involved(self) -> set[str]:
-        involved = {self.generator, *self.reviewers}
+        involved = set(self.reviewers)
+        if self.generator:
+            involved.add(self.generator)
         if self.adjudicator:
             involved.add(self.adjudicator)
         return involved
@@ -345,7 +366,7 @@ class InstanceState:
                 pass
 
     def _reject_or_revise(self, stage: Literal["instruction_check", "score"], reason: str) -> None:
-        if self.round >= self.policy.max_rounds:
+        if self.round >= self.policy.max_rounds or self.generator is None:
             self._finish("rejected", stage, reason)
             return
         assert self.item is not None and self.committee is not None
@@ -368,6 +389,12 @@ class InstanceState:
         if self.outcome is not None:
             return [self.outcome]
         if self.item is None:
+            assert self.generator is not None
+            if self.original is not None:
+                refine = RefineRequest(
+                    self.domain, self.original.instruction, self.original.response
+                )
+                return [Generate(self.generator, refine, role="refiner")]
             return [Generate(self.generator, self._generate_request())]
         if self.committee is None:
             request = ReviewRequest(self.domain, self.item.instruction, self.item.response)

@@ -116,3 +116,52 @@ def build_record(state: InstanceState, *, synthesis_round: int, seed_ids: list[s
         review_rounds=state.round,
         prior_rounds=_prior(state.history),
     )
+
+
+class VerdictRecord(msgspec.Struct):
+    """One line of verdicts.jsonl: the committee's judgement of an existing pair."""
+
+    id: str
+    decision: Literal["accepted", "rejected", "failed"]
+    stage: str
+    reason: str
+    mean: float | None
+    std: float | None
+    adjudicated: bool
+    reviews: list[ReviewRecord]
+    adjudication: AdjudicationRecord | None
+    domain: str
+    instruction: str
+    # The response to keep: the rewrite when it was accepted, else the original.
+    response: str
+    refined: bool = False
+    original_response: str | None = None
+    refined_response: str | None = None
+    instance: str = ""
+
+
+def build_verdict(state: InstanceState, *, item_id: str) -> VerdictRecord:
+    record = build_record(state, synthesis_round=0, seed_ids=[item_id])
+    original = state.original
+    assert original is not None
+    refine = state.generator is not None
+    rewrite = state.item.response if (refine and state.item is not None) else None
+    kept_rewrite = refine and record.decision == "accepted" and rewrite is not None
+    return VerdictRecord(
+        id=item_id,
+        decision=record.decision,
+        stage=record.stage,
+        reason=record.reason,
+        mean=record.mean,
+        std=record.std,
+        adjudicated=record.adjudication is not None,
+        reviews=record.reviews,
+        adjudication=record.adjudication,
+        domain=state.domain,
+        instruction=original.instruction,
+        response=rewrite if kept_rewrite and rewrite else original.response,
+        refined=kept_rewrite,
+        original_response=original.response if refine else None,
+        refined_response=rewrite,
+        instance=state.instance_id,
+    )

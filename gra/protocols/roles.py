@@ -64,6 +64,18 @@ class GenerateRequest(msgspec.Struct, frozen=True):
     feedback: str = ""
 
 
+class RefineRequest(msgspec.Struct, frozen=True):
+    """GRA-Refine: rewrite the response of an existing pair."""
+
+    domain: str
+    instruction: str
+    response: str
+
+
+class RefinedResponse(msgspec.Struct, frozen=True):
+    response: Text
+
+
 class GeneratedItem(msgspec.Struct, frozen=True):
     instruction: Text
     response: Text

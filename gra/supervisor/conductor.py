@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import structlog
@@ -58,10 +58,17 @@ from gra.protocols.peer_review import (
     Reviewed,
     TaskStep,
     draw_adjudicator,
+    draw_committee,
     draw_roles,
 )
-from gra.protocols.records import build_record
-from gra.protocols.roles import AdjudicationOutput, Example, GeneratedItem, ReviewOutput
+from gra.protocols.records import build_record, build_verdict
+from gra.protocols.roles import (
+    AdjudicationOutput,
+    Example,
+    GeneratedItem,
+    RefinedResponse,
+    ReviewOutput,
+)
 from gra.supervisor.fleet import AgentInfo, Fleet
 from gra.supervisor.journal import (
     InstanceChanged,
@@ -73,16 +80,29 @@ from gra.supervisor.journal import (
 )
 from gra.supervisor.launcher import AgentSpec, Launcher
 from gra.supervisor.lines import OutputError
-from gra.supervisor.outputs import RecordWriter, RunStats, write_summary
+from gra.supervisor.outputs import (
+    ACCEPTED,
+    REJECTED,
+    VERDICTS,
+    RecordWriter,
+    RunStats,
+    write_summary,
+)
 from gra.supervisor.resume import ResumePoint
 
 log = structlog.get_logger("gra.supervisor")
 
 # How a role's output becomes a protocol event.
-_OUTPUTS: dict[str, tuple[type, Callable[[str, Any], InstanceEvent]]] = {
-    "generator": (GeneratedItem, lambda model, out: Generated(model, out)),
-    "reviewer": (ReviewOutput, lambda model, out: Reviewed(model, out)),
-    "adjudicator": (AdjudicationOutput, lambda model, out: Adjudicated(model, out)),
+_OUTPUTS: dict[str, tuple[type, Callable[[InstanceState, str, Any], InstanceEvent]]] = {
+    "generator": (GeneratedItem, lambda _state, model, out: Generated(model, out)),
+    "refiner": (
+        RefinedResponse,
+        lambda state, model, out: Generated(
+            model, GeneratedItem(state.original.instruction, out.response)
+        ),
+    ),
+    "reviewer": (ReviewOutput, lambda _state, model, out: Reviewed(model, out)),
+    "adjudicator": (AdjudicationOutput, lambda _state, model, out: Adjudicated(model, out)),
 }
 _encoder = msgspec.msgpack.Encoder()
 _DEADLINE_GRACE_S = 5.0
@@ -144,8 +164,11 @@ class Conductor:
         resume: ResumePoint | None = None,
         expected_remote: int = 0,
         on_progress: Callable[[Progress], None] | None = None,
+        mode: Literal["generate", "review", "refine"] = "generate",
     ) -> None:
         self.config = config
+        # generate: seeds are few-shot sources; review/refine: the pairs to judge.
+        self.mode = mode
         self.seeds = seeds
         self.out_dir = out_dir
         self.endpoint = endpoint
@@ -155,8 +178,10 @@ class Conductor:
         self.on_progress = on_progress
         self.max_restarts = config.limits.agent_restarts
         self.rng = random.Random(config.run.seed + (resume.started if resume else 0))
-        self.target = config.run.target
-        self.max_instances = config.run.max_instances or 10 * config.run.target
+        self.target = config.run.target if mode == "generate" else len(seeds)
+        self.max_instances = (
+            config.run.max_instances or 10 * config.run.target if mode == "generate" else len(seeds)
+        )
         self.fleet = Fleet()
         self.stats = resume.stats if resume else RunStats()
         self.accepted = self.stats.counts["accepted"]
@@ -179,7 +204,9 @@ class Conductor:
         self._last_summary = 0.0
         self.router: Router | None = None
         self.journal = Journal(out_dir / "journal.jsonl")
-        self.writer = RecordWriter(out_dir)
+        self.writer = RecordWriter(
+            out_dir, (ACCEPTED, REJECTED) if mode == "generate" else (VERDICTS,)
+        )
         self.journal.append(RunStarted(config_path, config.run.seed, time.time()), sync=True)
 
     # ---- lifecycle ---------------------------------------------------------
@@ -353,7 +380,7 @@ class Conductor:
         if instance is None:
             return
         instance.tasks.pop((instance.state.round, step.role, step.model), None)
-        self._apply(instance, to_event(step.model, output))
+        self._apply(instance, to_event(instance.state, step.model, output))
         self._advance(instance)
 
     async def _on_task_error(
@@ -506,10 +533,15 @@ class Conductor:
 
     def _finish(self, instance: LiveInstance) -> None:
         state = instance.state
-        record = build_record(
-            state, synthesis_round=instance.synthesis_round, seed_ids=instance.seed_ids
-        )
-        self.writer.write(record)
+        record: Any
+        if self.mode == "generate":
+            record = build_record(
+                state, synthesis_round=instance.synthesis_round, seed_ids=instance.seed_ids
+            )
+            self.writer.write(record)
+        else:
+            record = build_verdict(state, item_id=instance.seed_ids[0])
+            self.writer.write_verdict(record)
         assert state.outcome is not None
         self.journal.append(
             InstanceFinished(state.instance_id, state.outcome.decision, state.outcome.stage),
@@ -581,6 +613,8 @@ class Conductor:
         )
 
     def _start_instance(self) -> bool:
+        if self.mode != "generate":
+            return self._start_review()
         generators = sorted(self.fleet.models("generator"))
         reviewers = sorted(self.fleet.models("reviewer"))
         if not generators or len(set(generators) | set(reviewers)) < 2:
@@ -604,6 +638,40 @@ class Conductor:
         self._open(started, [])
         return True
 
+    def _start_review(self) -> bool:
+        """Review and refine modes: the next existing pair, in file order."""
+        if self.started >= len(self.seeds):
+            return False
+        reviewers = sorted(self.fleet.models("reviewer"))
+        generator = None
+        try:
+            if self.mode == "refine":
+                generators = sorted(self.fleet.models("refiner"))
+                if not generators:
+                    return False
+                generator, committee = draw_roles(
+                    generators, self.config.protocol, self.rng, reviewer_models=reviewers
+                )
+            else:
+                committee = draw_committee(reviewers, self.config.protocol, self.rng)
+        except ProtocolError:
+            return False
+        item = self.seeds[self.started]
+        self.started += 1
+        started = InstanceStarted(
+            f"rv-{self.started:06d}",
+            0,
+            item.domain,
+            generator,
+            committee,
+            (item.id,),
+            (),
+            GeneratedItem(item.instruction, item.response),
+        )
+        self.journal.append(started)
+        self._open(started, [])
+        return True
+
     def _open(self, started: InstanceStarted, events: list[InstanceEvent]) -> None:
         state = InstanceState(
             started.instance,
@@ -612,6 +680,7 @@ class Conductor:
             started.generator,
             started.reviewers,
             started.examples,
+            started.original,
         )
         instance = LiveInstance(state, started.round, list(started.seed_ids))
         self.instances[started.instance] = instance

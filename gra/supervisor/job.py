@@ -7,13 +7,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gra.bus.endpoints import private_ipc_endpoint
 from gra.bus.security import SUPERVISOR, create_keys
-from gra.config import AgentConfig, Config
+from gra.config import AgentConfig, Config, ConfigError, SeedSettings
 from gra.data.seeds import load_seeds
 from gra.models import resolve
 from gra.supervisor.conductor import Conductor
@@ -33,6 +33,9 @@ class JobOptions:
     resume: bool = False
     target: int | None = None
     show_progress: bool = True
+    # review / refine: judge the pairs in ``input`` instead of generating.
+    mode: Literal["generate", "review", "refine"] = "generate"
+    input: Path | None = None
 
 
 def default_out_dir(config: Config, config_path: Path) -> Path:
@@ -120,7 +123,13 @@ async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
         config = msgspec.structs.replace(
             config, run=msgspec.structs.replace(config.run, target=options.target)
         )
-    seeds = load_seeds(config.resolve(config.seeds.path), config.seeds)
+    if options.mode == "generate":
+        if config.seeds is None:
+            raise ConfigError(f"{options.config_path}: missing [seeds] section (seeds.path)")
+        seeds = load_seeds(config.resolve(config.seeds.path), config.seeds)
+    else:
+        assert options.input is not None
+        seeds = load_seeds(options.input, config.seeds or SeedSettings(path=str(options.input)))
     specs = agent_specs(config)
     prepare_out_dir(options.out_dir, options.resume)
     resume_point = load_resume_point(options.out_dir) if options.resume else None
@@ -139,6 +148,7 @@ async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
             resume=resume_point,
             expected_remote=expected_remote,
             on_progress=update,
+            mode=options.mode,
         )
         return await conductor.run()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import msgspec
 
 from gra.protocols.peer_review import InstanceEvent
-from gra.protocols.roles import Example
+from gra.protocols.roles import Example, GeneratedItem
 from gra.supervisor.lines import LineFile
 
 
@@ -37,10 +37,12 @@ class InstanceStarted(Entry, tag="start"):
     instance: str
     round: int
     domain: str
-    generator: str
+    generator: str | None
     reviewers: tuple[str, ...]
     seed_ids: tuple[str, ...]
     examples: tuple[Example, ...]
+    # Review and refine modes: the existing pair under judgement.
+    original: GeneratedItem | None = None
 
 
 class InstanceChanged(Entry, tag="event"):

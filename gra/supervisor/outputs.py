@@ -17,10 +17,11 @@ from typing import Any
 import msgspec
 
 from gra.protocols.messages import Usage
-from gra.protocols.records import ItemRecord
+from gra.protocols.records import ItemRecord, VerdictRecord
 from gra.supervisor.lines import LineFile, OutputError, cut_torn_tail
 
 ACCEPTED = "accepted.jsonl"
+VERDICTS = "verdicts.jsonl"
 REJECTED = "rejected.jsonl"
 SUMMARY = "summary.json"
 
@@ -33,16 +34,25 @@ def repair(path: Path) -> None:
 
 
 class RecordWriter:
-    def __init__(self, out_dir: Path) -> None:
-        self._files = {
-            "accepted": LineFile(out_dir / ACCEPTED),
-            "rejected": LineFile(out_dir / REJECTED),
-        }
+    def __init__(self, out_dir: Path, names: tuple[str, ...] = (ACCEPTED, REJECTED)) -> None:
+        """Opens (creating) ``names`` at once so that an empty outcome is an empty file."""
+        self._out_dir = out_dir
+        self._files: dict[str, LineFile] = {}
+        for name in names:
+            self._file(name)
+
+    def _file(self, name: str) -> LineFile:
+        if name not in self._files:
+            self._files[name] = LineFile(self._out_dir / name)
+        return self._files[name]
 
     def write(self, record: ItemRecord) -> None:
-        self._files["accepted" if record.decision == "accepted" else "rejected"].append(
+        self._file(ACCEPTED if record.decision == "accepted" else REJECTED).append(
             _encoder.encode(record)
         )
+
+    def write_verdict(self, verdict: VerdictRecord) -> None:
+        self._file(VERDICTS).append(_encoder.encode(verdict))
 
     def close(self) -> None:
         for handle in self._files.values():
@@ -74,8 +84,11 @@ class RunStats:
     started_at: float = field(default_factory=time.monotonic)
     previous_wall_seconds: float = 0.0
 
-    def count_record(self, record: ItemRecord) -> None:
-        if record.instruction:
+    def count_record(self, record: ItemRecord | VerdictRecord) -> None:
+        if isinstance(record, VerdictRecord):
+            if record.refined_response is not None:
+                self.counts["generated"] += 1
+        elif record.instruction:
             self.counts["generated"] += 1
         if record.adjudication is not None:
             self.counts["adjudicated"] += 1

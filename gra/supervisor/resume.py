@@ -14,9 +14,9 @@ from pathlib import Path
 import msgspec
 
 from gra.protocols.peer_review import InstanceEvent
-from gra.protocols.records import ItemRecord
+from gra.protocols.records import ItemRecord, VerdictRecord
 from gra.supervisor.journal import InstanceStarted, replay
-from gra.supervisor.outputs import ACCEPTED, REJECTED, SUMMARY, RunStats, repair
+from gra.supervisor.outputs import ACCEPTED, REJECTED, SUMMARY, VERDICTS, RunStats, repair
 
 
 class ResumeError(Exception):
@@ -46,6 +46,14 @@ def load_resume_point(out_dir: Path) -> ResumePoint:
                     record = msgspec.json.decode(line, type=ItemRecord)
                     done.add(record.id)
                     stats.count_record(record)
+    verdicts = out_dir / VERDICTS
+    repair(verdicts)
+    if verdicts.exists():
+        for line in verdicts.read_bytes().splitlines():
+            if line.strip():
+                verdict = msgspec.json.decode(line, type=VerdictRecord)
+                done.add(verdict.instance)
+                stats.count_record(verdict)
     summary_path = out_dir / SUMMARY
     if summary_path.exists():
         try:
