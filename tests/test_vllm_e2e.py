@@ -42,13 +42,14 @@ async def test_backend_structured_output_and_concurrency(vllm_url: str) -> None:
     try:
         completions = await asyncio.gather(
             *(
-                backend.complete(role.prompt(request), role.schema, Sampling(max_tokens=200))
+                backend.complete(role.prompt(request), role.schema, Sampling(max_tokens=512))
                 for _ in range(4)
             )
         )
     finally:
         await backend.aclose()
     for completion in completions:
+        assert completion.finish_reason == "stop", completion.text
         review = role.parse(request, completion.text)
         assert 0 <= review.scores.mean() <= 10
         assert completion.prompt_tokens > 50 and completion.completion_tokens > 10
