@@ -61,6 +61,7 @@ class ScriptedBackend:
         if "instruction" in properties:
             n = self.calls
             return {
+                "keywords": ["addition", "functions", f"{self.model}-{n}"],
                 "instruction": f"Write function {n} from {self.model} that adds two numbers.",
                 "response": f"def add_{n}(a, b):\n    return a + b",
             }

@@ -22,8 +22,8 @@ from gra.backends.base import ChatMessages, Sampling
 from gra.protocols.roles import (
     AdjudicateRequest,
     AdjudicationOutput,
-    GeneratedItem,
     GenerateRequest,
+    GeneratorOutput,
     RefinedResponse,
     RefineRequest,
     ReviewOutput,
@@ -83,19 +83,34 @@ _JSON_ONLY = "Answer with one JSON object only, exactly in the requested shape."
 
 
 def _generator_prompt(request: GenerateRequest) -> ChatMessages:
-    examples = "\n\n".join(
-        f"Example {i + 1}:\nInstruction: {ex.instruction}\nResponse: {ex.response}"
-        for i, ex in enumerate(request.examples)
-    )
-    parts = [
-        f"Domain: {request.domain}.",
-        f"Here are examples of instruction-tuning data in this domain:\n\n{examples}"
-        if examples
-        else "",
-        "Write ONE new instruction in this domain that is different from the examples: "
-        "self-contained, specific and answerable. Then write a correct, complete and "
-        "well-organised response to it.",
-    ]
+    parts = [f"Domain: {request.domain}."]
+    if request.inspirations:
+        seeds = "\n".join(
+            f"- keywords: {', '.join(i.keywords)}; summary: {i.summary}"
+            for i in request.inspirations
+        )
+        parts += [
+            f"Existing items in this domain, as keyword triples with summaries:\n{seeds}",
+            "First write a NEW keyword triple (three keywords naming one core concept) that "
+            "combines ideas from these items. Then, using the summaries as inspiration, turn "
+            "your keyword triple into ONE new, self-contained, specific and answerable "
+            "instruction. Then write a correct, complete and well-organised response to it.",
+        ]
+    else:
+        examples = "\n\n".join(
+            f"Example {i + 1}:\nInstruction: {ex.instruction}\nResponse: {ex.response}"
+            for i, ex in enumerate(request.examples)
+        )
+        if examples:
+            parts.append(
+                f"Here are examples of instruction-tuning data in this domain:\n\n{examples}"
+            )
+        parts.append(
+            "Write three keywords naming the core concept of a NEW item in this domain, "
+            "different from the examples. Then write ONE instruction built on them: "
+            "self-contained, specific and answerable. Then write a correct, complete and "
+            "well-organised response to it."
+        )
     if request.previous is not None:
         parts.append(
             "Your previous attempt was rejected by reviewers. Improve it.\n"
@@ -103,13 +118,15 @@ def _generator_prompt(request: GenerateRequest) -> ChatMessages:
             f"Previous response: {request.previous.response}\n"
             f"Reviewers' feedback: {request.feedback}"
         )
-    parts.append("Reply as JSON with two keys: instruction (the new instruction) and response.")
+    parts.append(
+        "Reply as JSON with three keys: keywords (a list of three keywords), instruction, response."
+    )
     return [
         {
             "role": "system",
             "content": "You create high-quality instruction-tuning data. " + _JSON_ONLY,
         },
-        {"role": "user", "content": "\n\n".join(p for p in parts if p)},
+        {"role": "user", "content": "\n\n".join(parts)},
     ]
 
 
@@ -186,7 +203,7 @@ def _check_refined(request: RefineRequest, output: RefinedResponse) -> None:
         raise InvalidOutput(f"refiner response has no content: {output.response[:80]!r}")
 
 
-def _check_generated(request: GenerateRequest, output: GeneratedItem) -> None:
+def _check_generated(request: GenerateRequest, output: GeneratorOutput) -> None:
     if len(output.instruction.split()) < MIN_INSTRUCTION_WORDS:
         raise InvalidOutput(
             f"generator instruction has fewer than {MIN_INSTRUCTION_WORDS} words: "
@@ -228,7 +245,7 @@ def known_roles() -> list[str]:
 GENERATOR = Role(
     "generator",
     GenerateRequest,
-    GeneratedItem,
+    GeneratorOutput,
     _generator_prompt,
     Sampling(max_tokens=384, temperature=0.8),
     _check_generated,

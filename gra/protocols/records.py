@@ -100,7 +100,7 @@ def build_record(state: InstanceState, *, synthesis_round: int, seed_ids: list[s
         id=state.instance_id,
         round=synthesis_round,
         domain=state.domain,
-        keywords=[],
+        keywords=list(item.keywords) if item else [],
         summary="",
         instruction=item.instruction if item else "",
         response=item.response if item else "",

@@ -56,12 +56,23 @@ class Example(msgspec.Struct, frozen=True):
     response: str
 
 
+class Inspiration(msgspec.Struct, frozen=True):
+    """A pool item as the paper's generator sees it: its keyword triple and summary."""
+
+    keywords: tuple[str, ...]
+    summary: str
+
+
 class GenerateRequest(msgspec.Struct, frozen=True):
     domain: str
     examples: tuple[Example, ...]
     # Set on a revision round: the previous attempt and what reviewers said.
     previous: Example | None = None
     feedback: str = ""
+    # The paper's method: (keywords, summary) pairs of the domain from the pool.
+    # When present, the generator first writes a new keyword triple combining
+    # them, then an instruction built on it, then the response.
+    inspirations: tuple[Inspiration, ...] = ()
 
 
 class RefineRequest(msgspec.Struct, frozen=True):
@@ -76,9 +87,28 @@ class RefinedResponse(msgspec.Struct, frozen=True):
     response: Text
 
 
-class GeneratedItem(msgspec.Struct, frozen=True):
+Keyword = Annotated[str, msgspec.Meta(min_length=1, max_length=60)]
+KeywordTriple = Annotated[tuple[Keyword, ...], msgspec.Meta(min_length=3, max_length=3)]
+
+
+class GeneratorOutput(msgspec.Struct, frozen=True):
+    """What a generator model writes, in this order: the concept (a keyword
+    triple), then the task, then the answer."""
+
+    keywords: KeywordTriple
     instruction: Text
     response: Text
+
+    def item(self) -> GeneratedItem:
+        return GeneratedItem(self.instruction, self.response, self.keywords)
+
+
+class GeneratedItem(msgspec.Struct, frozen=True):
+    """An instruction/response pair under review; existing pairs may lack keywords."""
+
+    instruction: Text
+    response: Text
+    keywords: tuple[str, ...] = ()
 
 
 class ReviewRequest(msgspec.Struct, frozen=True):

@@ -66,6 +66,7 @@ from gra.protocols.roles import (
     AdjudicationOutput,
     Example,
     GeneratedItem,
+    GeneratorOutput,
     RefinedResponse,
     ReviewOutput,
 )
@@ -94,7 +95,7 @@ log = structlog.get_logger("gra.supervisor")
 
 # How a role's output becomes a protocol event.
 _OUTPUTS: dict[str, tuple[type, Callable[[InstanceState, str, Any], InstanceEvent]]] = {
-    "generator": (GeneratedItem, lambda _state, model, out: Generated(model, out)),
+    "generator": (GeneratorOutput, lambda _state, model, out: Generated(model, out.item())),
     "refiner": (
         RefinedResponse,
         lambda state, model, out: Generated(
