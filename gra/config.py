@@ -55,7 +55,10 @@ class AgentConfig(_Strict):
 
 
 class RunSettings(_Strict):
+    # Accepted items wanted per synthesis round.
     target: Positive = 4
+    # Synthesis rounds: the pool grows with each round's accepted items.
+    rounds: Positive = 1
     max_instances: Positive | None = None
     max_in_flight: Positive = 4
     seed: int = 0
@@ -70,6 +73,15 @@ class SeedSettings(_Strict):
     domain: str = "domain"
     id: str = "id"
     default_domain: str = "general"
+
+
+class DedupSettings(_Strict):
+    """Post-processing of each round's accepted items (the paper's step 5)."""
+
+    enabled: bool = True
+    threshold: Annotated[float, msgspec.Meta(ge=-1, le=1)] = 0.9
+    seeds_in_pool: bool = True
+    text: Literal["pair", "instruction", "response"] = "pair"
 
 
 class Limits(_Strict):
@@ -101,6 +113,7 @@ class Config(_Strict):
     protocol: Policy = Policy()
     limits: Limits = Limits()
     bus: BusSettings = BusSettings()
+    dedup: DedupSettings = DedupSettings()
     # Where the config file lives; relative paths resolve against it.
     base_dir: str = "."
 

@@ -30,6 +30,9 @@ def scripted_config(
     remote: tuple[str, ...] = (),
     endpoint: str | None = None,
     extra: str = "",
+    dedup: bool = False,
+    rounds: int = 1,
+    curve_keys: Path | None = None,
 ) -> Path:
     """A config whose agents are real processes backed by the scripted test double."""
     lines = [
@@ -37,12 +40,16 @@ def scripted_config(
         f"target = {target}",
         f"max_in_flight = {max_in_flight}",
         f"max_instances = {max_instances}" if max_instances else "",
+        f"rounds = {rounds}",
         "[seeds]",
         f'path = "{SEEDS}"',
         "[bus]",
         "heartbeat_interval_s = 0.2",
         "heartbeat_misses = 5",
         f'endpoint = "{endpoint}"' if endpoint else "",
+        f'curve_keys = "{curve_keys}"' if curve_keys else "",
+        "[dedup]",
+        f"enabled = {'true' if dedup else 'false'}",
         "[limits]",
         "startup_timeout_s = 60",
         "agent_restarts = 50",

@@ -106,9 +106,8 @@ async def test_fleet_on_curve_tcp_with_a_remote_agent_and_an_intruder(
         target=6,
         remote=("remote",),
         endpoint=f"tcp://127.0.0.1:{port}",
-        extra="",
+        curve_keys=keys,
     )
-    config.write_text(config.read_text().replace("[limits]", f'curve_keys = "{keys}"\n[limits]', 1))
     conductor = make_conductor(config, tmp_path / "out", expected_remote=1)
 
     def agent(name: str, secret: Path) -> subprocess.Popen[bytes]:

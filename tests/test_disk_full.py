@@ -39,12 +39,13 @@ def test_disk_full_stops_cleanly_and_resumes(tiny_disk: Path, tmp_path: Path, do
     assert full.returncode == 2, full.stderr[-2000:]
     assert "Traceback" not in full.stderr
     assert "No space left on device" in full.stderr and "--resume" in full.stderr
-    for name in ("accepted.jsonl", "rejected.jsonl", "journal.jsonl"):
+    for name in ("round-1/candidates.jsonl", "rejected.jsonl", "journal.jsonl"):
         text = (out / name).read_text()
         assert not text or text.endswith("\n"), f"{name} ends in a partial line"
         for line in text.splitlines():
             json.loads(line)
-    written = len((out / "accepted.jsonl").read_text().splitlines())
+    # Committee-accepted items wait in the round's candidates until the round ends.
+    written = len((out / "round-1" / "candidates.jsonl").read_text().splitlines())
     assert 0 < written < 150
 
     subprocess.run(["mount", "-o", "remount,size=64m", str(tiny_disk)], check=True)

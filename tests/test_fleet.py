@@ -181,7 +181,7 @@ def test_stopped_supervisor_leaves_no_orphans(tmp_path: Path, double_env, sig: i
     )
     try:
         deadline = time.monotonic() + 60
-        while count_lines(out / "accepted.jsonl") < 1:
+        while count_lines(out / "round-1" / "candidates.jsonl") < 1:
             assert time.monotonic() < deadline, "the run never accepted anything"
             assert supervisor.poll() is None, supervisor.stderr.read().decode()
             time.sleep(0.1)
@@ -258,7 +258,7 @@ def test_resume_after_supervisor_sigkill(tmp_path: Path, double_env) -> None:
     first = subprocess.Popen(command, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
-        while count_lines(out / "accepted.jsonl") < 5:
+        while count_lines(out / "round-1" / "candidates.jsonl") < 5:
             assert time.monotonic() < deadline and first.poll() is None
             time.sleep(0.05)
         first.kill()

@@ -38,6 +38,7 @@ from gra.protocols.roles import (
     Example,
     GeneratedItem,
     GenerateRequest,
+    Inspiration,
     RefineRequest,
     ReviewerFeedback,
     ReviewOutput,
@@ -255,6 +256,7 @@ class InstanceState:
     # Review and refine modes: the existing pair. Refine has the generator
     # rewrite its response first; review takes it as the item to judge.
     original: GeneratedItem | None = None
+    inspirations: tuple[Inspiration, ...] = ()
     round: int = 1
     item: GeneratedItem | None = None
     reviews: dict[str, ReviewOutput] = field(default_factory=dict)
@@ -412,12 +414,16 @@ class InstanceState:
 
     def _generate_request(self) -> GenerateRequest:
         if not self.history:
-            return GenerateRequest(self.domain, self.examples)
+            return GenerateRequest(self.domain, self.examples, inspirations=self.inspirations)
         last = self.history[-1]
         feedback = "\n".join(
             f"Reviewer {i + 1}: " + r.feedback() for i, r in enumerate(last.reviews.values())
         )
         previous = Example(last.item.instruction, last.item.response)
         return GenerateRequest(
-            self.domain, self.examples, previous, f"{last.outcome.reason}\n{feedback}"
+            self.domain,
+            self.examples,
+            previous,
+            f"{last.outcome.reason}\n{feedback}",
+            self.inspirations,
         )

@@ -62,6 +62,8 @@ class ItemRecord(msgspec.Struct):
     reason: str
     review_rounds: int = 1
     prior_rounds: list[PriorRound] = []
+    # Set when deduplication rejected the item: the pool item it repeats.
+    duplicate_of: str | None = None
 
 
 def _review_records(reviews: dict[str, ReviewOutput]) -> list[ReviewRecord]:

@@ -67,6 +67,7 @@ from gra.protocols.roles import (
     Example,
     GeneratedItem,
     GeneratorOutput,
+    Inspiration,
     RefinedResponse,
     ReviewOutput,
 )
@@ -90,6 +91,7 @@ from gra.supervisor.outputs import (
     write_summary,
 )
 from gra.supervisor.resume import ResumePoint
+from gra.supervisor.rounds import SynthesisRounds
 
 log = structlog.get_logger("gra.supervisor")
 
@@ -185,9 +187,9 @@ class Conductor:
         )
         self.fleet = Fleet()
         self.stats = resume.stats if resume else RunStats()
-        self.accepted = self.stats.counts["accepted"]
         self.finished = resume.finished if resume else 0
         self.started = resume.started if resume else 0
+        self.started_in_round = resume.started_in_round if resume else 0
         self._resume = resume
         self.instances: dict[str, LiveInstance] = {}
         self.pending: deque[PendingTask] = deque()
@@ -195,9 +197,6 @@ class Conductor:
         self._task_ids = itertools.count(1)
         self._restarts: dict[str, int] = {}
         self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        self._by_domain: dict[str, list[SeedItem]] = {}
-        for seed in seeds:
-            self._by_domain.setdefault(seed.domain, []).append(seed)
         self._fleet_ready = False
         self._fleet_deadline = 0.0
         self._stopping = False
@@ -209,6 +208,23 @@ class Conductor:
             out_dir, (ACCEPTED, REJECTED) if mode == "generate" else (VERDICTS,)
         )
         self.journal.append(RunStarted(config_path, config.run.seed, time.time()), sync=True)
+        self.rounds = SynthesisRounds(
+            config,
+            seeds if mode == "generate" else [],
+            out_dir,
+            self.writer,
+            self.journal,
+            self.stats,
+            resume.rounds_done if resume else 0,
+        )
+
+    @property
+    def accepted(self) -> int:
+        """Accepted so far toward the target: the current round's committee-accepted
+        items when generating, accepted verdicts when reviewing."""
+        if self.mode == "generate":
+            return self.rounds.candidates
+        return self.stats.counts["accepted"]
 
     # ---- lifecycle ---------------------------------------------------------
 
@@ -251,7 +267,7 @@ class Conductor:
         return summary
 
     async def _main_loop(self, background: list[asyncio.Task[None]]) -> None:
-        while not self._done():
+        while not self._done() and not await self._end_round_if_due():
             item = await self._inbox.get()
             for task in background:
                 if task.done() and task.exception() is not None:
@@ -266,19 +282,37 @@ class Conductor:
             await self._pump()
 
     def _done(self) -> bool:
-        """Target reached, or nothing left to start and nothing in progress.
+        """The last round reached its target, or has nothing left to start or finish.
 
-        Instances still in progress when the target is reached are not waited
+        Instances still in progress when the last round ends are not waited
         for: their every step is in the journal, so `--resume` (with a higher
         target) carries them on, and the summary counts them as unfinished.
+        Earlier rounds drain instead, because the next round builds on them.
         """
         if self._stop_requested:
             return True
-        if not self._fleet_ready:
-            return False
+        return self._fleet_ready and (self.mode != "generate" and self._round_over())
+
+    def _round_over(self) -> bool:
         if self.accepted >= self.target:
             return True
-        return not self.instances and self.started >= self.max_instances
+        return not self.instances and self.started_in_round >= self.max_instances
+
+    async def _end_round_if_due(self) -> bool:
+        """Post-process a finished round; True when the whole run is done."""
+        if self.mode != "generate" or not self._fleet_ready or not self._round_over():
+            return False
+        last = self.rounds.current >= self.rounds.total
+        if self.instances and not last:
+            return False  # drain: the next round builds on this one
+        await self.rounds.finish_round()
+        now = time.monotonic()
+        for agent in self.fleet.live():
+            agent.last_seen = max(agent.last_seen, now)  # the supervisor was busy, not they
+        if last:
+            return True
+        self.started_in_round = 0
+        return False
 
     def request_stop(self) -> None:
         """Stop as if the target were reached: what is in progress stays resumable."""
@@ -539,7 +573,10 @@ class Conductor:
             record = build_record(
                 state, synthesis_round=instance.synthesis_round, seed_ids=instance.seed_ids
             )
-            self.writer.write(record)
+            if record.decision == "accepted":
+                self.rounds.add_candidate(record)
+            else:
+                self.writer.write(record)
         else:
             record = build_verdict(state, item_id=instance.seed_ids[0])
             self.writer.write_verdict(record)
@@ -548,8 +585,8 @@ class Conductor:
             InstanceFinished(state.instance_id, state.outcome.decision, state.outcome.stage),
             sync=True,
         )
-        self.stats.count_record(record)
-        self.accepted = self.stats.counts["accepted"]
+        if record.decision != "accepted" or self.mode != "generate":
+            self.stats.count_record(record)
         self.finished += 1
         del self.instances[state.instance_id]
         for task_id in [
@@ -609,7 +646,7 @@ class Conductor:
     def _can_start(self) -> bool:
         return (
             len(self.instances) < self.config.run.max_in_flight
-            and self.started < self.max_instances
+            and self.started_in_round < self.max_instances
             and self.accepted < self.target
         )
 
@@ -626,14 +663,23 @@ class Conductor:
             )
         except ProtocolError:
             return False
-        seed = self.rng.choice(self.seeds)
-        pool = self._by_domain[seed.domain]
+        domain = self.rng.choice(self.seeds).domain  # the seed pool's proportions
+        pool = self.rounds.by_domain(domain)
         shots = self.rng.sample(pool, min(self.config.run.few_shot, len(pool)))
         self.started += 1
-        instance_id = f"r1-{self.started:06d}"
+        self.started_in_round += 1
+        k = self.rounds.current
         examples = tuple(Example(s.instruction, s.response) for s in shots)
+        inspirations = tuple(Inspiration(s.keywords, s.summary) for s in shots if s.keywords)
         started = InstanceStarted(
-            instance_id, 1, seed.domain, generator, committee, tuple(s.id for s in shots), examples
+            f"r{k}-{self.started:06d}",
+            k,
+            domain,
+            generator,
+            committee,
+            tuple(s.id for s in shots),
+            examples,
+            inspirations=inspirations if len(inspirations) == len(shots) else (),
         )
         self.journal.append(started)
         self._open(started, [])
@@ -659,6 +705,7 @@ class Conductor:
             return False
         item = self.seeds[self.started]
         self.started += 1
+        self.started_in_round += 1
         started = InstanceStarted(
             f"rv-{self.started:06d}",
             0,
@@ -682,6 +729,7 @@ class Conductor:
             started.reviewers,
             started.examples,
             started.original,
+            started.inspirations,
         )
         instance = LiveInstance(state, started.round, list(started.seed_ids))
         self.instances[started.instance] = instance

@@ -19,7 +19,7 @@ from pathlib import Path
 import msgspec
 
 from gra.protocols.peer_review import InstanceEvent
-from gra.protocols.roles import Example, GeneratedItem
+from gra.protocols.roles import Example, GeneratedItem, Inspiration
 from gra.supervisor.lines import LineFile
 
 
@@ -43,6 +43,7 @@ class InstanceStarted(Entry, tag="start"):
     examples: tuple[Example, ...]
     # Review and refine modes: the existing pair under judgement.
     original: GeneratedItem | None = None
+    inspirations: tuple[Inspiration, ...] = ()
 
 
 class InstanceChanged(Entry, tag="event"):
@@ -63,7 +64,15 @@ class InstanceFinished(Entry, tag="finish"):
     stage: str
 
 
-JournalEntry = RunStarted | InstanceStarted | InstanceChanged | TaskRetried | InstanceFinished
+class RoundFinished(Entry, tag="round_done"):
+    round: int
+    accepted: int
+    deduplicated: int
+
+
+JournalEntry = (
+    RunStarted | InstanceStarted | InstanceChanged | TaskRetried | InstanceFinished | RoundFinished
+)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(JournalEntry)
@@ -114,6 +123,7 @@ class Replay:
     started: dict[str, InstanceStarted] = field(default_factory=dict)
     events: dict[str, list[InstanceEvent]] = field(default_factory=dict)
     finished: dict[str, InstanceFinished] = field(default_factory=dict)
+    rounds_done: int = 0
 
     @property
     def unfinished(self) -> list[str]:
@@ -131,6 +141,8 @@ def replay(path: Path) -> Replay:
                 result.events.setdefault(instance, []).append(event)
             case InstanceFinished(instance=instance):
                 result.finished[instance] = entry
+            case RoundFinished(round=k):
+                result.rounds_done = max(result.rounds_done, k)
             case _:
                 pass
     return result

@@ -81,6 +81,7 @@ class RunStats:
     agents_lost: int = 0
     # Results for tasks already reassigned (a frozen agent woke up): ignored.
     late_results: int = 0
+    rounds: dict[str, dict[str, int]] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
     previous_wall_seconds: float = 0.0
 
@@ -142,6 +143,7 @@ class RunStats:
             "retries": self.retries,
             "agents_lost": self.agents_lost,
             "late_results_ignored": self.late_results,
+            "rounds": self.rounds,
             **extra,
         }
 

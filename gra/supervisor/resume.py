@@ -28,6 +28,8 @@ class ResumePoint:
     stats: RunStats
     started: int
     finished: int
+    rounds_done: int = 0
+    started_in_round: int = 0
     unfinished: list[tuple[InstanceStarted, list[InstanceEvent]]] = field(default_factory=list)
 
 
@@ -67,7 +69,23 @@ def load_resume_point(out_dir: Path) -> ResumePoint:
         except (ValueError, TypeError, AttributeError):
             pass
     state = replay(journal)
+    done |= set(state.finished)
+    # Committee-accepted items wait in round-*/candidates.jsonl until their round ends.
+    for candidates in out_dir.glob("round-*/candidates.jsonl"):
+        repair(candidates)
+        for line in candidates.read_bytes().splitlines():
+            if line.strip():
+                done.add(msgspec.json.decode(line, type=ItemRecord).id)
     unfinished = [
         (state.started[i], state.events.get(i, [])) for i in state.started if i not in done
     ]
-    return ResumePoint(stats, len(state.started), len(done), unfinished)
+    current = state.rounds_done + 1
+    in_round = sum(1 for s in state.started.values() if s.round == current)
+    return ResumePoint(
+        stats,
+        len(state.started),
+        len(done),
+        rounds_done=state.rounds_done,
+        started_in_round=in_round,
+        unfinished=unfinished,
+    )

@@ -1,0 +1,192 @@
+"""The paper's outer loop: synthesis rounds over a growing pool.
+
+During round k, items the committee accepts are written to
+``round-k/candidates.jsonl`` as they finish. When the round ends they are
+post-processed: visited in descending committee mean and deduplicated
+against the pool (all-MiniLM-L6-v2, cosine < threshold); survivors go to
+``round-k/accepted.jsonl`` and the run's ``accepted.jsonl`` and join the pool,
+so round k+1 draws on them; duplicates go to ``rejected.jsonl`` with stage
+``dedup`` and the id of the item they duplicate. A ``round_done`` journal
+entry marks the round complete; a resumed run redoes an interrupted
+post-processing without writing any item twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+
+from gra.config import Config
+from gra.data.seeds import SeedItem
+from gra.protocols.records import ItemRecord
+from gra.supervisor.journal import Journal, RoundFinished
+from gra.supervisor.lines import LineFile, cut_torn_tail
+from gra.supervisor.outputs import ACCEPTED, REJECTED, RecordWriter, RunStats
+
+log = structlog.get_logger("gra.rounds")
+
+CANDIDATES = "candidates.jsonl"
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class PoolItem:
+    """Anything generation may draw on: a seed or an accepted item."""
+
+    id: str
+    instruction: str
+    response: str
+    domain: str
+    keywords: tuple[str, ...] = ()
+    summary: str = ""
+
+
+def _read_records(path: Path) -> list[ItemRecord]:
+    if not path.exists():
+        return []
+    cut_torn_tail(path)
+    return [
+        msgspec.json.decode(line, type=ItemRecord)
+        for line in path.read_bytes().splitlines()
+        if line.strip()
+    ]
+
+
+def _pool_item(record: ItemRecord) -> PoolItem:
+    return PoolItem(
+        record.id,
+        record.instruction,
+        record.response,
+        record.domain,
+        tuple(record.keywords),
+        record.summary,
+    )
+
+
+class SynthesisRounds:
+    def __init__(
+        self,
+        config: Config,
+        seeds: list[SeedItem],
+        out_dir: Path,
+        writer: RecordWriter,
+        journal: Journal,
+        stats: RunStats,
+        rounds_done: int = 0,
+    ) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.total = config.run.rounds
+        self.current = rounds_done + 1
+        self._writer = writer
+        self._journal = journal
+        self._stats = stats
+        self.pool: list[PoolItem] = [
+            PoolItem(s.id, s.instruction, s.response, s.domain, s.keywords, s.summary)
+            for s in seeds
+        ]
+        self._seed_count = len(self.pool)
+        for k in range(1, self.current):
+            self.pool += [_pool_item(r) for r in _read_records(self._dir(k) / ACCEPTED)]
+        self._candidates: LineFile | None = None
+        self.candidates = len(_read_records(self._dir(self.current) / CANDIDATES))
+        self._dedup: Any = None
+
+    @property
+    def finished(self) -> bool:
+        return self.current > self.total
+
+    def _dir(self, k: int) -> Path:
+        return self.out_dir / f"round-{k}"
+
+    def by_domain(self, domain: str) -> list[PoolItem]:
+        return [item for item in self.pool if item.domain == domain]
+
+    def add_candidate(self, record: ItemRecord) -> None:
+        """A committee-accepted item of the current round, kept until post-processing."""
+        if self._candidates is None:
+            self._dir(self.current).mkdir(parents=True, exist_ok=True)
+            self._candidates = LineFile(self._dir(self.current) / CANDIDATES)
+        self._candidates.append(_encoder.encode(record))
+        self.candidates += 1
+
+    async def finish_round(self) -> dict[str, int]:
+        """Deduplicate the round's candidates into its accepted items; start the next round."""
+        k = self.current
+        if self._candidates is not None:
+            self._candidates.close()
+            self._candidates = None
+        candidates = _read_records(self._dir(k) / CANDIDATES)
+        written = {r.id for r in _read_records(self.out_dir / ACCEPTED)} | {
+            r.id for r in _read_records(self.out_dir / REJECTED)
+        }
+        admitted, duplicates = await asyncio.to_thread(self._deduplicate, candidates)
+        self._dir(k).mkdir(parents=True, exist_ok=True)
+        round_file = LineFile(self._dir(k) / ACCEPTED)
+        try:
+            done_here = {r.id for r in _read_records(self._dir(k) / ACCEPTED)}
+            for record in admitted:
+                if record.id not in done_here:
+                    round_file.append(_encoder.encode(record))
+                if record.id not in written:
+                    self._writer.write(record)
+                    self._stats.count_record(record)
+        finally:
+            round_file.close()
+        for record in duplicates:
+            if record.id not in written:
+                self._writer.write(record)
+                self._stats.count_record(record)
+        self.pool += [_pool_item(r) for r in admitted]
+        self._journal.append(RoundFinished(k, len(admitted), len(duplicates)), sync=True)
+        self._stats.rounds[str(k)] = {
+            "committee_accepted": len(candidates),
+            "accepted": len(admitted),
+            "deduplicated": len(duplicates),
+        }
+        log.info("round_finished", round=k, accepted=len(admitted), deduplicated=len(duplicates))
+        self.current += 1
+        self.candidates = 0
+        return self._stats.rounds[str(k)]
+
+    def _deduplicate(
+        self, candidates: list[ItemRecord]
+    ) -> tuple[list[ItemRecord], list[ItemRecord]]:
+        settings = self.config.dedup
+        ordered = sorted(candidates, key=lambda r: -(r.mean if r.mean is not None else -1.0))
+        if not settings.enabled or not ordered:
+            return ordered, []
+        from gra.data.dedup import Candidate, DedupPool
+
+        if self._dedup is None:
+            self._dedup = DedupPool(threshold=settings.threshold, text=settings.text)
+            start = 0 if settings.seeds_in_pool else self._seed_count
+            self._dedup.add(self.pool[start:])
+        by_id = {r.id: r for r in ordered}
+        decisions = self._dedup.admit(
+            [Candidate(r.id, r.instruction, r.response, r.mean or 0.0) for r in ordered]
+        )
+        admitted, duplicates = [], []
+        for decision in decisions:
+            record = by_id[decision.id]
+            if decision.admitted:
+                admitted.append(record)
+            else:
+                duplicates.append(
+                    msgspec.structs.replace(
+                        record,
+                        decision="rejected",
+                        stage="dedup",
+                        reason=(
+                            f"cosine {decision.similarity:.3f} >= {settings.threshold} "
+                            f"to {decision.nearest}"
+                        ),
+                        duplicate_of=decision.duplicate_of,
+                    )
+                )
+        return admitted, duplicates
