@@ -1221,8 +1221,10 @@ def print_scheduler_report(report: dict[str, Any]) -> None:
             f"end of round + shutdown {run['end_of_round_s']}s; supervisor CPU "
             f"{run['supervisor_cpu_s']}s ({100 * run['supervisor_cpu_share']:.0f}% of wall), "
             f"simulated agents {run['sim_hosts_cpu_s']}s\n"
-            f"  peak pending tasks {run['max_pending_tasks']}, peak in-flight tasks "
-            f"{run['max_in_flight_tasks']}; RSS {run['rss_bytes_per_instance']:+.1f} B/instance "
+            f"  peaks: inbox {run['max_inbox']} frames, pending tasks {run['max_pending_tasks']}, "
+            f"in-flight tasks {run['max_in_flight_tasks']}"
+            + ("; stopped at the time limit" if run["time_limit_hit"] else "")
+            + f"\n  RSS {run['rss_bytes_per_instance']:+.1f} B/instance "
             f"after warm-up, {run['rss_after_run'] / 2**20:.1f} MiB after the run"
         )
         print(format_rss_curve(run))

@@ -1,4 +1,4 @@
-"""The `gra` command: run | review | agent | models | status | keys."""
+"""The `gra` command: run | review | export | agent | models | status | keys."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from gra.bus.security import KeyFileError
 from gra.config import ConfigError, load_config
+from gra.data.export import ExportError
 from gra.data.seeds import SeedError
 from gra.logs import configure
 from gra.models import CATALOG, ModelError, assemble, models_dir
@@ -29,6 +30,7 @@ USER_ERRORS = (
     StatusError,
     KeyFileError,
     OutputError,
+    ExportError,
 )
 
 
@@ -37,7 +39,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     out_dir = Path(args.out) if args.out else default_out_dir(config, Path(args.config))
-    options = JobOptions(Path(args.config), out_dir, args.resume, args.target, not args.no_progress)
+    options = JobOptions(
+        Path(args.config),
+        out_dir,
+        args.resume,
+        args.target,
+        not args.no_progress,
+        args.skip_bad_rows,
+    )
     summary = _run(options, config, args.log_level)
     counts = summary["counts"]
     rejected = sum(counts[k] for k in counts if k.startswith("rejected_"))
@@ -60,7 +69,14 @@ def _cmd_review(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     mode = "refine" if args.refine else "review"
     options = JobOptions(
-        Path(args.config), out_dir, args.resume, None, not args.no_progress, mode, Path(args.input)
+        Path(args.config),
+        out_dir,
+        args.resume,
+        None,
+        not args.no_progress,
+        args.skip_bad_rows,
+        mode,
+        Path(args.input),
     )
     summary = _run(options, config, args.log_level)
     counts = summary["counts"]
@@ -150,6 +166,14 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from gra.data.export import export
+
+    result = export(Path(args.dir), Path(args.out), args.format, args.style, overwrite=args.force)
+    print(f"{result.out}: {result.count} items ({args.format}, {args.style})")
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -170,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--log-level", default="warning", help="console log level (file gets all)")
+    run.add_argument("--skip-bad-rows", action="store_true", help="leave malformed seed rows out")
     run.set_defaults(handler=_cmd_run)
 
     review = sub.add_parser(
@@ -182,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--refine", action="store_true", help="rewrite each response first (GRA-Refine)"
     )
     review.add_argument("--resume", action="store_true")
+    review.add_argument("--skip-bad-rows", action="store_true")
     review.add_argument("--no-progress", action="store_true")
     review.add_argument("--log-level", default="warning")
     review.set_defaults(handler=_cmd_review)
@@ -211,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--assemble", action="store_true", help="assemble and verify every model")
     models.add_argument("--json", action="store_true")
     models.set_defaults(handler=_cmd_models)
+
+    exporter = sub.add_parser("export", help="a run's accepted items as a training dataset")
+    exporter.add_argument("dir", help="the run's output directory")
+    exporter.add_argument("--out", required=True, help="file (jsonl, parquet) or directory (hf)")
+    exporter.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl")
+    exporter.add_argument("--style", choices=["chat", "alpaca"], default="chat")
+    exporter.add_argument("--force", action="store_true", help="overwrite --out")
+    exporter.set_defaults(handler=_cmd_export)
 
     keys = sub.add_parser("keys", help="CURVE keys for an authenticated tcp bus")
     keys.add_argument("dir", help="keys directory (created private)")

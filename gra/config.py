@@ -72,7 +72,11 @@ class SeedSettings(_Strict):
     response: str = "response"
     domain: str = "domain"
     id: str = "id"
+    keywords: str = "keywords"
+    summary: str = "summary"
     default_domain: str = "general"
+    # Leave malformed rows out (each reported) instead of stopping.
+    skip_bad_rows: bool = False
 
 
 class DedupSettings(_Strict):

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from gra.data.export import ExportError, accepted_files, export
-
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
-datasets = pytest.importorskip("datasets")
 
 
 def record(item_id: str, mean: float | None = 9.0, **extra: Any) -> dict[str, Any]:

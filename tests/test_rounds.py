@@ -1,0 +1,80 @@
+"""Synthesis rounds: round 2 draws on round 1's accepted items, each round's
+output is kept apart, and the summary reports per round. Seeds with bad rows
+can be skipped and counted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import scripted_config
+from tests.test_fleet import read_jsonl
+
+
+def run(config: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "gra", "run", str(config), "--out", str(out)]
+    return subprocess.run(
+        [*command, "--no-progress", *extra], capture_output=True, text=True, timeout=180
+    )
+
+
+def test_round_two_draws_on_round_one(tmp_path: Path, double_env) -> None:
+    seeds = tmp_path / "seeds.jsonl"
+    rows = [
+        {
+            "id": f"s{i}",
+            "domain": "coding",
+            "instruction": f"Write a function number {i}.",
+            "response": "def f(): ...",
+            "keywords": ["functions", "python", f"topic{i}"],
+            "summary": f"A small function, number {i}.",
+        }
+        for i in range(3)
+    ]
+    seeds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = scripted_config(tmp_path, ["a", "b", "c"], target=3, max_in_flight=2, rounds=2)
+    text = config.read_text().replace("target = 3", "target = 3\nfew_shot = 16")
+    config.write_text(
+        text.replace(str(Path(__file__).parent.parent / "examples/seeds.jsonl"), str(seeds))
+    )
+    out = tmp_path / "out"
+    done = run(config, out)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    round1 = read_jsonl(out / "round-1" / "accepted.jsonl")
+    round2 = read_jsonl(out / "round-2" / "accepted.jsonl")
+    assert len(round1) >= 3 and len(round2) >= 3
+    assert {r["round"] for r in round1} == {1} and {r["round"] for r in round2} == {2}
+    round1_ids = {r["id"] for r in round1}
+    for record in round2:
+        # few_shot covers the whole domain pool: every round-1 item is drawn on.
+        assert round1_ids <= set(record["seed_ids"]), record["seed_ids"]
+        assert record["keywords"] and len(record["keywords"]) == 3
+    top = read_jsonl(out / "accepted.jsonl")
+    assert sorted(r["id"] for r in top) == sorted(r["id"] for r in round1 + round2)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds"]["1"]["accepted"] == len(round1)
+    assert summary["rounds"]["2"]["accepted"] == len(round2)
+    journal = read_jsonl(out / "journal.jsonl")
+    assert [e["round"] for e in journal if e["t"] == "round_done"] == [1, 2]
+
+
+def test_skip_bad_rows_continues_and_reports(tmp_path: Path, double_env) -> None:
+    seeds = tmp_path / "seeds.jsonl"
+    good = {"instruction": "Add two numbers.", "response": "a + b", "domain": "math"}
+    seeds.write_text(json.dumps(good) + "\nnot json\n" + json.dumps({"instruction": "x"}) + "\n")
+    config = scripted_config(tmp_path, ["a", "b"], target=1)
+    config.write_text(
+        config.read_text().replace(
+            str(Path(__file__).parent.parent / "examples/seeds.jsonl"), str(seeds)
+        )
+    )
+    strict = run(config, tmp_path / "strict")
+    assert strict.returncode == 2 and f"{seeds}:2" in strict.stderr
+    lenient = run(config, tmp_path / "lenient", "--skip-bad-rows")
+    assert lenient.returncode == 0, lenient.stderr[-2000:]
+    assert f"skipped 2 bad rows of {seeds}" in lenient.stderr
+    summary = json.loads((tmp_path / "lenient" / "summary.json").read_text())
+    assert summary["seed_rows_skipped"] == 2 and summary["counts"]["accepted"] >= 1
