@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from gra.protocols.peer_review import Policy
+from gra.protocols.roles import DEFAULT_DOMAINS
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
@@ -32,7 +33,7 @@ class AgentConfig(_Strict):
 
     model: Annotated[str, msgspec.Meta(min_length=1)]
     backend: Literal["llamacpp", "vllm", "openai", "plugin"] = "llamacpp"
-    roles: tuple[str, ...] = ("generator", "reviewer", "adjudicator", "refiner")
+    roles: tuple[str, ...] = ("generator", "reviewer", "adjudicator", "refiner", "annotator")
     # Identity for the exclusion rules; defaults to ``model``.
     name: str | None = None
     replicas: Positive = 1
@@ -88,6 +89,14 @@ class DedupSettings(_Strict):
     text: Literal["pair", "instruction", "response"] = "pair"
 
 
+class AnnotateSettings(_Strict):
+    """Metadata enrichment: a random model writes each accepted item's keyword
+    triple and summary (and picks its domain label) so later rounds can use it."""
+
+    enrich: bool = True
+    labels: tuple[str, ...] = DEFAULT_DOMAINS
+
+
 class Limits(_Strict):
     task_deadline_s: Seconds = 600.0
     task_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 2
@@ -118,6 +127,7 @@ class Config(_Strict):
     limits: Limits = Limits()
     bus: BusSettings = BusSettings()
     dedup: DedupSettings = DedupSettings()
+    annotate: AnnotateSettings = AnnotateSettings()
     # Where the config file lives; relative paths resolve against it.
     base_dir: str = "."
 

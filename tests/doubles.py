@@ -65,6 +65,12 @@ class ScriptedBackend:
                 "instruction": f"Write function {n} from {self.model} that adds two numbers.",
                 "response": f"def add_{n}(a, b):\n    return a + b",
             }
+        if "summary" in properties:
+            return {
+                "domain": "coding",
+                "keywords": ["arithmetic", "functions", self.model],
+                "summary": f"Annotated by {self.model}.",
+            }
         if "response" in properties:
             return {"response": f"A better answer, rewritten by {self.model} (call {self.calls})."}
         if "checks" in properties:

@@ -51,7 +51,11 @@ def test_round_two_draws_on_round_one(tmp_path: Path, double_env) -> None:
     for record in round2:
         # few_shot covers the whole domain pool: every round-1 item is drawn on.
         assert round1_ids <= set(record["seed_ids"]), record["seed_ids"]
-        assert record["keywords"] and len(record["keywords"]) == 3
+    for record in round1 + round2:
+        # Metadata enrichment: a random model wrote keywords and summary.
+        assert record["annotator"] in {"a", "b", "c"}
+        assert record["summary"] == f"Annotated by {record['annotator']}."
+        assert record["keywords"] == ["arithmetic", "functions", record["annotator"]]
     top = read_jsonl(out / "accepted.jsonl")
     assert sorted(r["id"] for r in top) == sorted(r["id"] for r in round1 + round2)
     summary = json.loads((out / "summary.json").read_text())

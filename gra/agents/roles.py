@@ -22,6 +22,8 @@ from gra.backends.base import ChatMessages, Sampling
 from gra.protocols.roles import (
     AdjudicateRequest,
     AdjudicationOutput,
+    AnnotateRequest,
+    Annotation,
     GenerateRequest,
     GeneratorOutput,
     RefinedResponse,
@@ -203,6 +205,27 @@ def _check_refined(request: RefineRequest, output: RefinedResponse) -> None:
         raise InvalidOutput(f"refiner response has no content: {output.response[:80]!r}")
 
 
+def _annotator_prompt(request: AnnotateRequest) -> ChatMessages:
+    user = (
+        f"Instruction:\n{request.instruction}\n\nResponse:\n{request.response}\n\n"
+        f"Label this item. domain: exactly one of {', '.join(request.labels)}. keywords: three "
+        "keywords naming the item's core concept. summary: one short sentence that relates "
+        "the three keywords to what the item asks and answers.\n"
+        "Reply as JSON with three keys: domain, keywords, summary."
+    )
+    return [
+        {"role": "system", "content": "You annotate instruction-tuning data. " + _JSON_ONLY},
+        {"role": "user", "content": user},
+    ]
+
+
+def _check_annotation(request: AnnotateRequest, output: Annotation) -> None:
+    if output.domain.strip().lower() not in {label.lower() for label in request.labels}:
+        raise InvalidOutput(f"annotator domain {output.domain!r} is not one of {request.labels}")
+    if not all(k.strip() for k in output.keywords) or not output.summary.strip():
+        raise InvalidOutput("annotator left a keyword or the summary empty")
+
+
 def _check_generated(request: GenerateRequest, output: GeneratorOutput) -> None:
     if len(output.instruction.split()) < MIN_INSTRUCTION_WORDS:
         raise InvalidOutput(
@@ -272,5 +295,13 @@ ADJUDICATOR = Role(
     _adjudicator_prompt,
     Sampling(max_tokens=160, temperature=0.2),
 )
-for _role in (GENERATOR, REVIEWER, ADJUDICATOR, REFINER):
+ANNOTATOR = Role(
+    "annotator",
+    AnnotateRequest,
+    Annotation,
+    _annotator_prompt,
+    Sampling(max_tokens=160, temperature=0.2),
+    _check_annotation,
+)
+for _role in (GENERATOR, REVIEWER, ADJUDICATOR, REFINER, ANNOTATOR):
     register_role(_role)

@@ -35,6 +35,8 @@ import msgspec
 from gra.protocols.roles import (
     AdjudicateRequest,
     AdjudicationOutput,
+    AnnotateRequest,
+    Annotation,
     Example,
     GeneratedItem,
     GenerateRequest,
@@ -190,7 +192,27 @@ class Failed(Event, tag="failed"):
     reason: str
 
 
-InstanceEvent = Generated | Reviewed | AdjudicatorDrawn | Adjudicated | Replaced | Failed
+class AnnotatorDrawn(Event, tag="annotator_drawn"):
+    """A random model is to write the accepted item's metadata (None: no one can)."""
+
+    model: str | None
+
+
+class Enriched(Event, tag="enriched"):
+    model: str
+    annotation: Annotation
+
+
+InstanceEvent = (
+    Generated
+    | Reviewed
+    | AdjudicatorDrawn
+    | Adjudicated
+    | Replaced
+    | Failed
+    | AnnotatorDrawn
+    | Enriched
+)
 
 
 # ---- steps: what an instance needs next ------------------------------------
@@ -223,6 +245,18 @@ class DrawAdjudicator:
 
 
 @dataclass(frozen=True)
+class DrawAnnotator:
+    """Metadata enrichment: any model may annotate, drawn at random."""
+
+
+@dataclass(frozen=True)
+class Annotate:
+    model: str
+    request: AnnotateRequest
+    role: str = "annotator"
+
+
+@dataclass(frozen=True)
 class Outcome:
     decision: Literal["accepted", "rejected", "failed"]
     stage: Literal["instruction_check", "score", "adjudication", "accepted", "failed"]
@@ -231,8 +265,8 @@ class Outcome:
     std: float | None
 
 
-Step = Generate | Review | Adjudicate | DrawAdjudicator | Outcome
-TaskStep = Generate | Review | Adjudicate
+Step = Generate | Review | Adjudicate | DrawAdjudicator | DrawAnnotator | Annotate | Outcome
+TaskStep = Generate | Review | Adjudicate | Annotate
 
 
 @dataclass
@@ -257,6 +291,14 @@ class InstanceState:
     # rewrite its response first; review takes it as the item to judge.
     original: GeneratedItem | None = None
     inspirations: tuple[Inspiration, ...] = ()
+    # Metadata enrichment: an accepted item gets its keywords and summary from
+    # a random model before it is final; ``labels`` are the domains it may pick.
+    enrich: bool = False
+    labels: tuple[str, ...] = ()
+    annotator: str | None = None
+    annotator_drawn: bool = False
+    annotation: Annotation | None = None
+    accepted_pending: Outcome | None = None
     round: int = 1
     item: GeneratedItem | None = None
     reviews: dict[str, ReviewOutput] = field(default_factory=dict)
@@ -329,12 +371,28 @@ class InstanceState:
                     self._finish("accepted", "accepted", f"adjudicator score {score:.2f} >= tau")
                 else:
                     self._finish("rejected", "adjudication", f"adjudicator score {score:.2f} < tau")
+            case AnnotatorDrawn(model=model):
+                if self.accepted_pending is None or self.annotator_drawn:
+                    raise ProtocolError("no enrichment is pending")
+                self.annotator_drawn, self.annotator = True, model
+                if model is None:
+                    self.outcome = self.accepted_pending
+            case Enriched(model=model, annotation=annotation):
+                if self.accepted_pending is None or model != self.annotator:
+                    raise ProtocolError(f"{model} is not the pending annotator")
+                self.annotation = annotation
+                self.outcome = self.accepted_pending
             case Replaced(old=old, new=new):
                 self._replace(old, new)
             case Failed(reason=reason):
                 self._finish("failed", "failed", reason)
 
     def _replace(self, old: str, new: str) -> None:
+        if self.accepted_pending is not None and old == self.annotator:
+            if self.annotation is not None:
+                raise ProtocolError(f"{old} has no pending work to hand over")
+            self.annotator = new  # any model may annotate, involved or not
+            return
         if new in self.involved:
             raise ProtocolError(f"{new} is already involved in this instance")
         if old == self.generator and self.item is None:
@@ -382,7 +440,11 @@ class InstanceState:
     def _finish(self, decision: Literal["accepted", "rejected", "failed"], stage, reason) -> None:  # type: ignore[no-untyped-def]
         mean = self.committee.mean if self.committee else None
         std = self.committee.std if self.committee else None
-        self.outcome = Outcome(decision, stage, reason, mean, std)
+        outcome = Outcome(decision, stage, reason, mean, std)
+        if decision == "accepted" and self.enrich:
+            self.accepted_pending = outcome  # final once enriched
+        else:
+            self.outcome = outcome
 
     # -- what is needed next -------------------------------------------------
 
@@ -390,6 +452,12 @@ class InstanceState:
         """Everything the instance is waiting for; empty never happens."""
         if self.outcome is not None:
             return [self.outcome]
+        if self.accepted_pending is not None:
+            if not self.annotator_drawn:
+                return [DrawAnnotator()]
+            assert self.annotator is not None and self.item is not None
+            request = AnnotateRequest(self.item.instruction, self.item.response, self.labels)
+            return [Annotate(self.annotator, request)]
         if self.item is None:
             assert self.generator is not None
             if self.original is not None:

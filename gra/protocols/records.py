@@ -62,6 +62,8 @@ class ItemRecord(msgspec.Struct):
     reason: str
     review_rounds: int = 1
     prior_rounds: list[PriorRound] = []
+    # The model that wrote keywords and summary (metadata enrichment), if any.
+    annotator: str | None = None
     # Set when deduplication rejected the item: the pool item it repeats.
     duplicate_of: str | None = None
 
@@ -98,12 +100,13 @@ def build_record(state: InstanceState, *, synthesis_round: int, seed_ids: list[s
             state.adjudicator, scores, round(scores.mean(), 4), state.adjudication.feedback
         )
     item = state.item
+    annotation = state.annotation
     return ItemRecord(
         id=state.instance_id,
         round=synthesis_round,
         domain=state.domain,
-        keywords=list(item.keywords) if item else [],
-        summary="",
+        keywords=list(annotation.keywords if annotation else item.keywords if item else []),
+        summary=annotation.summary if annotation else "",
         instruction=item.instruction if item else "",
         response=item.response if item else "",
         seed_ids=seed_ids,
@@ -117,6 +120,7 @@ def build_record(state: InstanceState, *, synthesis_round: int, seed_ids: list[s
         reason=outcome.reason,
         review_rounds=state.round,
         prior_rounds=_prior(state.history),
+        annotator=state.annotator if annotation else None,
     )
 
 

@@ -144,3 +144,28 @@ class AdjudicateRequest(msgspec.Struct, frozen=True):
 class AdjudicationOutput(msgspec.Struct, frozen=True):
     scores: Scores
     feedback: Brief
+
+
+DEFAULT_DOMAINS = (
+    "coding",
+    "math",
+    "qa",
+    "reasoning",
+    "role-play",
+    "language",
+    "creative-writing",
+)
+
+
+class AnnotateRequest(msgspec.Struct, frozen=True):
+    """Label an item for the pool: its domain, keyword triple and summary."""
+
+    instruction: str
+    response: str
+    labels: tuple[str, ...] = DEFAULT_DOMAINS
+
+
+class Annotation(msgspec.Struct, frozen=True):
+    domain: Annotated[str, msgspec.Meta(min_length=1, max_length=60)]
+    keywords: KeywordTriple
+    summary: Brief

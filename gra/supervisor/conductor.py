@@ -45,7 +45,11 @@ from gra.protocols.peer_review import (
     Adjudicate,
     Adjudicated,
     AdjudicatorDrawn,
+    Annotate,
+    AnnotatorDrawn,
     DrawAdjudicator,
+    DrawAnnotator,
+    Enriched,
     Failed,
     Generate,
     Generated,
@@ -64,6 +68,7 @@ from gra.protocols.peer_review import (
 from gra.protocols.records import build_record, build_verdict
 from gra.protocols.roles import (
     AdjudicationOutput,
+    Annotation,
     Example,
     GeneratedItem,
     GeneratorOutput,
@@ -106,6 +111,7 @@ _OUTPUTS: dict[str, tuple[type, Callable[[InstanceState, str, Any], InstanceEven
     ),
     "reviewer": (ReviewOutput, lambda _state, model, out: Reviewed(model, out)),
     "adjudicator": (AdjudicationOutput, lambda _state, model, out: Adjudicated(model, out)),
+    "annotator": (Annotation, lambda _state, model, out: Enriched(model, out)),
 }
 _encoder = msgspec.msgpack.Encoder()
 _DEADLINE_GRACE_S = 5.0
@@ -555,7 +561,12 @@ class Conductor:
                         )
                         self._apply(instance, AdjudicatorDrawn(chosen))
                         break
-                    case Generate() | Review() | Adjudicate():
+                    case DrawAnnotator():
+                        models = sorted(self.fleet.models("annotator"))
+                        chosen = self.rng.choice(models) if models else None
+                        self._apply(instance, AnnotatorDrawn(chosen))
+                        break
+                    case Generate() | Review() | Adjudicate() | Annotate():
                         key = (state.round, step.role, step.model)
                         if key not in instance.tasks:
                             task = PendingTask(
@@ -730,6 +741,8 @@ class Conductor:
             started.examples,
             started.original,
             started.inspirations,
+            enrich=self.mode == "generate" and self.config.annotate.enrich,
+            labels=self.config.annotate.labels,
         )
         instance = LiveInstance(state, started.round, list(started.seed_ids))
         self.instances[started.instance] = instance
@@ -793,7 +806,8 @@ class Conductor:
         or, if there is none, wait ``model_grace_s`` for the model to come back, then
         fail the instance. Returns False while the task should keep waiting."""
         step = pending.step
-        candidates = sorted(self.fleet.models(step.role) - instance.state.involved)
+        taken = {step.model} if step.role == "annotator" else instance.state.involved
+        candidates = sorted(self.fleet.models(step.role) - taken)
         now = time.monotonic()
         if pending.hostless_since is None:
             pending.hostless_since = now
