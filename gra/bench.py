@@ -57,6 +57,7 @@ from gra.protocols.messages import (
 )
 from gra.protocols.roles import (
     AdjudicationOutput,
+    Annotation,
     Checks,
     Example,
     GenerateRequest,
@@ -621,6 +622,7 @@ def run_bus_benchmark(settings: BusSettings = QUICK_BUS) -> dict[str, Any]:
 # ---- scheduler: simulated agents (child processes) ---------------------------
 
 _SCORES = Scores(9, 9, 9, 9, 9, 9)
+SIM_ROLES = ("generator", "reviewer", "adjudicator", "annotator")
 
 
 def sim_bodies(item_bytes: int = 600) -> dict[str, msgspec.Raw]:
@@ -637,6 +639,9 @@ def sim_bodies(item_bytes: int = 600) -> dict[str, msgspec.Raw]:
         ),
         "adjudicator": msgspec.Raw(_msgpack.encode(AdjudicationOutput(_SCORES, "fine"))),
         "refiner": msgspec.Raw(_msgpack.encode(RefinedResponse("r" * half))),
+        "annotator": msgspec.Raw(
+            _msgpack.encode(Annotation("coding", ("sums", "functions", "python"), "Adds numbers."))
+        ),
     }
 
 
@@ -657,7 +662,7 @@ class _SimAgent:
         hello = Hello(
             self.agent_id,
             self.model,
-            ("generator", "reviewer", "adjudicator"),
+            SIM_ROLES,
             capacity,
             "sim",
             os.getpid(),
@@ -767,8 +772,10 @@ class SchedulerSettings:
     capacity: int = 4
     service_s: float = 0.1
     reviewers: int = 3
+    # gra's default: every accepted item is annotated (keywords, summary) by a random model.
+    enrich: bool = True
     # Instances in progress, as a multiple of what the capacity can keep busy
-    # with no queueing (2 x capacity / tasks per instance); above 1 keeps a backlog.
+    # with no queueing (stages x capacity / tasks per instance); above 1 keeps a backlog.
     in_flight_factor: float = 2.0
     max_in_flight: int | None = None
     # Processes hosting the simulated agents (default: one per 500 agents).
@@ -798,7 +805,12 @@ class SchedulerSettings:
 
     @property
     def tasks_per_instance(self) -> int:
-        return 1 + self.committee
+        return 1 + self.committee + int(self.enrich)
+
+    @property
+    def stages(self) -> int:
+        """Service times one instance takes at least: generate, review, (annotate)."""
+        return 2 + int(self.enrich)
 
     @property
     def total_capacity(self) -> int:
@@ -809,18 +821,23 @@ class SchedulerSettings:
         if self.max_in_flight is not None:
             return self.max_in_flight
         return max(
-            1, math.ceil(self.in_flight_factor * 2 * self.total_capacity / self.tasks_per_instance)
+            1,
+            math.ceil(
+                self.in_flight_factor * self.stages * self.total_capacity / self.tasks_per_instance
+            ),
         )
 
     def bounds(self) -> dict[str, float]:
         """Items/s no scheduler can beat: capacity-bound, and bound by instances in flight.
 
-        Every instance is one generate then ``committee`` parallel reviews, each
-        taking ``service_s``; all models serve all roles with equal capacity, so
-        uniform draws spread the load evenly and the whole capacity is usable.
+        Every instance is one generate, then ``committee`` parallel reviews, then
+        (with ``enrich``) one annotation, each taking ``service_s``; every review
+        scores 9, so nothing is adjudicated or rejected. All models serve all
+        roles with equal capacity, so uniform draws spread the load evenly and the
+        whole capacity is usable.
         """
         capacity = self.total_capacity / (self.service_s * self.tasks_per_instance)
-        in_flight = self.in_flight / (2 * self.service_s)
+        in_flight = self.in_flight / (self.stages * self.service_s)
         return {"capacity": capacity, "in_flight": in_flight, "bound": min(capacity, in_flight)}
 
 
@@ -859,6 +876,9 @@ def _write_job(settings: SchedulerSettings, directory: Path) -> Path:
                 "domain": _SEED_DOMAINS[i % len(_SEED_DOMAINS)],
                 "instruction": f"Write a function that returns the {i}-th square number.",
                 "response": f"def square_{i}(n):\n    return n * n",
+                # Annotated already, so the run goes straight to generation.
+                "keywords": ["squares", "functions", f"n{i}"],
+                "summary": "Square a number.",
             }
             handle.write(json.dumps(row) + "\n")
     lines = [
@@ -878,6 +898,8 @@ def _write_job(settings: SchedulerSettings, directory: Path) -> Path:
         "heartbeat_misses = 5",
         "[dedup]",
         "enabled = false",
+        "[annotate]",
+        f"enrich = {'true' if settings.enrich else 'false'}",
     ]
     for m in range(settings.models):
         lines += ["[[agents]]", f'model = "sim-{m}"', "remote = true"]

@@ -94,6 +94,8 @@ class AnnotateSettings(_Strict):
     triple and summary (and picks its domain label) so later rounds can use it."""
 
     enrich: bool = True
+    # Seeds without keywords or summary (or domain) are annotated before round 1.
+    seeds: bool = True
     labels: tuple[str, ...] = DEFAULT_DOMAINS
 
 

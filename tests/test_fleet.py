@@ -64,9 +64,16 @@ def check_outputs(
         "rejected_adjudication"
     ] + counts["failed"] == len(rejected)
     journal = read_jsonl(out / "journal.jsonl")
-    finished = [e["instance"] for e in journal if e["t"] == "finish"]
+    # Seed annotations are journaled too, but produce pool metadata, not records.
+    finished = [
+        e["instance"] for e in journal if e["t"] == "finish" and e["stage"] != "seed_annotation"
+    ]
     assert sorted(finished) == sorted(ids), "journal and outputs disagree"
-    started = {e["instance"] for e in journal if e["t"] == "start"}
+    started = {
+        e["instance"]
+        for e in journal
+        if e["t"] == "start" and e.get("kind", "item") != "seed_annotation"
+    }
     assert set(ids) <= started
     # Instances in progress when the target was reached stay resumable, and are counted.
     assert len(started - set(ids)) == summary["instances_unfinished"]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import scripted_config
+from tests.conftest import SEEDS, scripted_config
 from tests.test_fleet import read_jsonl
 
 
@@ -82,3 +82,27 @@ def test_skip_bad_rows_continues_and_reports(tmp_path: Path, double_env) -> None
     assert f"skipped 2 bad rows of {seeds}" in lenient.stderr
     summary = json.loads((tmp_path / "lenient" / "summary.json").read_text())
     assert summary["seed_rows_skipped"] == 2 and summary["counts"]["accepted"] >= 1
+
+
+def test_seeds_are_annotated_by_the_fleet_before_generation(tmp_path: Path, double_env) -> None:
+    config = scripted_config(tmp_path, ["a", "b", "c"], target=3)
+    out = tmp_path / "out"
+    done = run(config, out)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seeds = [json.loads(line) for line in SEEDS.read_text().splitlines()]
+    annotations = read_jsonl(out / "seed_annotations.jsonl")
+    assert sorted(a["seed"] for a in annotations) == sorted(s["id"] for s in seeds)
+    by_seed = {a["seed"]: a for a in annotations}
+    for entry in annotations:
+        assert entry["keywords"] == ["arithmetic", "functions", entry["annotator"]]
+    journal = read_jsonl(out / "journal.jsonl")
+    starts = [e for e in journal if e["t"] == "start"]
+    annotating = [i for i, e in enumerate(starts) if e["kind"] == "seed_annotation"]
+    generating = [i for i, e in enumerate(starts) if e["kind"] == "item"]
+    assert max(annotating) < min(generating), "generation started before the pool was annotated"
+    for start in (starts[i] for i in generating):
+        # The paper's generator: (keywords, summary) pairs of the pool, as annotated.
+        assert len(start["inspirations"]) == len(start["seed_ids"]) > 0
+        for seed_id, inspiration in zip(start["seed_ids"], start["inspirations"], strict=True):
+            assert inspiration["keywords"] == by_seed[seed_id]["keywords"]
+            assert inspiration["summary"] == by_seed[seed_id]["summary"]

@@ -314,6 +314,13 @@ class InstanceState:
             if self.original is None:
                 raise ProtocolError("an instance without a generator needs an existing item")
             self.item = self.original
+            if not self.reviewers:
+                # Annotation only (a seed item entering the pool): no review.
+                if not self.enrich:
+                    raise ProtocolError("an instance needs a committee or an annotation step")
+                self.accepted_pending = Outcome("accepted", "accepted", "annotated", None, None)
+        elif not self.reviewers:
+            raise ProtocolError("an instance needs a committee")
         if self.generator in self.reviewers:
             raise ProtocolError(f"generator {self.generator} cannot review its own sample")
         if len(set(self.reviewers)) != len(self.reviewers):

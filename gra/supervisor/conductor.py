@@ -86,7 +86,7 @@ from gra.supervisor.journal import (
     TaskRetried,
 )
 from gra.supervisor.launcher import AgentSpec, Launcher
-from gra.supervisor.lines import OutputError
+from gra.supervisor.lines import LineFile, OutputError
 from gra.supervisor.outputs import (
     ACCEPTED,
     REJECTED,
@@ -114,6 +114,20 @@ _OUTPUTS: dict[str, tuple[type, Callable[[InstanceState, str, Any], InstanceEven
     "annotator": (Annotation, lambda _state, model, out: Enriched(model, out)),
 }
 _encoder = msgspec.msgpack.Encoder()
+SEED_ANNOTATIONS = "seed_annotations.jsonl"
+
+
+class SeedAnnotation(msgspec.Struct, frozen=True):
+    """What the fleet wrote for a seed; kept so a resumed run need not redo it."""
+
+    seed: str
+    domain: str
+    keywords: tuple[str, ...]
+    summary: str
+    annotator: str
+
+
+_json_encoder = msgspec.json.Encoder()
 _DEADLINE_GRACE_S = 5.0
 
 
@@ -223,6 +237,27 @@ class Conductor:
             self.stats,
             resume.rounds_done if resume else 0,
         )
+
+        self._seed_annotations = LineFile(out_dir / SEED_ANNOTATIONS)
+        self._seed_by_id = {s.id: s for s in seeds}
+        self._default_domain = config.seeds.default_domain if config.seeds else ""
+        done = self._load_seed_annotations()
+        self._annotating: set[str] = set()
+        self._seeds_to_annotate = [
+            s
+            for s in (seeds if mode == "generate" and config.annotate.seeds else [])
+            if (not s.keywords or not s.summary) and s.id not in done
+        ]
+
+    def _load_seed_annotations(self) -> set[str]:
+        path = self.out_dir / SEED_ANNOTATIONS
+        done = set()
+        for line in path.read_bytes().splitlines() if path.exists() else []:
+            if line.strip():
+                entry = msgspec.json.decode(line, type=SeedAnnotation)
+                self._apply_seed_annotation(entry)
+                done.add(entry.seed)
+        return done
 
     @property
     def accepted(self) -> int:
@@ -580,6 +615,9 @@ class Conductor:
     def _finish(self, instance: LiveInstance) -> None:
         state = instance.state
         record: Any
+        if state.instance_id in self._annotating:
+            self._finish_seed_annotation(instance)
+            return
         if self.mode == "generate":
             record = build_record(
                 state, synthesis_round=instance.synthesis_round, seed_ids=instance.seed_ids
@@ -612,6 +650,38 @@ class Conductor:
             stage=record.stage,
             reason=record.reason,
         )
+
+    def _finish_seed_annotation(self, instance: LiveInstance) -> None:
+        state = instance.state
+        seed_id = instance.seed_ids[0]
+        annotation = state.annotation
+        if annotation is not None:
+            entry = SeedAnnotation(
+                seed_id,
+                annotation.domain.strip().lower(),
+                annotation.keywords,
+                annotation.summary,
+                state.annotator or "",
+            )
+            self._seed_annotations.append(_json_encoder.encode(entry))
+            self._apply_seed_annotation(entry)
+        else:
+            log.warning("seed_not_annotated", seed=seed_id, reason=state.outcome)
+        assert state.outcome is not None
+        self.journal.append(
+            InstanceFinished(state.instance_id, state.outcome.decision, "seed_annotation"),
+            sync=True,
+        )
+        self._annotating.discard(state.instance_id)
+        del self.instances[state.instance_id]
+
+    def _apply_seed_annotation(self, entry: SeedAnnotation) -> None:
+        seed = self._seed_by_id.get(entry.seed)
+        if seed is None:
+            return
+        # A seed's own domain wins; the annotator's label fills a missing one.
+        domain = entry.domain if seed.domain == self._default_domain else None
+        self.rounds.annotate_seed(entry.seed, domain, entry.keywords, entry.summary)
 
     def _requeue(self, pending: PendingTask, agent: AgentInfo, reason: str) -> None:
         instance = self.instances.get(pending.instance_id)
@@ -655,15 +725,17 @@ class Conductor:
         await self._dispatch()
 
     def _can_start(self) -> bool:
-        return (
-            len(self.instances) < self.config.run.max_in_flight
-            and self.started_in_round < self.max_instances
-            and self.accepted < self.target
-        )
+        if len(self.instances) >= self.config.run.max_in_flight:
+            return False
+        if self._seeds_to_annotate or self._annotating:
+            return bool(self._seeds_to_annotate)  # generation waits for an annotated pool
+        return self.started_in_round < self.max_instances and self.accepted < self.target
 
     def _start_instance(self) -> bool:
         if self.mode != "generate":
             return self._start_review()
+        if self._seeds_to_annotate:
+            return self._start_seed_annotation()
         generators = sorted(self.fleet.models("generator"))
         reviewers = sorted(self.fleet.models("reviewer"))
         if not generators or len(set(generators) | set(reviewers)) < 2:
@@ -693,6 +765,27 @@ class Conductor:
             inspirations=inspirations if len(inspirations) == len(shots) else (),
         )
         self.journal.append(started)
+        self._open(started, [])
+        return True
+
+    def _start_seed_annotation(self) -> bool:
+        """A seed without keywords or summary is annotated by a random model first."""
+        if not self.fleet.models("annotator"):
+            return False
+        seed = self._seeds_to_annotate.pop(0)
+        started = InstanceStarted(
+            f"sa-{seed.id}",
+            0,
+            seed.domain,
+            None,
+            (),
+            (seed.id,),
+            (),
+            GeneratedItem(seed.instruction, seed.response),
+            kind="seed_annotation",
+        )
+        self.journal.append(started)
+        self._annotating.add(started.instance)
         self._open(started, [])
         return True
 
@@ -741,7 +834,8 @@ class Conductor:
             started.examples,
             started.original,
             started.inspirations,
-            enrich=self.mode == "generate" and self.config.annotate.enrich,
+            enrich=self.mode == "generate"
+            and (self.config.annotate.enrich or started.kind == "seed_annotation"),
             labels=self.config.annotate.labels,
         )
         instance = LiveInstance(state, started.round, list(started.seed_ids))
@@ -754,6 +848,11 @@ class Conductor:
         if self._resume is None:
             return
         for started, events in self._resume.unfinished:
+            if started.kind == "seed_annotation":
+                seed = self._seed_by_id.get(started.seed_ids[0])
+                if seed is not None and seed not in self._seeds_to_annotate:
+                    self._seeds_to_annotate.append(seed)
+                continue
             try:
                 self._open(started, events)
             except ProtocolError as exc:

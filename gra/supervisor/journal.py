@@ -44,6 +44,9 @@ class InstanceStarted(Entry, tag="start"):
     # Review and refine modes: the existing pair under judgement.
     original: GeneratedItem | None = None
     inspirations: tuple[Inspiration, ...] = ()
+    # "item": a GRA instance; "seed_annotation": a seed getting its domain,
+    # keywords and summary before generation starts.
+    kind: str = "item"
 
 
 class InstanceChanged(Entry, tag="event"):

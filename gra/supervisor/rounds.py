@@ -104,6 +104,22 @@ class SynthesisRounds:
     def _dir(self, k: int) -> Path:
         return self.out_dir / f"round-{k}"
 
+    def annotate_seed(
+        self, seed_id: str, domain: str | None, keywords: tuple[str, ...], summary: str
+    ) -> None:
+        """Give a seed in the pool the domain, keywords and summary the fleet wrote."""
+        for i, item in enumerate(self.pool[: self._seed_count]):
+            if item.id == seed_id:
+                self.pool[i] = PoolItem(
+                    item.id,
+                    item.instruction,
+                    item.response,
+                    domain or item.domain,
+                    keywords,
+                    summary,
+                )
+                return
+
     def by_domain(self, domain: str) -> list[PoolItem]:
         return [item for item in self.pool if item.domain == domain]
 
