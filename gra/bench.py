@@ -842,14 +842,14 @@ class SchedulerSettings:
 
 
 QUICK_SCHEDULER = (
-    SchedulerSettings(instances=1_000, time_limit_s=20),
+    SchedulerSettings(instances=1_500, time_limit_s=20),
     SchedulerSettings(
         name="many_agents",
         instances=1_000,
         agents_per_model=50,
         capacity=1,
         service_s=0.5,
-        time_limit_s=8,
+        time_limit_s=10,
     ),
 )
 FULL_SCHEDULER = (

@@ -69,3 +69,70 @@ roles = ["reviewer", "adjudicator"]
         assert (record.decision == "accepted") == (record.mean >= 8.0)
     usage = summary["models"]["qwen2.5-coder-0.5b"]
     assert usage["calls"] >= 1 and usage["completion_tokens"] > 0 and usage["seconds"] > 0
+
+
+def test_annotation_and_keyword_generation_on_a_real_model(tmp_path: Path) -> None:
+    seeds = tmp_path / "bare.jsonl"
+    seeds.write_text(
+        json.dumps(
+            {
+                "id": "s1",
+                "instruction": "Write a Python function that checks whether a number is prime.",
+                "response": "def is_prime(n):\n    return n > 1 and all(n % d for d in range(2, int(n**0.5) + 1))",
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {
+                "id": "s2",
+                "instruction": "Write a Python function that reverses the words of a sentence.",
+                "response": "def reverse_words(s):\n    return ' '.join(reversed(s.split()))",
+            }
+        )
+        + "\n"
+    )
+    config = tmp_path / "annotate.toml"
+    config.write_text(
+        f"""
+[run]
+target = 1
+max_instances = 1
+few_shot = 2
+[seeds]
+path = "{seeds}"
+default_domain = "coding"
+[dedup]
+enabled = false
+[limits]
+task_deadline_s = 400
+[[agents]]
+model = "qwen2.5-coder-0.5b"
+[[agents]]
+model = "gemma-3-270m"
+roles = ["reviewer", "adjudicator"]
+"""
+    )
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "gra", "run", str(config), "--out", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    annotations = [json.loads(x) for x in (out / "seed_annotations.jsonl").read_text().splitlines()]
+    assert sorted(a["seed"] for a in annotations) == ["s1", "s2"]
+    for entry in annotations:
+        assert entry["annotator"] == "qwen2.5-coder-0.5b"
+        assert len(entry["keywords"]) == 3 and all(k.strip() for k in entry["keywords"])
+        assert entry["summary"].strip()
+    journal = [json.loads(x) for x in (out / "journal.jsonl").read_text().splitlines()]
+    item_starts = [e for e in journal if e["t"] == "start" and e["kind"] == "item"]
+    assert item_starts and all(len(e["inspirations"]) == 2 for e in item_starts)
+    generated = [
+        e["event"]["item"]
+        for e in journal
+        if e["t"] == "event" and e["event"]["event"] == "generated"
+    ]
+    if generated:  # the generator's own keyword triple comes first
+        assert all(len(item["keywords"]) == 3 for item in generated)

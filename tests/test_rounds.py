@@ -85,11 +85,19 @@ def test_skip_bad_rows_continues_and_reports(tmp_path: Path, double_env) -> None
 
 
 def test_seeds_are_annotated_by_the_fleet_before_generation(tmp_path: Path, double_env) -> None:
+    seeds = [json.loads(line) for line in SEEDS.read_text().splitlines()]
+    bare = tmp_path / "bare.jsonl"  # the example seeds without their keywords and summaries
+    bare.write_text(
+        "".join(
+            json.dumps({k: v for k, v in s.items() if k not in ("keywords", "summary")}) + "\n"
+            for s in seeds
+        )
+    )
     config = scripted_config(tmp_path, ["a", "b", "c"], target=3)
+    config.write_text(config.read_text().replace(str(SEEDS), str(bare)))
     out = tmp_path / "out"
     done = run(config, out)
     assert done.returncode == 0, done.stderr[-2000:]
-    seeds = [json.loads(line) for line in SEEDS.read_text().splitlines()]
     annotations = read_jsonl(out / "seed_annotations.jsonl")
     assert sorted(a["seed"] for a in annotations) == sorted(s["id"] for s in seeds)
     by_seed = {a["seed"]: a for a in annotations}

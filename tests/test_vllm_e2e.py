@@ -17,7 +17,7 @@ import msgspec
 import pytest
 
 from gra.agents.roles import get_role
-from gra.backends import OpenAIBackend, Sampling
+from gra.backends import OpenAIBackend
 from gra.protocols.records import ItemRecord
 from gra.protocols.roles import ReviewRequest
 from tests.conftest import SEEDS
@@ -35,16 +35,13 @@ def vllm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 async def test_backend_structured_output_and_concurrency(vllm_url: str) -> None:
-    backend = OpenAIBackend("qwen-vllm", vllm_url, served_model=SERVED, capacity=4)
+    backend = OpenAIBackend("qwen-vllm", vllm_url, served_model=SERVED, capacity=4, vllm=True)
     await backend.start()
     role = get_role("reviewer")
     request = ReviewRequest("math", "What is 2 + 2?", "2 + 2 = 4.")
     try:
         completions = await asyncio.gather(
-            *(
-                backend.complete(role.prompt(request), role.schema, Sampling(max_tokens=512))
-                for _ in range(4)
-            )
+            *(backend.complete(role.prompt(request), role.schema, role.sampling) for _ in range(4))
         )
     finally:
         await backend.aclose()

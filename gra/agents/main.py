@@ -58,6 +58,7 @@ def build_backend(options: AgentOptions) -> Backend:
                 served_model=options.served_model,
                 capacity=options.capacity or 8,
                 api_key=api_key,
+                vllm=options.backend == "vllm",
             )
         case "plugin":
             if not options.factory or ":" not in options.factory:

@@ -2,7 +2,9 @@
 
 Structured output through ``response_format`` of type ``json_schema``; up to
 ``capacity`` requests in flight so that the server's continuous batching has
-work to batch.
+work to batch. Against vLLM (``vllm=True``) the schema goes through vLLM's own
+``structured_outputs`` with whitespace disabled: otherwise a small model,
+once a string has hit its maxLength, can pad with blanks until max_tokens.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ class OpenAIBackend:
         api_key: str | None = None,
         timeout_s: float = 600.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        vllm: bool = False,
     ) -> None:
         self.model = model
+        self.vllm = vllm
         self.capacity = capacity
         self.served_model = served_model or model
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -72,11 +76,14 @@ class OpenAIBackend:
             "max_tokens": sampling.max_tokens,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
-            "response_format": {
+        }
+        if self.vllm:
+            body["structured_outputs"] = {"json": schema, "disable_any_whitespace": True}
+        else:
+            body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "output", "schema": schema},
-            },
-        }
+            }
         if sampling.seed is not None:
             body["seed"] = sampling.seed
         async with self._slots:
