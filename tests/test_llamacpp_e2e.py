@@ -78,7 +78,8 @@ def test_annotation_and_keyword_generation_on_a_real_model(tmp_path: Path) -> No
             {
                 "id": "s1",
                 "instruction": "Write a Python function that checks whether a number is prime.",
-                "response": "def is_prime(n):\n    return n > 1 and all(n % d for d in range(2, int(n**0.5) + 1))",
+                "response": "def is_prime(n):\n"
+                "    return n > 1 and all(n % d for d in range(2, int(n**0.5) + 1))",
             }
         )
         + "\n"
