@@ -41,6 +41,9 @@ def main() -> int:
     main_run.add_argument("--capacity", type=int, help="tasks in flight per agent")
     main_run.add_argument("--service-s", type=float, help="fixed service time per task")
     main_run.add_argument("--reviewers", type=int)
+    parser.add_argument(
+        "--no-enrich", action="store_true", help="no annotation step: 1 + reviewers tasks"
+    )
     main_run.add_argument("--in-flight-factor", type=float, help="see SchedulerSettings")
     main_run.add_argument("--max-in-flight", type=int, help="overrides --in-flight-factor")
     main_run.add_argument("--rss-every", type=int, help="RSS sample every N instances")
@@ -70,6 +73,7 @@ def main() -> int:
         rss_every=args.rss_every,
         time_limit_s=args.time_limit_s,
         processes=args.processes,
+        enrich=False if args.no_enrich else None,
     )
     per_model = None
     if args.many_agents is not None:
@@ -81,6 +85,7 @@ def main() -> int:
         service_s=args.many_service_s,
         time_limit_s=args.many_time_limit_s,
         processes=args.processes,
+        enrich=False if args.no_enrich else None,
     )
     runs = [s for s in (main_settings, many_settings) if args.only in (None, s.name)]
     report = run_scheduler_benchmark(runs, keep=args.keep)

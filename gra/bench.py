@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import itertools
 import json
 import math
 import os
@@ -351,11 +352,16 @@ class Drive:
         }
 
 
+_drive_ids = itertools.count(1)
+
+
 async def _drive_gra(
     router: Router, peer: bytes, body: bytes, in_flight: int, total: int, stall_s: float
 ) -> Drive:
     """Keep ``in_flight`` Tasks outstanding through gra's Router; time each round trip."""
     drive = Drive("gra", in_flight)
+    # Task ids are unique across drives: a late reply to an earlier drive is ignored.
+    prefix = f"d{next(_drive_ids)}-"
     raw_body = msgspec.Raw(body)
     sent_at: dict[str, int] = {}
     clock = time.perf_counter_ns
@@ -364,7 +370,12 @@ async def _drive_gra(
 
     async def send_next() -> None:
         task = Task(
-            f"t{drive.sent + drive.refused}", "bench-000001", "generator", 1, 600.0, raw_body
+            f"{prefix}{drive.sent + drive.refused}",
+            "bench-000001",
+            "generator",
+            1,
+            600.0,
+            raw_body,
         )
         at = clock()
         if await router.send(peer, task):
@@ -409,7 +420,9 @@ def _drive_raw(
 ) -> Drive:
     """The same closed loop over a plain pyzmq ROUTER with default options."""
     drive = Drive("raw", in_flight)
-    filler = b"x" * max(0, size - 8)
+    # 4 bytes of drive id, 8 of sequence number: a late reply to an earlier drive is ignored.
+    tag = next(_drive_ids).to_bytes(4, "little")
+    filler = b"x" * max(0, size - 12)
     sent_at = [0] * total
     clock = time.perf_counter_ns
     sock.setsockopt(zmq.RCVTIMEO, int(stall_s * 1000))
@@ -417,7 +430,7 @@ def _drive_raw(
     while drive.sent < min(in_flight, total):
         sent_at[drive.sent] = clock()
         # A ROUTER without ROUTER_MANDATORY drops silently when the pipe is full.
-        sock.send_multipart([peer, drive.sent.to_bytes(8, "little") + filler])
+        sock.send_multipart([peer, tag + drive.sent.to_bytes(8, "little") + filler])
         drive.sent += 1
     while drive.received < drive.sent:
         try:
@@ -425,12 +438,14 @@ def _drive_raw(
         except zmq.Again:
             drive.stalled = True
             break
+        if data[:4] != tag:
+            continue
         last_progress = clock()
-        drive.rtts_ns.append(last_progress - sent_at[int.from_bytes(data[:8], "little")])
+        drive.rtts_ns.append(last_progress - sent_at[int.from_bytes(data[4:12], "little")])
         drive.received += 1
         if drive.sent < total:
             sent_at[drive.sent] = clock()
-            sock.send_multipart([peer, drive.sent.to_bytes(8, "little") + filler])
+            sock.send_multipart([peer, tag + drive.sent.to_bytes(8, "little") + filler])
             drive.sent += 1
     drive.seconds = (last_progress - started) / 1e9
     return drive

@@ -174,6 +174,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_humaneval(args: argparse.Namespace) -> int:
+    from gra.data.humaneval import write_humaneval_seeds
+
+    count = write_humaneval_seeds(Path(args.out))
+    print(f"{args.out}: {count} HumanEval problems as coding seeds")
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -245,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--style", choices=["chat", "alpaca"], default="chat")
     exporter.add_argument("--force", action="store_true", help="overwrite --out")
     exporter.set_defaults(handler=_cmd_export)
+
+    humaneval = sub.add_parser(
+        "humaneval-seeds", help="write HumanEval's 164 problems as a coding seed file"
+    )
+    humaneval.add_argument("out", help="JSONL file to write")
+    humaneval.set_defaults(handler=_cmd_humaneval)
 
     keys = sub.add_parser("keys", help="CURVE keys for an authenticated tcp bus")
     keys.add_argument("dir", help="keys directory (created private)")
