@@ -60,8 +60,9 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reviewers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 3
     std: Literal["population", "sample"] = "population"
     reserve_adjudicator: bool = False
-    # Review rounds per instance; 1 is the paper (no revision). With more, a
-    # rejected item goes back to its generator with the committee's feedback.
+    # Review rounds per instance; 1 is the paper (no revision). With more, an
+    # item rejected by an instruction check or by score goes back to its
+    # generator with the committee's feedback; an adjudicator's verdict is final.
     max_rounds: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
 
     def committee_size(self, n_models: int, *, with_generator: bool = True) -> int:
