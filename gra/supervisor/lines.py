@@ -11,6 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+
+T = TypeVar("T")
 
 
 class OutputError(Exception):
@@ -37,6 +42,18 @@ def cut_torn_tail(path: Path) -> None:
             block = min(size, block * 2)
         if keep != size:
             handle.truncate(keep)
+
+
+def read_records(path: Path, record_type: type[T]) -> list[T]:
+    """Every whole line of ``path`` decoded as ``record_type`` (a torn tail is cut)."""
+    if not path.exists():
+        return []
+    cut_torn_tail(path)
+    return [
+        msgspec.json.decode(line, type=record_type)
+        for line in path.read_bytes().splitlines()
+        if line.strip()
+    ]
 
 
 class LineFile:

@@ -1,7 +1,7 @@
 """The run's outputs: accepted.jsonl, rejected.jsonl and summary.json.
 
 Records are appended whole (one write of one line, flushed and fsynced) so a
-crash leaves at most a torn last line, which ``repair`` cuts on resume.
+crash leaves at most a torn last line, which is cut when the file is next read.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import msgspec
 
 from gra.protocols.messages import Usage
 from gra.protocols.records import ItemRecord, VerdictRecord
-from gra.supervisor.lines import LineFile, OutputError, cut_torn_tail
+from gra.supervisor.lines import LineFile, OutputError
 
 ACCEPTED = "accepted.jsonl"
 VERDICTS = "verdicts.jsonl"
@@ -26,11 +26,6 @@ REJECTED = "rejected.jsonl"
 SUMMARY = "summary.json"
 
 _encoder = msgspec.json.Encoder()
-
-
-def repair(path: Path) -> None:
-    """Cut a torn last line left by a crash mid-write."""
-    cut_torn_tail(path)
 
 
 class RecordWriter:

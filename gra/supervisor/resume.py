@@ -11,12 +11,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
-
 from gra.protocols.peer_review import InstanceEvent
 from gra.protocols.records import ItemRecord, VerdictRecord
 from gra.supervisor.journal import InstanceStarted, replay
-from gra.supervisor.outputs import ACCEPTED, REJECTED, SUMMARY, VERDICTS, RunStats, repair
+from gra.supervisor.lines import read_records
+from gra.supervisor.outputs import ACCEPTED, REJECTED, SUMMARY, VERDICTS, RunStats
 
 
 class ResumeError(Exception):
@@ -40,22 +39,12 @@ def load_resume_point(out_dir: Path) -> ResumePoint:
     done: set[str] = set()
     stats = RunStats()
     for name in (ACCEPTED, REJECTED):
-        path = out_dir / name
-        repair(path)
-        if path.exists():
-            for line in path.read_bytes().splitlines():
-                if line.strip():
-                    record = msgspec.json.decode(line, type=ItemRecord)
-                    done.add(record.id)
-                    stats.count_record(record)
-    verdicts = out_dir / VERDICTS
-    repair(verdicts)
-    if verdicts.exists():
-        for line in verdicts.read_bytes().splitlines():
-            if line.strip():
-                verdict = msgspec.json.decode(line, type=VerdictRecord)
-                done.add(verdict.instance)
-                stats.count_record(verdict)
+        for record in read_records(out_dir / name, ItemRecord):
+            done.add(record.id)
+            stats.count_record(record)
+    for verdict in read_records(out_dir / VERDICTS, VerdictRecord):
+        done.add(verdict.instance)
+        stats.count_record(verdict)
     summary_path = out_dir / SUMMARY
     if summary_path.exists():
         try:
@@ -72,10 +61,7 @@ def load_resume_point(out_dir: Path) -> ResumePoint:
     done |= set(state.finished)
     # Committee-accepted items wait in round-*/candidates.jsonl until their round ends.
     for candidates in out_dir.glob("round-*/candidates.jsonl"):
-        repair(candidates)
-        for line in candidates.read_bytes().splitlines():
-            if line.strip():
-                done.add(msgspec.json.decode(line, type=ItemRecord).id)
+        done |= {record.id for record in read_records(candidates, ItemRecord)}
     unfinished = [
         (state.started[i], state.events.get(i, [])) for i in state.started if i not in done
     ]

@@ -25,7 +25,7 @@ from gra.config import Config
 from gra.data.seeds import SeedItem
 from gra.protocols.records import ItemRecord
 from gra.supervisor.journal import Journal, RoundFinished
-from gra.supervisor.lines import LineFile, cut_torn_tail
+from gra.supervisor.lines import LineFile, read_records
 from gra.supervisor.outputs import ACCEPTED, REJECTED, RecordWriter, RunStats
 
 log = structlog.get_logger("gra.rounds")
@@ -47,14 +47,7 @@ class PoolItem:
 
 
 def _read_records(path: Path) -> list[ItemRecord]:
-    if not path.exists():
-        return []
-    cut_torn_tail(path)
-    return [
-        msgspec.json.decode(line, type=ItemRecord)
-        for line in path.read_bytes().splitlines()
-        if line.strip()
-    ]
+    return read_records(path, ItemRecord)
 
 
 def _pool_item(record: ItemRecord) -> PoolItem:
