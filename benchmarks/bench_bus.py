@@ -21,7 +21,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="full sizes (about a minute)")
+    parser.add_argument("--full", action="store_true", help="full sizes (a few minutes)")
     parser.add_argument("--payload-bytes", type=int, help="task body size (default 1024)")
     parser.add_argument("--in-flight", type=int, help="in flight for throughput (default 100)")
     parser.add_argument("--messages", type=int, help="messages per throughput trial")

@@ -6,8 +6,8 @@ same run: raw pyzmq for the bus, the bound implied by service times and
 capacities for the scheduler. Absolute numbers are printed and recorded, but
 only ratios are judged.
 
-``run_quick_benchmarks()`` runs small versions of both (a few seconds each)
-and is what ``gra bench`` calls. ``benchmarks/bench_bus.py`` and
+``run_quick_benchmarks()`` runs small versions of both (well under a minute
+in all) and is what ``gra bench`` calls. ``benchmarks/bench_bus.py`` and
 ``benchmarks/bench_scheduler.py`` run the same code with larger sizes.
 
 The peers run in separate processes, started as ``python -m gra.bench ROLE
@@ -125,8 +125,19 @@ def write_result(results_dir: Path, name: str, data: dict[str, Any]) -> Path:
     while path.exists():
         n += 1
         path = results_dir / f"{name}-{utc_stamp()}-{n}.json"
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    path.write_text(json.dumps(_json_safe(data), indent=2, default=str) + "\n")
     return path
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities (no measurement) become null: strict JSON readers reject them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -469,7 +480,7 @@ QUICK_BUS = BusSettings(
     throughput_messages=10_000, latency_messages=2_000, deep_messages=10_000, stall_s=1.0
 )
 FULL_BUS = BusSettings(
-    throughput_messages=200_000, latency_messages=20_000, deep_messages=100_000, trials=5
+    throughput_messages=100_000, latency_messages=10_000, deep_messages=50_000, trials=5
 )
 
 
@@ -932,7 +943,9 @@ class _Observer:
     in the supervisor's RSS.
     """
 
-    def __init__(self, conductor: Conductor, t0: float, every: int) -> None:
+    def __init__(
+        self, conductor: Conductor, t0: float, every: int, limit_s: float | None = None
+    ) -> None:
         from gra.supervisor.journal import InstanceFinished, InstanceStarted
 
         self._started_type, self._finished_type = InstanceStarted, InstanceFinished
@@ -940,6 +953,11 @@ class _Observer:
         conductor.journal.append = self.append  # type: ignore[method-assign]
         self.t0 = t0
         self.every = every
+        # The time limit is checked here too: the watcher task starves while the
+        # conductor's main loop has a backlog, but every result it handles is journaled.
+        self._deadline = t0 + limit_s if limit_s else math.inf
+        self._stop = conductor.request_stop
+        self.time_limit_hit = False
         self.first_start: float | None = None
         self.last_finish: float | None = None
         self.finished = 0
@@ -947,6 +965,9 @@ class _Observer:
 
     def append(self, entry: Any, *, sync: bool = False) -> None:
         self._append(entry, sync=sync)
+        if not self.time_limit_hit and time.monotonic() > self._deadline:
+            self.time_limit_hit = True
+            self._stop()
         kind = type(entry)
         if kind is self._finished_type:
             self.finished += 1
@@ -966,14 +987,25 @@ class _Observer:
         return (hi["finished"] - lo["finished"]) / (hi["t"] - lo["t"])
 
 
+class _PeakQueue(asyncio.Queue[Any]):
+    """The conductor's inbox, noting how many frames ever waited in it at once."""
+
+    def __init__(self, peaks: dict[str, int]) -> None:
+        super().__init__()
+        self._peaks = peaks
+
+    def put_nowait(self, item: Any) -> None:
+        super().put_nowait(item)
+        if self.qsize() > self._peaks["inbox"]:
+            self._peaks["inbox"] = self.qsize()
+
+
 async def _watch(conductor: Conductor, peaks: dict[str, int], limit_s: float | None) -> None:
     """Peaks of the conductor's queues; past ``limit_s`` the run is stopped (resumable)."""
     deadline = time.monotonic() + limit_s if limit_s else math.inf
     while True:
         peaks["pending_tasks"] = max(peaks["pending_tasks"], len(conductor.pending))
         peaks["in_flight_tasks"] = max(peaks["in_flight_tasks"], len(conductor.inflight))
-        # Frames received but not handled yet: grows when the supervisor falls behind.
-        peaks["inbox"] = max(peaks["inbox"], conductor._inbox.qsize())
         if time.monotonic() > deadline and not peaks["time_limit_hit"]:
             peaks["time_limit_hit"] = 1
             conductor.request_stop()
@@ -1011,7 +1043,7 @@ async def _scheduler_run(settings: SchedulerSettings, workdir: Path) -> dict[str
     reports = [directory / f"sim-{p}.json" for p in range(n_processes)]
     rss_start = rss_bytes()
     t0 = time.monotonic()
-    observer = _Observer(conductor, t0, settings.rss_interval)
+    observer = _Observer(conductor, t0, settings.rss_interval, settings.time_limit_s)
     hosts = [
         _spawn(
             "sim-agents",
@@ -1029,6 +1061,10 @@ async def _scheduler_run(settings: SchedulerSettings, workdir: Path) -> dict[str
         for p in range(n_processes)
     ]
     peaks = {"pending_tasks": 0, "in_flight_tasks": 0, "inbox": 0, "time_limit_hit": 0}
+    if isinstance(getattr(conductor, "_inbox", None), asyncio.Queue):
+        # The watcher only runs when the main loop waits, i.e. when the inbox is
+        # empty; so the inbox reports its own peak.
+        conductor._inbox = _PeakQueue(peaks)
     watcher = asyncio.create_task(_watch(conductor, peaks, settings.time_limit_s))
     cpu0 = time.process_time()
     try:
@@ -1071,13 +1107,13 @@ def _scheduler_report(
     bounds = settings.bounds()
     curve = observer.curve
     # Flatness is judged from 10% of the run (after warm-up) to its last instance.
-    base = next((c for c in curve if c["finished"] >= 0.1 * n), None)
+    base = next((c for c in curve[1:] if c["finished"] >= 0.1 * n), None)
     last = curve[-1]
-    growth = (last["rss"] - base["rss"]) / base["rss"] if base else math.nan
+    growth = (last["rss"] - base["rss"]) / base["rss"] if base and last is not base else None
     tail = [c for c in curve if base and c["finished"] >= base["finished"]]
     slope = _slope([c["finished"] for c in tail], [c["rss"] for c in tail])
     first, done = observer.first_start, observer.last_finish
-    busy = done - first if first is not None and done is not None else math.nan
+    busy = done - first if first is not None and done is not None else 0.0
     return {
         "name": settings.name,
         "settings": asdict(settings)
@@ -1091,7 +1127,7 @@ def _scheduler_report(
         "bounds_items_per_s": {k: round(v, 2) for k, v in bounds.items()},
         "achieved_items_per_s": round(steady, 2),
         "achieved_over_bound": round(steady / bounds["bound"], 4),
-        "overall_items_per_s": round(observer.finished / busy, 2) if busy else 0.0,
+        "overall_items_per_s": round(n / busy, 2) if busy > 0 else 0.0,
         "fleet_ready_s": None if first is None else round(first, 3),
         "instances_done_s": None if done is None else round(done, 3),
         "run_returned_s": round(run["returned_s"], 3),
@@ -1100,15 +1136,16 @@ def _scheduler_report(
         "supervisor_cpu_s": round(run["supervisor_cpu_s"], 2),
         "supervisor_cpu_share": round(run["supervisor_cpu_s"] / run["returned_s"], 3),
         "sim_hosts_cpu_s": round(sum(s.get("cpu_s", 0.0) for s in sims), 2),
-        "time_limit_hit": bool(peaks["time_limit_hit"]),
+        "time_limit_hit": bool(peaks["time_limit_hit"]) or observer.time_limit_hit,
         "max_inbox": peaks["inbox"],
         "max_pending_tasks": peaks["pending_tasks"],
         "max_in_flight_tasks": peaks["in_flight_tasks"],
         "rss_start": run["rss_start"],
         "rss_after_run": rss_bytes(),
-        "rss_at_warmup": base["rss"] if base else None,
-        "rss_growth_after_warmup": round(growth, 4),
-        "rss_bytes_per_instance": round(slope, 3),
+        "rss_every": observer.every,
+        "rss_at_warmup": base["rss"] if growth is not None and base else None,
+        "rss_growth_after_warmup": None if growth is None else round(growth, 4),
+        "rss_bytes_per_instance": None if math.isnan(slope) else round(slope, 3),
         "rss_curve": [c | {"t": round(c["t"], 3)} for c in curve],
         "counts": summary["counts"],
         "accepted": int(run["accepted"]),
@@ -1157,14 +1194,19 @@ def _scheduler_checks(runs: list[dict[str, Any]]) -> list[Check]:
             Check(
                 f"{run['name']}: accepted / finished"
                 + (" (time limit)" if run["time_limit_hit"] else ""),
-                str(accepted),
+                str(accepted)
+                + (
+                    f" ({run['agents_lost']} agents lost, {run['retries']} retries)"
+                    if run["agents_lost"] or run["retries"]
+                    else ""
+                ),
                 str(finished),
                 accepted / finished if finished else None,
                 "all, no retries",
                 clean,
             )
         )
-        if run["rss_at_warmup"]:
+        if run["rss_growth_after_warmup"] is not None:
             growth = run["rss_growth_after_warmup"]
             checks.append(
                 Check(
@@ -1186,8 +1228,11 @@ def format_rss_curve(run: dict[str, Any], width: int = 40) -> str:
         return ""
     top = max(c["rss"] for c in curve)
     low = min(c["rss"] for c in curve)
-    every = curve[1]["finished"] if len(curve) > 1 else 0
-    lines = [f"supervisor RSS, run {run['name']!r} (a sample every ~{every:,} instances):"]
+    if len(curve) < 2:
+        return f"supervisor RSS, run {run['name']!r}: no instance finished, no curve"
+    lines = [
+        f"supervisor RSS, run {run['name']!r} (a sample every {run['rss_every']:,} instances):"
+    ]
     step = max(1, len(curve) // 25)
     for c in curve[::step] + ([curve[-1]] if (len(curve) - 1) % step else []):
         bar = "#" * max(1, round(width * (c["rss"] - low * 0.98) / max(1, top - low * 0.98)))
@@ -1242,6 +1287,10 @@ def run_scheduler_benchmark(
     }
 
 
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
 def print_scheduler_report(report: dict[str, Any]) -> None:
     print(report["table"])
     for run in report["runs"]:
@@ -1254,21 +1303,27 @@ def print_scheduler_report(report: dict[str, Any]) -> None:
             f"  bound {b['bound']:,.1f}/s (capacity {b['capacity']:,.1f}, in flight "
             f"{b['in_flight']:,.1f}); steady {run['achieved_items_per_s']:,.1f}/s, overall "
             f"{run['overall_items_per_s']:,.1f}/s\n"
-            f"  fleet ready {run['fleet_ready_s']}s, last instance {run['instances_done_s']}s, "
-            f"end of round + shutdown {run['end_of_round_s']}s; supervisor CPU "
+            f"  fleet ready {_secs(run['fleet_ready_s'])}, last instance "
+            f"{_secs(run['instances_done_s'])}, end of round + shutdown "
+            f"{_secs(run['end_of_round_s'])}; supervisor CPU "
             f"{run['supervisor_cpu_s']}s ({100 * run['supervisor_cpu_share']:.0f}% of wall), "
             f"simulated agents {run['sim_hosts_cpu_s']}s\n"
             f"  peaks: inbox {run['max_inbox']} frames, pending tasks {run['max_pending_tasks']}, "
             f"in-flight tasks {run['max_in_flight_tasks']}"
             + ("; stopped at the time limit" if run["time_limit_hit"] else "")
-            + f"\n  RSS {run['rss_bytes_per_instance']:+.1f} B/instance "
-            f"after warm-up, {run['rss_after_run'] / 2**20:.1f} MiB after the run"
+            + "\n  RSS "
+            + (
+                f"{run['rss_bytes_per_instance']:+.1f} B/instance after warm-up, "
+                if run["rss_bytes_per_instance"] is not None
+                else ""
+            )
+            + f"{run['rss_after_run'] / 2**20:.1f} MiB after the run"
         )
         print(format_rss_curve(run))
 
 
 def run_quick_benchmarks(results_dir: Path | None = None) -> dict[str, Any]:
-    """Both benchmarks at quick sizes (a few seconds each); prints their tables.
+    """Both benchmarks at quick sizes (seconds each, under a minute in all); prints their tables.
 
     With ``results_dir`` each benchmark's result is also written there as JSON.
     """

@@ -156,7 +156,12 @@ class Embedder:
         # Set before sentence-transformers pulls in huggingface_hub, which reads it once.
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        # Loading bars would tear through the run's own progress display.
+        transformers_logging.disable_progress_bar()
 
         self._model = SentenceTransformer(str(path), device=self._device, local_files_only=True)
         return self._model

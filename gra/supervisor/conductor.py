@@ -931,8 +931,9 @@ class Conductor:
     # ---- reporting ---------------------------------------------------------
 
     def progress(self) -> Progress:
+        generating = self.mode == "generate" and not self.rounds.finished
         return Progress(
-            self.accepted,
+            self.accepted if generating else self.stats.counts["accepted"],
             self.finished,
             self.started,
             self.target,
