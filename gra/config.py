@@ -65,6 +65,9 @@ class RunSettings(_Strict):
     seed: int = 0
     few_shot: Annotated[int, msgspec.Meta(ge=0, le=16)] = 3
     out: str | None = None
+    # Which domains to synthesise, with relative weights ({coding = 2, math = 1});
+    # default: the seed pool's proportions.
+    domains: dict[str, Annotated[float, msgspec.Meta(gt=0)]] | None = None
 
 
 class SeedSettings(_Strict):

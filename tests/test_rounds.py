@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.conftest import SEEDS, scripted_config
@@ -114,3 +115,48 @@ def test_seeds_are_annotated_by_the_fleet_before_generation(tmp_path: Path, doub
         for seed_id, inspiration in zip(start["seed_ids"], start["inspirations"], strict=True):
             assert inspiration["keywords"] == by_seed[seed_id]["keywords"]
             assert inspiration["summary"] == by_seed[seed_id]["summary"]
+
+
+def test_domain_weights_choose_what_to_synthesise(tmp_path: Path, double_env) -> None:
+    config = scripted_config(tmp_path, ["a", "b", "c"], target=12)
+    config.write_text(config.read_text().replace("[seeds]", "domains = {math = 1}\n[seeds]", 1))
+    out = tmp_path / "out"
+    done = run(config, out)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = read_jsonl(out / "accepted.jsonl") + read_jsonl(out / "rejected.jsonl")
+    assert len(records) >= 12 and {r["domain"] for r in records} == {"math"}
+    math_seeds = {json.loads(x)["id"] for x in SEEDS.read_text().splitlines() if '"math"' in x}
+    assert all(set(r["seed_ids"]) <= math_seeds for r in records)
+
+
+def test_interrupted_second_round_resumes_in_round_two(tmp_path: Path, double_env) -> None:
+    double_env.setenv("GRA_DOUBLE_DELAY_S", "0.1")
+    config = scripted_config(tmp_path, ["a", "b", "c"], target=8, rounds=2)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "gra", "run", str(config), "--out", str(out), "--no-progress"]
+    first = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        candidates = out / "round-2" / "candidates.jsonl"
+        while not candidates.exists() or len(candidates.read_text().splitlines()) < 2:
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.05)
+        first.kill()
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    round1 = read_jsonl(out / "round-1" / "accepted.jsonl")
+    done = run(config, out, "--resume")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_jsonl(out / "round-1" / "accepted.jsonl") == round1, "round 1 was redone"
+    journal = read_jsonl(out / "journal.jsonl")
+    assert [e["round"] for e in journal if e["t"] == "round_done"] == [1, 2]
+    # Every instance started after the kill belongs to round 2.
+    restarted = journal[max(i for i, e in enumerate(journal) if e["t"] == "run") :]
+    assert {e["round"] for e in restarted if e["t"] == "start"} <= {2}
+    round2 = read_jsonl(out / "round-2" / "accepted.jsonl")
+    assert len(round2) >= 8 and {r["round"] for r in round2} == {2}
+    top = read_jsonl(out / "accepted.jsonl")
+    assert len(top) == len({r["id"] for r in top}) == len(round1) + len(round2)

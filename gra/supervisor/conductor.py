@@ -746,7 +746,7 @@ class Conductor:
             )
         except ProtocolError:
             return False
-        domain = self.rng.choice(self.seeds).domain  # the seed pool's proportions
+        domain = self._draw_domain()
         pool = self.rounds.by_domain(domain)
         shots = self.rng.sample(pool, min(self.config.run.few_shot, len(pool)))
         self.started += 1
@@ -767,6 +767,13 @@ class Conductor:
         self.journal.append(started)
         self._open(started, [])
         return True
+
+    def _draw_domain(self) -> str:
+        weights = self.config.run.domains
+        if not weights:
+            return self.rng.choice(self.seeds).domain  # the seed pool's proportions
+        names = sorted(weights)
+        return self.rng.choices(names, weights=[weights[n] for n in names])[0]
 
     def _start_seed_annotation(self) -> bool:
         """A seed without keywords or summary is annotated by a random model first."""
