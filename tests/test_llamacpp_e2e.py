@@ -137,3 +137,50 @@ roles = ["reviewer", "adjudicator"]
     ]
     if generated:  # the generator's own keyword triple comes first
         assert all(len(item["keywords"]) == 3 for item in generated)
+
+
+def test_review_and_refine_on_real_models(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        json.dumps({"id": "p1", "domain": "math", "instruction": "What is 12 x 12?",
+                    "response": "12 x 12 = 144."})
+        + "\n"
+        + json.dumps({"id": "p2", "domain": "coding",
+                      "instruction": "Write a Python expression that squares x.",
+                      "response": "x ** 2"})
+        + "\n"
+    )  # fmt: skip
+    config = tmp_path / "review.toml"
+    config.write_text(
+        """
+[limits]
+task_deadline_s = 400
+[[agents]]
+model = "qwen2.5-coder-0.5b"
+roles = ["refiner", "reviewer", "adjudicator"]
+[[agents]]
+model = "gemma-3-270m"
+roles = ["reviewer", "adjudicator"]
+"""
+    )
+    for flags in ([], ["--refine"]):
+        out = tmp_path / ("refined" if flags else "reviewed")
+        command = [sys.executable, "-m", "gra", "review", str(config), "--input", str(pairs)]
+        done = subprocess.run(
+            [*command, "--out", str(out), "--no-progress", *flags],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        verdicts = [json.loads(x) for x in (out / "verdicts.jsonl").read_text().splitlines()]
+        assert sorted(v["id"] for v in verdicts) == ["p1", "p2"]
+        for verdict in verdicts:
+            if verdict["decision"] == "failed":
+                continue
+            assert verdict["reviews"] and all(0 <= r["score"] <= 10 for r in verdict["reviews"])
+            if flags:
+                assert verdict["refined_response"] and verdict["original_response"]
+                kept = "refined_response" if verdict["refined"] else "original_response"
+                assert verdict["response"] == verdict[kept]
+                assert [r["model"] for r in verdict["reviews"]] == ["gemma-3-270m"]
