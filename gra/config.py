@@ -176,6 +176,10 @@ def _check(config: Config, path: Path) -> None:
         raise ConfigError(
             f"{path}: agents: the protocol needs at least 2 distinct models, got {sorted(models)}"
         )
-    for role in ("generator", "reviewer"):
-        if not any(role in a.roles for a in config.agents):
-            raise ConfigError(f"{path}: agents: no agent serves the {role} role")
+    require_role(config, path, "reviewer")
+
+
+def require_role(config: Config, path: Path, role: str) -> None:
+    """A job needs some agent to serve ``role`` (generation, say, or --refine)."""
+    if not any(role in a.roles for a in config.agents):
+        raise ConfigError(f"{path}: agents: no agent serves the {role} role")

@@ -57,6 +57,11 @@ def write(tmp_path: Path, text: str, name: str = "job.toml") -> Path:
             "agents[0].url",
         ),
         (f"{GOOD_AGENTS}", "missing [seeds] section"),
+        (
+            f'[seeds]\npath = "{SEEDS}"\n'
+            '[[agents]]\nmodel="a"\nroles=["reviewer"]\n[[agents]]\nmodel="b"\nroles=["reviewer"]',
+            "no agent serves the generator role",
+        ),
         ("[seeds\npath=", "not valid TOML"),
     ],
 )

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gra.bus.endpoints import private_ipc_endpoint
 from gra.bus.security import SUPERVISOR, create_keys
-from gra.config import AgentConfig, Config, ConfigError, SeedSettings
+from gra.config import AgentConfig, Config, ConfigError, SeedSettings, require_role
 from gra.data.seeds import read_seeds
 from gra.models import resolve
 from gra.supervisor.conductor import Conductor
@@ -129,6 +129,9 @@ async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
         config = msgspec.structs.replace(
             config, run=msgspec.structs.replace(config.run, target=options.target)
         )
+    needed = {"generate": "generator", "refine": "refiner"}.get(options.mode)
+    if needed:
+        require_role(config, options.config_path, needed)
     if options.mode == "generate":
         if config.seeds is None:
             raise ConfigError(f"{options.config_path}: missing [seeds] section (seeds.path)")
