@@ -1,4 +1,4 @@
-"""The `gra` command: run | review | export | agent | models | status | keys."""
+"""The `gra` command: run | review | export | agent | models | status | keys | bench."""
 
 from __future__ import annotations
 
@@ -182,6 +182,13 @@ def _cmd_humaneval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from gra.bench import run_quick_benchmarks
+
+    results = run_quick_benchmarks(Path(args.results) if args.results else None)
+    return 0 if results["passed"] else 1
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -259,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     humaneval.add_argument("out", help="JSONL file to write")
     humaneval.set_defaults(handler=_cmd_humaneval)
+
+    bench = sub.add_parser("bench", help="quick bus and scheduler benchmarks on this machine")
+    bench.add_argument("--results", help="directory for a JSON result per benchmark")
+    bench.set_defaults(handler=_cmd_bench)
 
     keys = sub.add_parser("keys", help="CURVE keys for an authenticated tcp bus")
     keys.add_argument("dir", help="keys directory (created private)")
