@@ -128,10 +128,6 @@ class Replay:
     finished: dict[str, InstanceFinished] = field(default_factory=dict)
     rounds_done: int = 0
 
-    @property
-    def unfinished(self) -> list[str]:
-        return [i for i in self.started if i not in self.finished]
-
 
 def replay(path: Path) -> Replay:
     result = Replay()
