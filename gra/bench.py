@@ -811,6 +811,7 @@ class SchedulerSettings:
     heartbeat_s: float = 1.0
     item_bytes: int = 600
     # Stop the run (as if the target were reached) after this long; rates stay valid.
+    # Checked whenever the conductor journals or waits, so an overloaded one overshoots.
     time_limit_s: float | None = None
 
     @property
