@@ -373,6 +373,11 @@ class Conductor:
         assert self.router is not None
         while True:
             identity, frame = await self.router.recv()
+            # Liveness is stamped on arrival: a busy main loop must not make a
+            # healthy agent look silent.
+            agent = self.fleet.get(identity)
+            if agent is not None and agent.alive:
+                agent.last_seen = time.monotonic()
             self._inbox.put_nowait(("frame", identity, frame))
 
     async def _ticker(self) -> None:
@@ -394,9 +399,6 @@ class Conductor:
 
     async def _on_frame(self, identity: bytes, frame: Any) -> None:
         assert self.router is not None
-        agent = self.fleet.get(identity)
-        if agent is not None and agent.alive:
-            agent.last_seen = time.monotonic()
         match frame:
             case Hello() as hello:
                 await self._on_hello(identity, hello)
