@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +70,15 @@ def scripted_config(
     path = directory / "fleet.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def run_gra(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run the `gra` command as a user would; fail the test with its stderr tail."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gra", *args], capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 def pid_alive(pid: int) -> bool:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from gra.protocols.records import ItemRecord
-from tests.conftest import SEEDS
+from tests.conftest import SEEDS, run_gra
 
 pytestmark = pytest.mark.slow
 
@@ -37,13 +35,7 @@ roles = ["reviewer", "adjudicator"]
 """
     )
     out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "gra", "run", str(config), "--out", str(out), "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_gra("run", str(config), "--out", str(out), "--no-progress")
     summary = json.loads((out / "summary.json").read_text())
     records = []
     for name in ("accepted.jsonl", "rejected.jsonl"):
@@ -114,13 +106,7 @@ roles = ["reviewer", "adjudicator"]
 """
     )
     out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "gra", "run", str(config), "--out", str(out), "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_gra("run", str(config), "--out", str(out), "--no-progress")
     annotations = [json.loads(x) for x in (out / "seed_annotations.jsonl").read_text().splitlines()]
     assert sorted(a["seed"] for a in annotations) == ["s1", "s2"]
     for entry in annotations:
@@ -165,14 +151,8 @@ roles = ["reviewer", "adjudicator"]
     )
     for flags in ([], ["--refine"]):
         out = tmp_path / ("refined" if flags else "reviewed")
-        command = [sys.executable, "-m", "gra", "review", str(config), "--input", str(pairs)]
-        done = subprocess.run(
-            [*command, "--out", str(out), "--no-progress", *flags],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        review = ["review", str(config), "--input", str(pairs), "--out", str(out)]
+        run_gra(*review, "--no-progress", *flags)
         verdicts = [json.loads(x) for x in (out / "verdicts.jsonl").read_text().splitlines()]
         assert sorted(v["id"] for v in verdicts) == ["p1", "p2"]
         for verdict in verdicts:

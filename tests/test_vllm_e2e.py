@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from gra.agents.roles import get_role
 from gra.backends import OpenAIBackend
 from gra.protocols.records import ItemRecord
 from gra.protocols.roles import ReviewRequest
-from tests.conftest import SEEDS
+from tests.conftest import SEEDS, run_gra
 from tests.vllm_server import running_vllm_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -82,13 +80,7 @@ roles = ["reviewer", "adjudicator"]
 """
     )
     out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "gra", "run", str(config), "--out", str(out), "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_gra("run", str(config), "--out", str(out), "--no-progress")
     summary = json.loads((out / "summary.json").read_text())
     records = [
         msgspec.json.decode(line, type=ItemRecord)
