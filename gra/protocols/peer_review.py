@@ -64,6 +64,9 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # item rejected by an instruction check or by score goes back to its
     # generator with the committee's feedback; an adjudicator's verdict is final.
     max_rounds: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
+    # How far one model may run ahead of another in draws for a role, so that
+    # a free model is drawn before a busy one (gra/protocols/assignment.py).
+    assignment_slack: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 2
 
     def committee_size(self, n_models: int, *, with_generator: bool = True) -> int:
         needed = 2 if with_generator else 1

@@ -14,7 +14,6 @@ import itertools
 import json
 import random
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import zmq.asyncio
 from gra.bus.router import Router
 from gra.config import Config
 from gra.data.seeds import SeedItem
+from gra.protocols.assignment import BalancedDraw
 from gra.protocols.messages import (
     PROTOCOL_VERSION,
     Cancel,
@@ -62,8 +62,6 @@ from gra.protocols.peer_review import (
     Reviewed,
     TaskStep,
     draw_adjudicator,
-    draw_committee,
-    draw_roles,
 )
 from gra.protocols.records import build_record, build_verdict
 from gra.protocols.roles import (
@@ -95,6 +93,7 @@ from gra.supervisor.outputs import (
     RunStats,
     write_summary,
 )
+from gra.supervisor.queues import Key, TaskQueues
 from gra.supervisor.resume import ResumePoint
 from gra.supervisor.rounds import SynthesisRounds
 
@@ -129,6 +128,10 @@ class SeedAnnotation(msgspec.Struct, frozen=True):
 
 _json_encoder = msgspec.json.Encoder()
 _DEADLINE_GRACE_S = 5.0
+# Inputs handled between two dispatches (and group commits).
+_MAX_BATCH = 512
+_COMMIT_INTERVAL_S = 0.5
+_COMMIT_MIN_INTERVAL_S = 0.02
 
 
 class RunError(Exception):
@@ -144,6 +147,10 @@ class PendingTask:
     avoid: set[str] = field(default_factory=set)
     # When the step's model was first found with no live agent.
     hostless_since: float | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.step.model, self.step.role)
 
 
 @dataclass
@@ -212,15 +219,21 @@ class Conductor:
         self.started_in_round = resume.started_in_round if resume else 0
         self._resume = resume
         self.instances: dict[str, LiveInstance] = {}
-        self.pending: deque[PendingTask] = deque()
+        self.pending: TaskQueues[PendingTask] = TaskQueues()
         self.inflight: dict[str, InflightTask] = {}
         self._task_ids = itertools.count(1)
+        self.assignment = BalancedDraw(config.protocol.assignment_slack)
         self._restarts: dict[str, int] = {}
         self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._fleet_ready = False
         self._fleet_deadline = 0.0
         self._stopping = False
         self._stop_requested = False
+        # Something that must be durable (a finished instance) awaits the next commit.
+        self._must_sync = False
+        self._last_commit = time.monotonic()
+        # (agent, task) cancels to send at the next dispatch.
+        self._cancels: list[tuple[bytes, str]] = []
         self._last_summary = 0.0
         self.router: Router | None = None
         self.journal = Journal(out_dir / "journal.jsonl")
@@ -300,8 +313,11 @@ class Conductor:
             await self._shutdown_fleet()
             self.router.close()
             context.term()
-            self.journal.close()
+            # Outputs before the journal that names them, as in every commit.
             self.writer.close()
+            self.rounds.close()
+            self._seed_annotations.close()
+            self.journal.close()
             summary = self._summary(running=False)
             with contextlib.suppress(OutputError):
                 write_summary(self.out_dir, summary)
@@ -309,18 +325,43 @@ class Conductor:
 
     async def _main_loop(self, background: list[asyncio.Task[None]]) -> None:
         while not self._done() and not await self._end_round_if_due():
-            item = await self._inbox.get()
+            batch = [await self._inbox.get()]
+            # Whatever else has arrived is handled before dispatching and
+            # syncing once: under load, work per input shrinks as batches grow.
+            while len(batch) < _MAX_BATCH and not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
             for task in background:
                 if task.done() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
-            match item:
-                case ("frame", identity, frame):
-                    await self._on_frame(identity, frame)
-                case ("tick",):
-                    await self._on_tick()
-                case ("unreachable", identity):
-                    await self._agent_lost(identity, "unreachable")
+            for item in batch:
+                match item:
+                    case ("frame", identity, frame):
+                        await self._on_frame(identity, frame)
+                    case ("tick",):
+                        await self._on_tick()
+                    case ("unreachable", identity):
+                        await self._agent_lost(identity, "unreachable")
             await self._pump()
+            self._commit()
+
+    def _commit(self) -> None:
+        """Group commit: outputs reach the disk before the journal entries that name them.
+
+        A finished instance is synced within ``_COMMIT_MIN_INTERVAL_S`` (or at
+        the next tick), progress within instances at least every half second.
+        Until then a finished record is in the page cache: a crash of the
+        process loses nothing, a power cut at most that window.
+        """
+        now = time.monotonic()
+        since = now - self._last_commit
+        if since < _COMMIT_MIN_INTERVAL_S or (not self._must_sync and since < _COMMIT_INTERVAL_S):
+            return
+        self._must_sync = False
+        self._last_commit = now
+        self.writer.sync()
+        self.rounds.sync()
+        self._seed_annotations.sync()
+        self.journal.sync()
 
     def _done(self) -> bool:
         """The last round reached its target, or has nothing left to start or finish.
@@ -378,6 +419,8 @@ class Conductor:
             agent = self.fleet.get(identity)
             if agent is not None and agent.alive:
                 agent.last_seen = time.monotonic()
+                if isinstance(frame, Heartbeat):
+                    continue  # a heartbeat's whole effect is the stamp above
             self._inbox.put_nowait(("frame", identity, frame))
 
     async def _ticker(self) -> None:
@@ -426,6 +469,7 @@ class Conductor:
         info, lost = self.fleet.register(identity, hello, time.monotonic())
         for task_id in lost:
             await self._retry(task_id, "agent re-registered and lost its tasks")
+        self.pending.mark(info.keys)
         await self.router.send(
             identity,
             Welcome(self.config.bus.heartbeat_interval_s, self.config.bus.heartbeat_misses),
@@ -482,6 +526,7 @@ class Conductor:
         timeout = self.config.bus.heartbeat_interval_s * self.config.bus.heartbeat_misses
         for agent in self.fleet.expired(now, timeout):
             await self._agent_lost(agent.identity, "missed heartbeats")
+        self.pending.mark_all()  # tasks waiting on a vanished model are handed over in time
         for task_id, flight in list(self.inflight.items()):
             if now > flight.deadline:
                 assert self.router is not None
@@ -571,8 +616,12 @@ class Conductor:
         if flight is None or flight.agent.identity != identity:
             return None
         del self.inflight[task_id]
-        flight.agent.in_flight.discard(task_id)
+        self._release(flight.agent, task_id)
         return flight
+
+    def _release(self, agent: AgentInfo, task_id: str) -> None:
+        self.fleet.release(agent, task_id)
+        self.pending.mark(agent.keys)
 
     # ---- protocol ----------------------------------------------------------
 
@@ -610,7 +659,7 @@ class Conductor:
                                 self._new_task_id(state.instance_id), state.instance_id, step
                             )
                             instance.tasks[key] = task.task_id
-                            self.pending.append(task)
+                            self.pending.push(task)
             else:
                 return
 
@@ -625,26 +674,22 @@ class Conductor:
                 state, synthesis_round=instance.synthesis_round, seed_ids=instance.seed_ids
             )
             if record.decision == "accepted":
-                self.rounds.add_candidate(record)
+                self.rounds.add_candidate(record, sync=False)
             else:
-                self.writer.write(record)
+                self.writer.write(record, sync=False)
         else:
             record = build_verdict(state, item_id=instance.seed_ids[0])
-            self.writer.write_verdict(record)
+            self.writer.write_verdict(record, sync=False)
         assert state.outcome is not None
         self.journal.append(
-            InstanceFinished(state.instance_id, state.outcome.decision, state.outcome.stage),
-            sync=True,
+            InstanceFinished(state.instance_id, state.outcome.decision, state.outcome.stage)
         )
+        self._must_sync = True
         if record.decision != "accepted" or self.mode != "generate":
             self.stats.count_record(record)
         self.finished += 1
         del self.instances[state.instance_id]
-        for task_id in [
-            t for t, f in self.inflight.items() if f.pending.instance_id == state.instance_id
-        ]:
-            flight = self.inflight.pop(task_id)
-            flight.agent.in_flight.discard(task_id)
+        self._drop_tasks(instance)
         log.info(
             "instance_finished",
             instance_id=state.instance_id,
@@ -665,17 +710,27 @@ class Conductor:
                 annotation.summary,
                 state.annotator or "",
             )
-            self._seed_annotations.append(_json_encoder.encode(entry))
+            self._seed_annotations.append(_json_encoder.encode(entry), sync=False)
             self._apply_seed_annotation(entry)
         else:
             log.warning("seed_not_annotated", seed=seed_id, reason=state.outcome)
         assert state.outcome is not None
         self.journal.append(
-            InstanceFinished(state.instance_id, state.outcome.decision, "seed_annotation"),
-            sync=True,
+            InstanceFinished(state.instance_id, state.outcome.decision, "seed_annotation")
         )
+        self._must_sync = True
         self._annotating.discard(state.instance_id)
         del self.instances[state.instance_id]
+        self._drop_tasks(instance)
+
+    def _drop_tasks(self, instance: LiveInstance) -> None:
+        """A finished instance's tasks still running (a review after an early reject) are
+        cancelled, so their agents' credit goes to live work."""
+        for task_id in instance.tasks.values():
+            flight = self.inflight.pop(task_id, None)
+            if flight is not None:
+                self._release(flight.agent, task_id)
+                self._cancels.append((flight.agent.identity, task_id))
 
     def _apply_seed_annotation(self, entry: SeedAnnotation) -> None:
         seed = self._seed_by_id.get(entry.seed)
@@ -711,7 +766,7 @@ class Conductor:
         )
         step = pending.step
         instance.tasks[(instance.state.round, step.role, step.model)] = retry.task_id
-        self.pending.appendleft(retry)
+        self.pending.push(retry, front=True)
 
     def _new_task_id(self, instance_id: str) -> str:
         return f"{instance_id}.t{next(self._task_ids)}"
@@ -743,9 +798,7 @@ class Conductor:
         if not generators or len(set(generators) | set(reviewers)) < 2:
             return False
         try:
-            generator, committee = draw_roles(
-                generators, self.config.protocol, self.rng, reviewer_models=reviewers
-            )
+            generator, committee = self._draw_roles(generators, reviewers, "generator")
         except ProtocolError:
             return False
         domain = self._draw_domain()
@@ -769,6 +822,24 @@ class Conductor:
         self.journal.append(started)
         self._open(started, [])
         return True
+
+    def _draw_roles(
+        self, generators: list[str], reviewers: list[str], role: str
+    ) -> tuple[str, tuple[str, ...]]:
+        return self.assignment.draw(
+            generators,
+            self.config.protocol,
+            self.rng,
+            reviewer_models=reviewers,
+            free_generators=self._free_models(generators, role),
+            free_reviewers=self._free_models(reviewers, "reviewer"),
+        )
+
+    def _free_models(self, models: list[str], role: str) -> set[str]:
+        """Models whose agents could start a ``role`` task now, after the tasks queued for them."""
+        return {
+            m for m in models if self.fleet.free_credit(m, role) > self.pending.waiting((m, role))
+        }
 
     def _draw_domain(self) -> str:
         weights = self.config.run.domains
@@ -809,11 +880,12 @@ class Conductor:
                 generators = sorted(self.fleet.models("refiner"))
                 if not generators:
                     return False
-                generator, committee = draw_roles(
-                    generators, self.config.protocol, self.rng, reviewer_models=reviewers
-                )
+                generator, committee = self._draw_roles(generators, reviewers, "refiner")
             else:
-                committee = draw_committee(reviewers, self.config.protocol, self.rng)
+                size = self.config.protocol.committee_size(len(reviewers), with_generator=False)
+                committee = self.assignment.committee(
+                    reviewers, size, self.rng, self._free_models(reviewers, "reviewer")
+                )
         except ProtocolError:
             return False
         item = self.seeds[self.started]
@@ -871,43 +943,53 @@ class Conductor:
 
     async def _dispatch(self) -> None:
         assert self.router is not None
-        waiting: deque[PendingTask] = deque()
-        while self.pending:
-            pending = self.pending.popleft()
+        cancels, self._cancels = self._cancels, []
+        for identity, task_id in cancels:
+            await self.router.send(identity, Cancel(task_id))
+        while keys := self.pending.take_dirty():
+            for key in keys:
+                await self._dispatch_queue(key)
+
+    async def _dispatch_queue(self, key: Key) -> None:
+        """Send the queue's tasks, in order, while an agent of its (model, role) has credit."""
+        assert self.router is not None
+        model, role = key
+        hostless: list[PendingTask] = []
+        while (pending := self.pending.pop(key)) is not None:
             instance = self.instances.get(pending.instance_id)
             if (
                 instance is None
-                or instance.tasks.get((instance.state.round, pending.step.role, pending.step.model))
-                != pending.task_id
+                or instance.tasks.get((instance.state.round, role, model)) != pending.task_id
             ):
                 continue  # the instance finished or moved on
-            step = pending.step
-            agent = self.fleet.pick(step.model, step.role, self.rng, pending.avoid)
+            agent = self.fleet.pick(model, role, pending.avoid)
             if agent is None:
-                if self.fleet.hosts(step.model, step.role) or not self._hand_over(
-                    instance, pending
-                ):
-                    waiting.append(pending)
+                if self.fleet.hosts(model, role):
+                    self.pending.restore(pending)  # all busy: wait for credit
+                    break
+                if not self._hand_over(instance, pending):
+                    hostless.append(pending)
                 continue
             pending.hostless_since = None
             deadline_s = self.config.limits.task_deadline_s
             task = Task(
                 pending.task_id,
                 pending.instance_id,
-                step.role,
+                role,
                 pending.attempt,
                 deadline_s,
-                msgspec.Raw(_encoder.encode(step.request)),
+                msgspec.Raw(_encoder.encode(pending.step.request)),
             )
             if not await self.router.send(agent.identity, task):
-                waiting.append(pending)
+                self.pending.restore(pending)
                 await self._agent_lost(agent.identity, "unreachable")
                 continue
-            agent.in_flight.add(pending.task_id)
+            self.fleet.assign(agent, pending.task_id)
             self.inflight[pending.task_id] = InflightTask(
                 pending, agent, time.monotonic() + deadline_s + _DEADLINE_GRACE_S
             )
-        self.pending.extend(waiting)
+        for pending in reversed(hostless):
+            self.pending.restore(pending)
 
     def _hand_over(self, instance: LiveInstance, pending: PendingTask) -> bool:
         """No live agent hosts the step's model: give the role to an uninvolved model,

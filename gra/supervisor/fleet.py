@@ -2,14 +2,24 @@
 
 Credit-based flow control: an agent is never sent more tasks than the
 capacity it advertised in its hello.
+
+The supervisor asks "which agent of model M can take a role R task now?"
+for every task it sends, so the answer is kept ready: for each (model, role)
+an ordered map of the live agents that have free credit. Handing out a task
+moves the agent to the back (round robin over free agents); an agent whose
+credit reaches zero leaves the map until a task of its comes back. Every
+change of an agent's in-flight set therefore goes through ``assign``,
+``release`` or ``mark_dead``.
 """
 
 from __future__ import annotations
 
-import random
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from gra.protocols.messages import Hello
+
+Key = tuple[str, str]  # (model, role)
 
 
 @dataclass
@@ -31,10 +41,17 @@ class AgentInfo:
     def credit(self) -> int:
         return self.capacity - len(self.in_flight) if self.alive else 0
 
+    @property
+    def keys(self) -> list[Key]:
+        return [(self.model, role) for role in sorted(self.roles)]
+
 
 class Fleet:
     def __init__(self) -> None:
         self.agents: dict[bytes, AgentInfo] = {}
+        # Live agents per (model, role), and those of them with free credit.
+        self._hosts: defaultdict[Key, dict[bytes, AgentInfo]] = defaultdict(dict)
+        self._free: defaultdict[Key, dict[bytes, AgentInfo]] = defaultdict(dict)
 
     def register(self, identity: bytes, hello: Hello, now: float) -> tuple[AgentInfo, set[str]]:
         """Add or revive an agent; returns it and the tasks it can no longer be holding."""
@@ -44,7 +61,10 @@ class Fleet:
             # cut, say): nothing was lost.
             known.last_seen = now
             return known, set()
-        lost = set(known.in_flight) if known is not None else set()
+        lost: set[str] = set()
+        if known is not None:
+            lost = self.mark_dead(identity) | known.in_flight
+            self._forget(known)
         info = AgentInfo(
             agent_id=hello.agent_id,
             identity=identity,
@@ -58,6 +78,9 @@ class Fleet:
         if known is not None:
             info.completed, info.failed = known.completed, known.failed
         self.agents[identity] = info
+        for key in info.keys:
+            self._hosts[key][identity] = info
+        self._refresh(info)
         return info, lost
 
     def get(self, identity: bytes) -> AgentInfo | None:
@@ -68,23 +91,35 @@ class Fleet:
 
     def models(self, role: str) -> set[str]:
         """Models with at least one live agent serving ``role``."""
-        return {a.model for a in self.agents.values() if a.alive and role in a.roles}
+        return {model for (model, r), hosts in self._hosts.items() if r == role and hosts}
 
     def hosts(self, model: str, role: str) -> list[AgentInfo]:
-        return [a for a in self.agents.values() if a.alive and a.model == model and role in a.roles]
+        return list(self._hosts.get((model, role), {}).values())
 
-    def pick(
-        self, model: str, role: str, rng: random.Random, avoid: set[str] | None = None
-    ) -> AgentInfo | None:
-        """The agent with the most free credit for (model, role); ``avoid`` only if no other."""
-        hosts = [a for a in self.hosts(model, role) if a.credit > 0]
-        if avoid:
-            preferred = [a for a in hosts if a.agent_id not in avoid]
-            hosts = preferred or hosts
-        if not hosts:
+    def free_credit(self, model: str, role: str) -> int:
+        """Tasks of (model, role) that live agents could take right now."""
+        return sum(a.credit for a in self._free.get((model, role), {}).values())
+
+    def pick(self, model: str, role: str, avoid: set[str] | None = None) -> AgentInfo | None:
+        """The free agent for (model, role) that waited longest; ``avoid`` only if no other."""
+        free = self._free.get((model, role))
+        if not free:
             return None
-        best = max(a.credit for a in hosts)
-        return rng.choice([a for a in hosts if a.credit == best])
+        first = next(iter(free.values()))
+        if avoid and first.agent_id in avoid:
+            return next((a for a in free.values() if a.agent_id not in avoid), first)
+        return first
+
+    def assign(self, agent: AgentInfo, task_id: str) -> None:
+        agent.in_flight.add(task_id)
+        for key in agent.keys:
+            self._free[key].pop(agent.identity, None)  # back of the queue, or out of it
+        self._refresh(agent)
+
+    def release(self, agent: AgentInfo, task_id: str) -> None:
+        if task_id in agent.in_flight:
+            agent.in_flight.discard(task_id)
+            self._refresh(agent)
 
     def mark_dead(self, identity: bytes) -> set[str]:
         """Declare an agent dead; returns its in-flight task ids."""
@@ -93,7 +128,22 @@ class Fleet:
             return set()
         info.alive = False
         lost, info.in_flight = info.in_flight, set()
+        self._forget(info)
         return lost
 
     def expired(self, now: float, timeout_s: float) -> list[AgentInfo]:
         return [a for a in self.agents.values() if a.alive and now - a.last_seen > timeout_s]
+
+    def _refresh(self, agent: AgentInfo) -> None:
+        has_credit = agent.credit > 0
+        for key in agent.keys:
+            free = self._free[key]
+            if has_credit and agent.identity not in free:
+                free[agent.identity] = agent
+            elif not has_credit:
+                free.pop(agent.identity, None)
+
+    def _forget(self, agent: AgentInfo) -> None:
+        for key in agent.keys:
+            self._hosts[key].pop(agent.identity, None)
+            self._free[key].pop(agent.identity, None)

@@ -11,7 +11,6 @@ found in the outputs without a ``finish`` entry counts as finished.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,18 +85,17 @@ class JournalError(Exception):
 
 
 class Journal:
-    def __init__(self, path: Path, fsync_interval_s: float = 0.5) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         self._file = LineFile(path)
-        self._fsync_interval_s = fsync_interval_s
-        self._last_sync = time.monotonic()
 
     def append(self, entry: Entry, *, sync: bool = False) -> None:
-        now = time.monotonic()
-        sync = sync or now - self._last_sync > self._fsync_interval_s
+        """Write an entry; without ``sync`` it is made durable by the writer's next ``sync()``
+        (the supervisor group-commits once per batch of inputs)."""
         self._file.append(_encoder.encode(entry), sync=sync)
-        if sync:
-            self._last_sync = now
+
+    def sync(self) -> None:
+        self._file.sync()
 
     def close(self) -> None:
         self._file.close()

@@ -64,10 +64,12 @@ class LineFile:
         try:
             cut_torn_tail(path)
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._unsynced = False
         except OSError as exc:
             raise OutputError(f"{path}: cannot open for writing: {exc.strerror}") from exc
 
     def append(self, line: bytes, *, sync: bool = True) -> None:
+        """Write one whole line; with ``sync=False`` it is made durable by a later ``sync()``."""
         data = memoryview(line + b"\n")
         start = os.lseek(self._fd, 0, os.SEEK_END)
         try:
@@ -79,6 +81,17 @@ class LineFile:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, start)
             raise OutputError(f"{self.path}: write failed: {exc.strerror}") from exc
+        self._unsynced = not sync
+
+    def sync(self) -> None:
+        """Make every line written so far durable (one fsync, only if needed)."""
+        if not self._unsynced:
+            return
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: sync failed: {exc.strerror}") from exc
+        self._unsynced = False
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -41,13 +41,18 @@ class RecordWriter:
             self._files[name] = LineFile(self._out_dir / name)
         return self._files[name]
 
-    def write(self, record: ItemRecord) -> None:
+    def write(self, record: ItemRecord, *, sync: bool = True) -> None:
         self._file(ACCEPTED if record.decision == "accepted" else REJECTED).append(
-            _encoder.encode(record)
+            _encoder.encode(record), sync=sync
         )
 
-    def write_verdict(self, verdict: VerdictRecord) -> None:
-        self._file(VERDICTS).append(_encoder.encode(verdict))
+    def write_verdict(self, verdict: VerdictRecord, *, sync: bool = True) -> None:
+        self._file(VERDICTS).append(_encoder.encode(verdict), sync=sync)
+
+    def sync(self) -> None:
+        """Make every record written without ``sync`` durable."""
+        for handle in self._files.values():
+            handle.sync()
 
     def close(self) -> None:
         for handle in self._files.values():

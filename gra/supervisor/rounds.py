@@ -25,7 +25,7 @@ from gra.config import Config
 from gra.data.seeds import SeedItem
 from gra.protocols.records import ItemRecord
 from gra.supervisor.journal import Journal, RoundFinished
-from gra.supervisor.lines import LineFile, read_records
+from gra.supervisor.lines import LineFile, cut_torn_tail, read_records
 from gra.supervisor.outputs import ACCEPTED, REJECTED, RecordWriter, RunStats
 
 log = structlog.get_logger("gra.rounds")
@@ -48,6 +48,22 @@ class PoolItem:
 
 def _read_records(path: Path) -> list[ItemRecord]:
     return read_records(path, ItemRecord)
+
+
+class _Id(msgspec.Struct):
+    id: str
+
+
+_id_decoder = msgspec.json.Decoder(_Id)
+
+
+def _read_ids(path: Path) -> set[str]:
+    """The ids in a records file, line by line: outputs grow to gigabytes over long runs."""
+    if not path.exists():
+        return set()
+    cut_torn_tail(path)
+    with path.open("rb") as handle:
+        return {_id_decoder.decode(line).id for line in handle if line.strip()}
 
 
 def _pool_item(record: ItemRecord) -> PoolItem:
@@ -89,6 +105,7 @@ class SynthesisRounds:
         self._candidates: LineFile | None = None
         self.candidates = len(_read_records(self._dir(self.current) / CANDIDATES))
         self._dedup: Any = None
+        self._by_domain: dict[str, list[PoolItem]] | None = None
 
     @property
     def finished(self) -> bool:
@@ -111,50 +128,49 @@ class SynthesisRounds:
                     keywords,
                     summary,
                 )
+                self._by_domain = None
                 return
 
     def by_domain(self, domain: str) -> list[PoolItem]:
-        return [item for item in self.pool if item.domain == domain]
+        if self._by_domain is None:
+            self._by_domain = {}
+            for item in self.pool:
+                self._by_domain.setdefault(item.domain, []).append(item)
+        return self._by_domain.get(domain, [])
 
-    def add_candidate(self, record: ItemRecord) -> None:
+    def add_candidate(self, record: ItemRecord, *, sync: bool = True) -> None:
         """A committee-accepted item of the current round, kept until post-processing."""
         if self._candidates is None:
             self._dir(self.current).mkdir(parents=True, exist_ok=True)
             self._candidates = LineFile(self._dir(self.current) / CANDIDATES)
-        self._candidates.append(_encoder.encode(record))
+        self._candidates.append(_encoder.encode(record), sync=sync)
         self.candidates += 1
 
+    def sync(self) -> None:
+        if self._candidates is not None:
+            self._candidates.sync()
+
+    def close(self) -> None:
+        if self._candidates is not None:
+            self._candidates.close()
+            self._candidates = None
+
     async def finish_round(self) -> dict[str, int]:
-        """Deduplicate the round's candidates into its accepted items; start the next round."""
+        """Deduplicate the round's candidates into its accepted items; start the next round.
+
+        The file work and the embeddings run in a thread, so the supervisor's
+        receive task keeps stamping agents alive meanwhile.
+        """
         k = self.current
         if self._candidates is not None:
             self._candidates.close()
             self._candidates = None
-        candidates = _read_records(self._dir(k) / CANDIDATES)
-        written = {r.id for r in _read_records(self.out_dir / ACCEPTED)} | {
-            r.id for r in _read_records(self.out_dir / REJECTED)
-        }
-        admitted, duplicates = await asyncio.to_thread(self._deduplicate, candidates)
-        self._dir(k).mkdir(parents=True, exist_ok=True)
-        round_file = LineFile(self._dir(k) / ACCEPTED)
-        try:
-            done_here = {r.id for r in _read_records(self._dir(k) / ACCEPTED)}
-            for record in admitted:
-                if record.id not in done_here:
-                    round_file.append(_encoder.encode(record))
-                if record.id not in written:
-                    self._writer.write(record)
-                    self._stats.count_record(record)
-        finally:
-            round_file.close()
-        for record in duplicates:
-            if record.id not in written:
-                self._writer.write(record)
-                self._stats.count_record(record)
+        candidates, admitted, duplicates = await asyncio.to_thread(self._post_process, k)
         self.pool += [_pool_item(r) for r in admitted]
+        self._by_domain = None
         self._journal.append(RoundFinished(k, len(admitted), len(duplicates)), sync=True)
         self._stats.rounds[str(k)] = {
-            "committee_accepted": len(candidates),
+            "committee_accepted": candidates,
             "accepted": len(admitted),
             "deduplicated": len(duplicates),
         }
@@ -162,6 +178,30 @@ class SynthesisRounds:
         self.current += 1
         self.candidates = 0
         return self._stats.rounds[str(k)]
+
+    def _post_process(self, k: int) -> tuple[int, list[ItemRecord], list[ItemRecord]]:
+        """Dedup round k's candidates and write the outcome; a redo writes nothing twice."""
+        candidates = _read_records(self._dir(k) / CANDIDATES)
+        written = _read_ids(self.out_dir / ACCEPTED) | _read_ids(self.out_dir / REJECTED)
+        admitted, duplicates = self._deduplicate(candidates)
+        self._dir(k).mkdir(parents=True, exist_ok=True)
+        done_here = _read_ids(self._dir(k) / ACCEPTED)
+        round_file = LineFile(self._dir(k) / ACCEPTED)
+        try:
+            for record in admitted:
+                if record.id not in done_here:
+                    round_file.append(_encoder.encode(record), sync=False)
+                if record.id not in written:
+                    self._writer.write(record, sync=False)
+                    self._stats.count_record(record)
+        finally:
+            round_file.close()  # fsyncs
+        for record in duplicates:
+            if record.id not in written:
+                self._writer.write(record, sync=False)
+                self._stats.count_record(record)
+        self._writer.sync()  # before the journal says the round is done
+        return len(candidates), admitted, duplicates
 
     def _deduplicate(
         self, candidates: list[ItemRecord]
