@@ -51,11 +51,14 @@ def test_release_and_death_update_the_index() -> None:
     a2 = fleet.pick("m", "reviewer")
     assert a2 is not None and a2.agent_id == "a2"
     fleet.assign(a2, "t2")
+    assert fleet.free_credit("m", "reviewer") == 0
     fleet.release(a1, "t1")
     fleet.release(a1, "t1")  # twice is harmless
     assert fleet.pick("m", "reviewer") is a1 and a1.credit == 1
+    assert fleet.free_credit("m", "reviewer") == fleet.free_credit("m", "generator") == 1
     assert fleet.mark_dead(b"a1") == set()
     assert fleet.pick("m", "reviewer") is None
+    assert fleet.free_credit("m", "reviewer") == 0
     assert [a.agent_id for a in fleet.hosts("m", "reviewer")] == ["a2"]
     assert fleet.models("reviewer") == {"m"}
     assert fleet.mark_dead(b"a2") == {"t2"}
@@ -80,6 +83,7 @@ def test_a_restarted_agent_replaces_the_old_one_and_reports_its_tasks_lost() -> 
     assert same is agent and lost == set()  # a repeated hello loses nothing
     new, lost = fleet.register(b"a1", _hello("a1", "other", 3, pid=2), 2.0)
     assert lost == {"t1"} and new.credit == 3
+    assert fleet.free_credit("m", "reviewer") == 0 and fleet.free_credit("other", "reviewer") == 3
     assert fleet.hosts("m", "reviewer") == [] and fleet.pick("other", "reviewer") is new
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from gra.protocols.messages import Hello
 
@@ -36,12 +37,14 @@ class AgentInfo:
     in_flight: set[str] = field(default_factory=set)
     completed: int = 0
     failed: int = 0
+    # The credit this agent adds to the fleet's per-(model, role) totals.
+    counted_credit: int = 0
 
     @property
     def credit(self) -> int:
         return self.capacity - len(self.in_flight) if self.alive else 0
 
-    @property
+    @cached_property
     def keys(self) -> list[Key]:
         return [(self.model, role) for role in sorted(self.roles)]
 
@@ -52,6 +55,7 @@ class Fleet:
         # Live agents per (model, role), and those of them with free credit.
         self._hosts: defaultdict[Key, dict[bytes, AgentInfo]] = defaultdict(dict)
         self._free: defaultdict[Key, dict[bytes, AgentInfo]] = defaultdict(dict)
+        self._credit: defaultdict[Key, int] = defaultdict(int)
 
     def register(self, identity: bytes, hello: Hello, now: float) -> tuple[AgentInfo, set[str]]:
         """Add or revive an agent; returns it and the tasks it can no longer be holding."""
@@ -98,7 +102,7 @@ class Fleet:
 
     def free_credit(self, model: str, role: str) -> int:
         """Tasks of (model, role) that live agents could take right now."""
-        return sum(a.credit for a in self._free.get((model, role), {}).values())
+        return self._credit.get((model, role), 0)
 
     def pick(self, model: str, role: str, avoid: set[str] | None = None) -> AgentInfo | None:
         """The free agent for (model, role) that waited longest; ``avoid`` only if no other."""
@@ -135,8 +139,11 @@ class Fleet:
         return [a for a in self.agents.values() if a.alive and now - a.last_seen > timeout_s]
 
     def _refresh(self, agent: AgentInfo) -> None:
-        has_credit = agent.credit > 0
+        credit = agent.credit
+        has_credit = credit > 0
+        change, agent.counted_credit = credit - agent.counted_credit, credit
         for key in agent.keys:
+            self._credit[key] += change
             free = self._free[key]
             if has_credit and agent.identity not in free:
                 free[agent.identity] = agent
@@ -145,5 +152,7 @@ class Fleet:
 
     def _forget(self, agent: AgentInfo) -> None:
         for key in agent.keys:
+            self._credit[key] -= agent.counted_credit
             self._hosts[key].pop(agent.identity, None)
             self._free[key].pop(agent.identity, None)
+        agent.counted_credit = 0
