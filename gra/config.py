@@ -61,7 +61,9 @@ class RunSettings(_Strict):
     # Synthesis rounds: the pool grows with each round's accepted items.
     rounds: Positive = 1
     max_instances: Positive | None = None
-    max_in_flight: Positive = 4
+    # Instances in progress at once; unset: as many as keep every agent busy
+    # (see Conductor._room_for_an_instance).
+    max_in_flight: Positive | None = None
     seed: int = 0
     few_shot: Annotated[int, msgspec.Meta(ge=0, le=16)] = 3
     out: str | None = None

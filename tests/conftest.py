@@ -26,7 +26,8 @@ def scripted_config(
     models: list[str],
     *,
     target: int = 6,
-    max_in_flight: int = 4,
+    max_in_flight: int | None = 4,
+    capacity: int | None = None,
     max_instances: int | None = None,
     replicas: dict[str, int] | None = None,
     remote: tuple[str, ...] = (),
@@ -40,7 +41,7 @@ def scripted_config(
     lines = [
         "[run]",
         f"target = {target}",
-        f"max_in_flight = {max_in_flight}",
+        f"max_in_flight = {max_in_flight}" if max_in_flight else "",
         f"max_instances = {max_instances}" if max_instances else "",
         f"rounds = {rounds}",
         "[seeds]",
@@ -64,6 +65,7 @@ def scripted_config(
             'backend = "plugin"',
             'factory = "tests.doubles:scripted"',
             f"replicas = {(replicas or {}).get(model, 1)}",
+            f"capacity = {capacity}" if capacity else "",
         ]
     for model in remote:
         lines += ["[[agents]]", f'model = "{model}"', "remote = true"]

@@ -114,6 +114,24 @@ async def test_fleet_registers_runs_and_shuts_down_cleanly(tmp_path: Path, doubl
         assert not pid_alive(process.pid)
 
 
+async def test_unset_max_in_flight_keeps_every_agent_busy(tmp_path: Path, double_env) -> None:
+    double_env.setenv("GRA_DOUBLE_DELAY_S", "0.2")
+    config = scripted_config(
+        tmp_path, ["a", "b", "c"], target=30, max_in_flight=None, capacity=3
+    )
+    conductor = make_conductor(config, tmp_path / "out")
+    run = asyncio.create_task(conductor.run())
+    busiest = most_instances = 0
+    while not run.done():
+        busiest = max(busiest, len(conductor.inflight))
+        most_instances = max(most_instances, len(conductor.instances))
+        await asyncio.sleep(0.01)
+    summary = await run
+    check_outputs(tmp_path / "out", summary, max_in_flight=4 * 9)
+    assert busiest == 9, "the fleet's 9 task slots were never all busy at once"
+    assert most_instances <= 4 * 9
+
+
 async def test_agent_killed_mid_task_is_replaced(tmp_path: Path, double_env) -> None:
     double_env.setenv("GRA_DOUBLE_DELAY_S", "0.6")
     config = scripted_config(tmp_path, ["a", "b", "c", "d"], target=10, max_in_flight=4)

@@ -132,6 +132,8 @@ _DEADLINE_GRACE_S = 5.0
 _MAX_BATCH = 512
 _COMMIT_INTERVAL_S = 0.5
 _COMMIT_MIN_INTERVAL_S = 0.02
+# Without max_in_flight: instances in progress per task slot of the live fleet, at most.
+_AUTO_IN_FLIGHT_PER_SLOT = 4
 
 
 class RunError(Exception):
@@ -782,11 +784,24 @@ class Conductor:
         await self._dispatch()
 
     def _can_start(self) -> bool:
-        if len(self.instances) >= self.config.run.max_in_flight:
+        if not self._room_for_an_instance():
             return False
         if self._seeds_to_annotate or self._annotating:
             return bool(self._seeds_to_annotate)  # generation waits for an annotated pool
         return self.started_in_round < self.max_instances and self.accepted < self.target
+
+    def _room_for_an_instance(self) -> bool:
+        """``max_in_flight`` if set; otherwise back-pressure from the fleet itself: start
+        while fewer tasks wait than the live agents can hold, so every freed slot
+        finds work at once, with at most ``_AUTO_IN_FLIGHT_PER_SLOT`` instances per slot."""
+        limit = self.config.run.max_in_flight
+        if limit is not None:
+            return len(self.instances) < limit
+        capacity = self.fleet.capacity
+        return (
+            len(self.pending) < capacity
+            and len(self.instances) < _AUTO_IN_FLIGHT_PER_SLOT * capacity
+        )
 
     def _start_instance(self) -> bool:
         if self.mode != "generate":

@@ -56,6 +56,8 @@ class Fleet:
         self._hosts: defaultdict[Key, dict[bytes, AgentInfo]] = defaultdict(dict)
         self._free: defaultdict[Key, dict[bytes, AgentInfo]] = defaultdict(dict)
         self._credit: defaultdict[Key, int] = defaultdict(int)
+        # Tasks the live agents can hold at once, all together.
+        self.capacity = 0
 
     def register(self, identity: bytes, hello: Hello, now: float) -> tuple[AgentInfo, set[str]]:
         """Add or revive an agent; returns it and the tasks it can no longer be holding."""
@@ -82,6 +84,7 @@ class Fleet:
         if known is not None:
             info.completed, info.failed = known.completed, known.failed
         self.agents[identity] = info
+        self.capacity += info.capacity
         for key in info.keys:
             self._hosts[key][identity] = info
         self._refresh(info)
@@ -131,6 +134,7 @@ class Fleet:
         if info is None or not info.alive:
             return set()
         info.alive = False
+        self.capacity -= info.capacity
         lost, info.in_flight = info.in_flight, set()
         self._forget(info)
         return lost
