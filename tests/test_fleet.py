@@ -116,9 +116,7 @@ async def test_fleet_registers_runs_and_shuts_down_cleanly(tmp_path: Path, doubl
 
 async def test_unset_max_in_flight_keeps_every_agent_busy(tmp_path: Path, double_env) -> None:
     double_env.setenv("GRA_DOUBLE_DELAY_S", "0.2")
-    config = scripted_config(
-        tmp_path, ["a", "b", "c"], target=30, max_in_flight=None, capacity=3
-    )
+    config = scripted_config(tmp_path, ["a", "b", "c"], target=30, max_in_flight=None, capacity=3)
     conductor = make_conductor(config, tmp_path / "out")
     run = asyncio.create_task(conductor.run())
     busiest = most_instances = 0
