@@ -140,3 +140,32 @@ async def test_malformed_frames_are_dropped_and_counted(router: Router) -> None:
 
 async def test_send_to_unknown_peer_reports_false(router: Router) -> None:
     assert await router.send(b"nobody", Heartbeat(sent_at=0.0)) is False
+
+
+async def test_a_result_finished_while_the_supervisor_is_away_is_delivered_later(
+    tmp_path: Path,
+) -> None:
+    # Finished work is not dropped while the supervisor is away: the reply waits
+    # in the agent (queued by its socket, or retried while the pipe is full).
+    context = zmq.asyncio.Context()
+    endpoint = private_ipc_endpoint("test")
+    first = Router(context, endpoint)
+    agent = spawn_agent(endpoint, tmp_path, delay_s=1.0)
+    second = None
+    try:
+        await next_frame(first, Hello)
+        await first.send(AGENT_ID.encode(), Welcome(0.2, 50))
+        body = GenerateRequest("coding", (Example("Add 1 and 2.", "3"),))
+        assert await first.send(AGENT_ID.encode(), generate_task("t-away", body))
+        await asyncio.sleep(0.3)  # the task has arrived and is computing
+        first.close()
+        await asyncio.sleep(2.5)  # the task finishes with nobody to answer to
+        second = Router(context, endpoint)
+        _, result = await next_frame(second, Result, timeout=20.0)
+        assert isinstance(result, Result) and result.task_id == "t-away"
+    finally:
+        agent.kill()
+        agent.wait()
+        if second is not None:
+            second.close()
+        context.term()

@@ -189,18 +189,33 @@ class AgentRuntime:
     async def _serve(self, task: Task) -> None:
         assert self._dealer is not None
         structlog.contextvars.bind_contextvars(task_id=task.task_id, instance_id=task.instance_id)
+        reply: Result | TaskError
         try:
-            reply = await asyncio.wait_for(self._attempt(task), timeout=task.deadline_s)
-        except TimeoutError:
-            reply = TaskError(task.task_id, f"deadline of {task.deadline_s:.0f}s passed in agent")
-        except asyncio.CancelledError:
+            try:
+                reply = await asyncio.wait_for(self._attempt(task), timeout=task.deadline_s)
+            except TimeoutError:
+                reason = f"deadline of {task.deadline_s:.0f}s passed in agent"
+                reply = TaskError(task.task_id, reason)
+            except Exception as exc:  # a failed task is data, never a dead agent
+                log.exception("task_crashed")
+                reply = TaskError(task.task_id, f"agent error: {type(exc).__name__}: {exc}")
+            await self._reply(reply, task.deadline_s)
+        finally:
             self._tasks.pop(task.task_id, None)
-            raise
-        except Exception as exc:  # a failed task is data, never a dead agent
-            log.exception("task_crashed")
-            reply = TaskError(task.task_id, f"agent error: {type(exc).__name__}: {exc}")
-        self._tasks.pop(task.task_id, None)
-        await self._dealer.send(reply)
+
+    async def _reply(self, reply: Result | TaskError, patience_s: float) -> None:
+        """Send a finished task's reply; a full pipe (a slow or cut link) is waited out
+        for up to ``patience_s``, since by then the supervisor has given the task to
+        another agent anyway."""
+        assert self._dealer is not None
+        give_up = time.monotonic() + patience_s
+        pause = 0.01
+        while not await self._dealer.send(reply):
+            if time.monotonic() + pause > give_up:
+                log.warning("reply_not_sent", task_id=reply.task_id, waited_s=patience_s)
+                return
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 1.0)
 
     async def _attempt(self, task: Task) -> Result | TaskError:
         role = self.roles.get(task.role)
