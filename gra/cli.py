@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gra.backends.llamacpp import DEFAULT_PROMPT_CACHE_MIB
 from gra.bus.security import KeyFileError
 from gra.config import ConfigError, load_config
 from gra.data.export import ExportError
@@ -117,6 +118,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
         capacity=args.capacity,
         n_ctx=args.n_ctx,
         n_threads=args.n_threads,
+        prompt_cache_mib=args.prompt_cache_mib,
         factory=args.factory,
         output_retries=args.output_retries,
         parent_pid=args.parent_pid,
@@ -239,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--capacity", type=int, help="tasks in flight (vllm/openai; default 8)")
     agent.add_argument("--n-ctx", type=int, default=4096)
     agent.add_argument("--n-threads", type=int)
+    agent.add_argument(
+        "--prompt-cache-mib",
+        type=int,
+        default=DEFAULT_PROMPT_CACHE_MIB,
+        help="llama.cpp: RAM for saved prompt states (0: off)",
+    )
     agent.add_argument("--factory", help="module:callable building the backend (plugin)")
     agent.add_argument("--output-retries", type=int, default=2)
     agent.add_argument("--agent-id")

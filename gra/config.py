@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from gra.backends.llamacpp import DEFAULT_PROMPT_CACHE_MIB
 from gra.protocols.peer_review import Policy
 from gra.protocols.roles import DEFAULT_DOMAINS
 
@@ -45,6 +46,8 @@ class AgentConfig(_Strict):
     # llamacpp
     n_ctx: Positive = 4096
     n_threads: Positive | None = None
+    # RAM (MiB) for saved model states that later prompts resume from; 0: off.
+    prompt_cache_mib: Annotated[int, msgspec.Meta(ge=0)] = DEFAULT_PROMPT_CACHE_MIB
     # plugin: "module:callable" returning a Backend
     factory: str | None = None
     # Agents on other machines join by themselves (``gra agent --connect``).

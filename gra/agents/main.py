@@ -14,6 +14,7 @@ from pathlib import Path
 from gra.agents.roles import get_role
 from gra.agents.runtime import AgentRuntime
 from gra.backends import Backend, LlamaCppBackend, OpenAIBackend
+from gra.backends.llamacpp import DEFAULT_PROMPT_CACHE_MIB
 from gra.logs import configure
 
 
@@ -31,6 +32,8 @@ class AgentOptions:
     capacity: int | None = None
     n_ctx: int = 4096
     n_threads: int | None = None
+    # llama.cpp: RAM (MiB) for saved model states that later prompts resume from; 0: off.
+    prompt_cache_mib: int = DEFAULT_PROMPT_CACHE_MIB
     factory: str | None = None
     output_retries: int = 2
     parent_pid: int | None = None
@@ -46,7 +49,11 @@ def build_backend(options: AgentOptions) -> Backend:
 
             path = Path(options.model_path) if options.model_path else resolve(options.model)
             return LlamaCppBackend(
-                options.model, path, n_ctx=options.n_ctx, n_threads=options.n_threads
+                options.model,
+                path,
+                n_ctx=options.n_ctx,
+                n_threads=options.n_threads,
+                prompt_cache_mib=options.prompt_cache_mib,
             )
         case "vllm" | "openai":
             if not options.url:

@@ -80,25 +80,43 @@ class Role(Generic[RequestT, OutputT]):
 
 
 # ---- prompts ---------------------------------------------------------------
+#
+# Layout: everything that is the same for every request of a role (task,
+# rubric, output shape) is in the system message, which comes first; the item
+# (domain, instruction, response, reviews) comes last, in the user message.
+# Consecutive calls of a role then share a long token prefix, which llama.cpp
+# reuses from its KV cache instead of evaluating it again.
 
 _JSON_ONLY = "Answer with one JSON object only, exactly in the requested shape."
 
 
 def _generator_prompt(request: GenerateRequest) -> ChatMessages:
-    parts = [f"Domain: {request.domain}."]
     if request.inspirations:
+        task = (
+            "You will be given a domain and existing items in it, as keyword triples with "
+            "summaries. First write a NEW keyword triple (three keywords naming one core "
+            "concept) that combines ideas from these items. Then, using the summaries as "
+            "inspiration, turn your keyword triple into ONE new, self-contained, specific and "
+            "answerable instruction. Then write a correct, complete and well-organised "
+            "response to it."
+        )
         seeds = "\n".join(
             f"- keywords: {', '.join(i.keywords)}; summary: {i.summary}"
             for i in request.inspirations
         )
-        parts += [
+        parts = [
+            f"Domain: {request.domain}.",
             f"Existing items in this domain, as keyword triples with summaries:\n{seeds}",
-            "First write a NEW keyword triple (three keywords naming one core concept) that "
-            "combines ideas from these items. Then, using the summaries as inspiration, turn "
-            "your keyword triple into ONE new, self-contained, specific and answerable "
-            "instruction. Then write a correct, complete and well-organised response to it.",
         ]
     else:
+        task = (
+            "You will be given a domain and, possibly, examples of instruction-tuning data in "
+            "it. Write three keywords naming the core concept of a NEW item in this domain, "
+            "different from the examples. Then write ONE instruction built on them: "
+            "self-contained, specific and answerable. Then write a correct, complete and "
+            "well-organised response to it."
+        )
+        parts = [f"Domain: {request.domain}."]
         examples = "\n\n".join(
             f"Example {i + 1}:\nInstruction: {ex.instruction}\nResponse: {ex.response}"
             for i, ex in enumerate(request.examples)
@@ -107,12 +125,6 @@ def _generator_prompt(request: GenerateRequest) -> ChatMessages:
             parts.append(
                 f"Here are examples of instruction-tuning data in this domain:\n\n{examples}"
             )
-        parts.append(
-            "Write three keywords naming the core concept of a NEW item in this domain, "
-            "different from the examples. Then write ONE instruction built on them: "
-            "self-contained, specific and answerable. Then write a correct, complete and "
-            "well-organised response to it."
-        )
     if request.previous is not None:
         parts.append(
             "Your previous attempt was rejected by reviewers. Improve it.\n"
@@ -120,14 +132,14 @@ def _generator_prompt(request: GenerateRequest) -> ChatMessages:
             f"Previous response: {request.previous.response}\n"
             f"Reviewers' feedback: {request.feedback}"
         )
-    parts.append(
-        "Reply as JSON with three keys: keywords (a list of three keywords), instruction, response."
+    system = (
+        "You create high-quality instruction-tuning data. "
+        f"{task}\n"
+        "Reply as JSON with three keys: keywords (a list of three keywords), instruction, "
+        f"response. {_JSON_ONLY}"
     )
     return [
-        {
-            "role": "system",
-            "content": "You create high-quality instruction-tuning data. " + _JSON_ONLY,
-        },
+        {"role": "system", "content": system},
         {"role": "user", "content": "\n\n".join(parts)},
     ]
 
@@ -138,26 +150,38 @@ _REVIEW_RUBRIC = (
     "Be strict: give 9-10 only to responses with no flaw."
 )
 
+_REVIEWER_SYSTEM = (
+    "You are a strict reviewer of instruction-tuning data. You will be given a domain, an "
+    "instruction and a response.\n"
+    "First check the instruction, answering true or false for each: rationality (it makes "
+    "sense and can be answered), completeness (it contains everything needed to answer), "
+    f"clarity (it is unambiguous). Then review the response. {_REVIEW_RUBRIC} "
+    "Finally name its main strength and main weakness, in one short sentence each.\n"
+    "Reply as JSON with: checks (rationality, completeness, clarity: true or false), "
+    "scores (correctness, clarity, completeness, relevance, coherence, ethics: your integer "
+    f"scores from 0 to 10), strengths, weaknesses. {_JSON_ONLY}"
+)
+
 
 def _reviewer_prompt(request: ReviewRequest) -> ChatMessages:
     user = (
         f"Domain: {request.domain}\n\nInstruction:\n{request.instruction}\n\n"
-        f"Response:\n{request.response}\n\n"
-        "First check the instruction, answering true or false for each: rationality (it makes "
-        "sense and can be answered), completeness (it contains everything needed to answer), "
-        f"clarity (it is unambiguous). Then review the response. {_REVIEW_RUBRIC} "
-        "Finally name its main strength and main weakness, in one short sentence each.\n"
-        "Reply as JSON with: checks (rationality, completeness, clarity: true or false), "
-        "scores (correctness, clarity, completeness, relevance, coherence, ethics: your integer "
-        "scores from 0 to 10), strengths, weaknesses."
+        f"Response:\n{request.response}"
     )
     return [
-        {
-            "role": "system",
-            "content": "You are a strict reviewer of instruction-tuning data. " + _JSON_ONLY,
-        },
+        {"role": "system", "content": _REVIEWER_SYSTEM},
         {"role": "user", "content": user},
     ]
+
+
+_ADJUDICATOR_SYSTEM = (
+    "You are the adjudicator of a review committee. You will be given a domain, an "
+    "instruction, a response and the feedback of reviewers who disagreed about it.\n"
+    "Weigh their arguments, check the response yourself and give your own scores. "
+    f"{_REVIEW_RUBRIC} Then explain your verdict in one or two sentences.\n"
+    "Reply as JSON with: scores (correctness, clarity, completeness, relevance, coherence, "
+    f"ethics: your integer scores from 0 to 10), feedback. {_JSON_ONLY}"
+)
 
 
 def _adjudicator_prompt(request: AdjudicateRequest) -> ChatMessages:
@@ -168,34 +192,32 @@ def _adjudicator_prompt(request: AdjudicateRequest) -> ChatMessages:
     user = (
         f"Domain: {request.domain}\n\nInstruction:\n{request.instruction}\n\n"
         f"Response:\n{request.response}\n\n"
-        f"The review committee disagreed:\n{reviews}\n\n"
-        "Weigh their arguments, check the response yourself and give your own scores. "
-        f"{_REVIEW_RUBRIC} Then explain your verdict in one or two sentences.\n"
-        "Reply as JSON with: scores (correctness, clarity, completeness, relevance, coherence, "
-        "ethics: your integer scores from 0 to 10), feedback."
+        f"The review committee disagreed:\n{reviews}"
     )
     return [
-        {
-            "role": "system",
-            "content": "You are the adjudicator of a review committee. " + _JSON_ONLY,
-        },
+        {"role": "system", "content": _ADJUDICATOR_SYSTEM},
         {"role": "user", "content": user},
     ]
 
 
 MIN_INSTRUCTION_WORDS = 4
 
+_REFINER_SYSTEM = (
+    "You improve instruction-tuning data. You will be given a domain, an instruction and its "
+    "current response.\n"
+    "Rewrite the response so that it is correct, complete, clear, relevant, coherent and "
+    "harmless. Keep what is already good; fix what is wrong or missing. Do not change the "
+    f"instruction.\nReply as JSON with one key: response (the rewritten response). {_JSON_ONLY}"
+)
+
 
 def _refiner_prompt(request: RefineRequest) -> ChatMessages:
     user = (
         f"Domain: {request.domain}\n\nInstruction:\n{request.instruction}\n\n"
-        f"Current response:\n{request.response}\n\n"
-        "Rewrite the response so that it is correct, complete, clear, relevant, coherent and "
-        "harmless. Keep what is already good; fix what is wrong or missing. Do not change the "
-        "instruction.\nReply as JSON with one key: response (the rewritten response)."
+        f"Current response:\n{request.response}"
     )
     return [
-        {"role": "system", "content": "You improve instruction-tuning data. " + _JSON_ONLY},
+        {"role": "system", "content": _REFINER_SYSTEM},
         {"role": "user", "content": user},
     ]
 
@@ -206,15 +228,17 @@ def _check_refined(request: RefineRequest, output: RefinedResponse) -> None:
 
 
 def _annotator_prompt(request: AnnotateRequest) -> ChatMessages:
-    user = (
-        f"Instruction:\n{request.instruction}\n\nResponse:\n{request.response}\n\n"
+    system = (
+        "You annotate instruction-tuning data. You will be given an instruction and its "
+        "response.\n"
         f"Label this item. domain: exactly one of {', '.join(request.labels)}. keywords: three "
         "keywords naming the item's core concept. summary: one short sentence that relates "
         "the three keywords to what the item asks and answers.\n"
-        "Reply as JSON with three keys: domain, keywords, summary."
+        f"Reply as JSON with three keys: domain, keywords, summary. {_JSON_ONLY}"
     )
+    user = f"Instruction:\n{request.instruction}\n\nResponse:\n{request.response}"
     return [
-        {"role": "system", "content": "You annotate instruction-tuning data. " + _JSON_ONLY},
+        {"role": "system", "content": system},
         {"role": "user", "content": user},
     ]
 

@@ -5,14 +5,30 @@ heartbeats) keep running while the model computes. One ``Llama`` object is
 not thread-safe, so calls are serialised: capacity is 1 per loaded model.
 A cancelled call stops at the next token: a logits processor raises once
 the call's cancel flag is set.
+
+Prompt cache. llama-cpp-python reuses the KV cache of the longest token
+prefix a prompt shares with the *previous* call only; an agent that
+alternates roles (generate, review, annotate) loses the shared prefix of a
+role at each switch. With ``prompt_cache_mib > 0`` the model state after each
+call is kept in an LRU cache in RAM (``LlamaRAMCache``), and a new prompt
+starts from the cached state that shares its longest prefix; roles put their
+fixed text first (``gra.agents.roles``) so that prefix is long. States are
+saved without llama-cpp-python's copy of the logits array (n_batch x n_vocab
+floats, about 155 MB for Qwen's vocabulary, unused since sampling runs in
+llama.cpp and not counted against the cache's capacity), so a cached state
+costs about its KV cells. Each call's evaluated and reused prompt tokens are
+counted (``last_call``, ``stats``) and logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +46,97 @@ from gra.backends.base import (
 
 log = structlog.get_logger("gra.backends.llamacpp")
 
+DEFAULT_PROMPT_CACHE_MIB = 256
+
+
+@dataclass(frozen=True)
+class CallStats:
+    """Where one call's prompt came from: the KV cache (reused) or a fresh evaluation."""
+
+    prompt_tokens: int
+    prompt_evaluated: int
+    prompt_eval_seconds: float
+    seconds: float
+    started_at: float  # time.time(), to line calls up with other processes' logs
+
+    @property
+    def prompt_reused(self) -> int:
+        return self.prompt_tokens - self.prompt_evaluated
+
+
+@dataclass
+class CacheTotals:
+    calls: int = 0
+    prompt_tokens: int = 0
+    prompt_evaluated: int = 0
+    prompt_eval_seconds: float = 0.0
+    seconds: float = 0.0
+
+    def add(self, call: CallStats) -> None:
+        self.calls += 1
+        self.prompt_tokens += call.prompt_tokens
+        self.prompt_evaluated += call.prompt_evaluated
+        self.prompt_eval_seconds += call.prompt_eval_seconds
+        self.seconds += call.seconds
+
+
+@functools.cache
+def _llama_class() -> type[Any]:
+    """``Llama`` that measures prompt evaluation and saves lean states (see module doc)."""
+    import llama_cpp
+    import numpy as np
+    from llama_cpp import Llama, LlamaState
+
+    class MeasuredLlama(Llama):  # type: ignore[misc]
+        def begin_call(self) -> None:
+            self.gra_prompt_evaluated: int | None = None
+            self.gra_prompt_eval_seconds = 0.0
+
+        def eval(self, tokens: Any) -> None:
+            # The first eval of a call is the prompt's uncached suffix; later ones
+            # are sampled tokens, one at a time.
+            first = getattr(self, "gra_prompt_evaluated", 0) is None
+            started = time.perf_counter()
+            super().eval(tokens)
+            if first:
+                self.gra_prompt_evaluated = len(tokens)
+                self.gra_prompt_eval_seconds = time.perf_counter() - started
+
+        def save_state(self) -> Any:
+            if self._logits_all:
+                return super().save_state()
+            ctx = self._ctx.ctx
+            size = llama_cpp.llama_state_get_size(ctx)
+            buffer = (ctypes.c_uint8 * int(size))()
+            n_bytes = int(llama_cpp.llama_state_get_data(ctx, buffer, size))
+            if n_bytes > int(size):
+                raise RuntimeError("failed to copy llama state data")
+            return LlamaState(
+                scores=np.empty((0, self._n_vocab), dtype=np.single),
+                input_ids=self.input_ids.copy(),
+                n_tokens=self.n_tokens,
+                llama_state=ctypes.string_at(buffer, n_bytes),
+                llama_state_size=n_bytes,
+                seed=self._seed,
+            )
+
+        def load_state(self, state: Any) -> None:
+            if self._logits_all or len(state.scores):
+                super().load_state(state)
+                return
+            self.input_ids = state.input_ids.copy()
+            self.n_tokens = state.n_tokens
+            self._requires_eval = True
+            self._seed = state.seed
+            data = (ctypes.c_uint8 * state.llama_state_size).from_buffer_copy(state.llama_state)
+            ctx = self._ctx.ctx
+            if llama_cpp.llama_state_set_data(ctx, data, state.llama_state_size) != (
+                state.llama_state_size
+            ):
+                raise RuntimeError("failed to set llama state data")
+
+    return MeasuredLlama
+
 
 class LlamaCppBackend:
     def __init__(
@@ -40,31 +147,41 @@ class LlamaCppBackend:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         n_batch: int = 256,
+        prompt_cache_mib: int = DEFAULT_PROMPT_CACHE_MIB,
     ) -> None:
+        """``prompt_cache_mib``: RAM for saved model states (0: only the last call's prefix)."""
         self.model = model
         self.capacity = 1
         self.model_path = Path(model_path)
         self._n_ctx = n_ctx
         self._n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
         self._n_batch = n_batch
+        self.prompt_cache_mib = prompt_cache_mib
         self._llama: Any = None
         self._lock = asyncio.Lock()
+        self.last_call: CallStats | None = None
+        self.stats = CacheTotals()
 
     async def start(self) -> None:
         if not self.model_path.is_file():
             raise BackendUnavailable(f"model file not found: {self.model_path}")
         self._llama = await asyncio.to_thread(self._load)
-        log.info("model_loaded", model=self.model, path=str(self.model_path))
+        log.info(
+            "model_loaded",
+            model=self.model,
+            path=str(self.model_path),
+            prompt_cache_mib=self.prompt_cache_mib,
+        )
 
     def _load(self) -> Any:
         try:
-            from llama_cpp import Llama
+            from llama_cpp import LlamaRAMCache
         except ImportError as exc:
             raise BackendUnavailable(
                 "llama-cpp-python is not installed: pip install 'gra[llamacpp]'"
             ) from exc
         try:
-            return Llama(
+            llama = _llama_class()(
                 model_path=str(self.model_path),
                 n_ctx=self._n_ctx,
                 n_threads=self._n_threads,
@@ -73,6 +190,9 @@ class LlamaCppBackend:
             )
         except (ValueError, RuntimeError) as exc:
             raise BackendUnavailable(f"cannot load {self.model_path}: {exc}") from exc
+        if self.prompt_cache_mib > 0:
+            llama.set_cache(LlamaRAMCache(capacity_bytes=self.prompt_cache_mib << 20))
+        return llama
 
     async def complete(
         self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
@@ -82,12 +202,24 @@ class LlamaCppBackend:
         cancelled = threading.Event()
         async with self._lock:
             try:
-                return await asyncio.to_thread(
+                completion = await asyncio.to_thread(
                     self._complete_blocking, messages, schema, sampling, cancelled
                 )
             finally:
                 # Reached on cancellation too: the worker thread stops at its next token.
                 cancelled.set()
+        call = self.last_call
+        if call is not None:
+            log.debug(
+                "llama_call",
+                seconds=round(call.seconds, 6),
+                started_at=call.started_at,
+                prompt_tokens=call.prompt_tokens,
+                prompt_evaluated=call.prompt_evaluated,
+                prompt_eval_seconds=round(call.prompt_eval_seconds, 6),
+                completion_tokens=completion.completion_tokens,
+            )
+        return completion
 
     def _complete_blocking(
         self,
@@ -103,9 +235,12 @@ class LlamaCppBackend:
                 raise BackendCancelled("cancelled")
             return scores
 
+        llama = self._llama
+        llama.begin_call()
+        started_at = time.time()
         started = time.perf_counter()
         try:
-            response = self._llama.create_chat_completion(
+            response = llama.create_chat_completion(
                 messages=messages,
                 response_format={"type": "json_object", "schema": schema},
                 max_tokens=sampling.max_tokens,
@@ -116,13 +251,25 @@ class LlamaCppBackend:
             )
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"llama.cpp failed: {exc}") from exc
+        seconds = time.perf_counter() - started
         choice = response["choices"][0]
         usage = response.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens", 0))
+        evaluated = llama.gra_prompt_evaluated
+        call = CallStats(
+            prompt_tokens=prompt_tokens,
+            prompt_evaluated=prompt_tokens if evaluated is None else evaluated,
+            prompt_eval_seconds=llama.gra_prompt_eval_seconds,
+            seconds=seconds,
+            started_at=started_at,
+        )
+        self.last_call = call
+        self.stats.add(call)
         return Completion(
             text=choice["message"].get("content") or "",
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            prompt_tokens=prompt_tokens,
             completion_tokens=int(usage.get("completion_tokens", 0)),
-            seconds=time.perf_counter() - started,
+            seconds=seconds,
             finish_reason=str(choice.get("finish_reason") or ""),
         )
 

@@ -90,6 +90,7 @@ def _agent_args(config: Config, agent: AgentConfig, threads: int) -> list[str]:
         path = resolve(agent.model, Path(config.base_dir))
         args += ["--model-path", str(path), "--n-ctx", str(agent.n_ctx)]
         args += ["--n-threads", str(agent.n_threads or threads)]
+        args += ["--prompt-cache-mib", str(agent.prompt_cache_mib)]
     if agent.url:
         args += ["--url", agent.url]
     if agent.served_model:
