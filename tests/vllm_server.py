@@ -29,8 +29,17 @@ SETUP_HINT = "run `make vllm-server` (scripts/setup_vllm.sh) to build it"
 # every start (its compile cache fails to reload), which took ~285 s instead of
 # ~65 s on 2 cores, with no faster requests afterwards.
 # --dtype float32: without AVX-512 bf16, bfloat16 matmuls fall back to a slow
-# path; float32 answered ~1.5x faster. Later `extra_args` override either.
-DEFAULT_ARGS: tuple[str, ...] = ("--enforce-eager", "--dtype", "float32")
+# path; float32 answered ~1.5x faster.
+# --structured-outputs-config: vLLM 0.32's xgrammar backend ignores a request's
+# `disable_any_whitespace` and reads only the server's; without it the 0.5B model
+# pads a JSON review with blanks up to max_tokens. Later `extra_args` override any.
+DEFAULT_ARGS: tuple[str, ...] = (
+    "--enforce-eager",
+    "--dtype",
+    "float32",
+    "--structured-outputs-config",
+    '{"backend": "xgrammar", "disable_any_whitespace": true}',
+)
 
 
 class VllmServerError(RuntimeError):
@@ -138,8 +147,12 @@ def running_vllm_server(
     startup_timeout: float = 300.0,
     log_dir: Path | None = None,
     extra_args: Sequence[str] = (),
+    aliases: Sequence[str] = (),
 ) -> Iterator[str]:
     """Serve the converted model as `served_name` and yield the base URL (http://127.0.0.1:PORT).
+
+    `aliases` are further names for the same weights (vLLM's --served-model-name
+    takes several): a fleet that needs distinct models can then share one server.
 
     Startup takes minutes on a small CPU machine, hence the generous timeout.
     The log goes to `log_dir`, else to a new temporary directory, and is kept
@@ -158,7 +171,7 @@ def running_vllm_server(
         cmd = [
             str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(MODEL_DIR),
-            "--served-model-name", served_name,
+            "--served-model-name", served_name, *aliases,
             "--max-model-len", "2048",
             "--host", "127.0.0.1",
             "--port", str(port),

@@ -5,6 +5,9 @@ Structured output through ``response_format`` of type ``json_schema``; up to
 work to batch. Against vLLM (``vllm=True``) the schema goes through vLLM's own
 ``structured_outputs`` with whitespace disabled: otherwise a small model,
 once a string has hit its maxLength, can pad with blanks until max_tokens.
+vLLM 0.32's xgrammar backend ignores that per-request flag, so start such a
+server with ``--structured-outputs-config '{"backend": "xgrammar",
+"disable_any_whitespace": true}'`` (README, "Heterogeneous hardware").
 """
 
 from __future__ import annotations
