@@ -13,7 +13,7 @@ benchmarks/results/distilabel-<UTC time>.json.
 Run it alone on the machine (it loads three models twice), for example:
 
     scripts/setup_distilabel.sh
-    flock /tmp/gra-bench.lock .venv/bin/python benchmarks/bench_distilabel.py --items 8
+    python benchmarks/bench_distilabel.py --items 8
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ same run (the machines are shared and noisy):
     Target: at most 5%. The per-agent sums are printed too, and checked
     against summary.json's seconds per model.
 
-    flock /tmp/gra-bench.lock python benchmarks/bench_llamacpp.py
-    flock /tmp/gra-bench.lock python benchmarks/bench_llamacpp.py --only cache --models gemma-3-270m
+    python benchmarks/bench_llamacpp.py
+    python benchmarks/bench_llamacpp.py --only cache --models gemma-3-270m
 
 Writes benchmarks/results/llamacpp-<UTC time>.json.
 """

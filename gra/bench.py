@@ -257,7 +257,7 @@ async def _echo_gra(spec: dict[str, Any]) -> None:
     usage = Usage(10, 10, 0.0, 1)
     parent = spec["parent"]
     hello = Hello("gra-echo", "echo", ("generator",), 4096, "echo", os.getpid(), "localhost")
-    await dealer.send(hello)
+    dealer.send_now(hello)
 
     async def orphan_watch() -> None:
         while os.getppid() == parent:
@@ -267,12 +267,13 @@ async def _echo_gra(spec: dict[str, Any]) -> None:
     watch = asyncio.create_task(orphan_watch())
     try:
         while True:
-            frame = await dealer.recv()
-            if type(frame) is Task:
-                # A refused reply (full pipe) shows up as lost on the driver's side.
-                await dealer.send(Result(frame.task_id, body, usage))
-            elif type(frame) is Shutdown:
-                return
+            # The agent runtime's fast path: drain what is queued, reply without awaiting.
+            for frame in await dealer.recv_batch():
+                if type(frame) is Task:
+                    # A refused reply (full pipe) shows up as lost on the driver's side.
+                    dealer.send_now(Result(frame.task_id, body, usage))
+                elif type(frame) is Shutdown:
+                    return
     finally:
         watch.cancel()
         dealer.close()
@@ -369,7 +370,11 @@ _drive_ids = itertools.count(1)
 async def _drive_gra(
     router: Router, peer: bytes, body: bytes, in_flight: int, total: int, stall_s: float
 ) -> Drive:
-    """Keep ``in_flight`` Tasks outstanding through gra's Router; time each round trip."""
+    """Keep ``in_flight`` Tasks outstanding through gra's Router; time each round trip.
+
+    Uses the supervisor's fast path: ``recv_batch`` to drain what has arrived,
+    and ``send_now`` (a non-blocking send that is never awaited) to refill.
+    """
     drive = Drive("gra", in_flight)
     # Task ids are unique across drives: a late reply to an earlier drive is ignored.
     prefix = f"d{next(_drive_ids)}-"
@@ -379,7 +384,7 @@ async def _drive_gra(
     started = clock()
     last_progress = started
 
-    async def send_next() -> None:
+    def send_next() -> None:
         task = Task(
             f"{prefix}{drive.sent + drive.refused}",
             "bench-000001",
@@ -389,7 +394,7 @@ async def _drive_gra(
             raw_body,
         )
         at = clock()
-        if await router.send(peer, task):
+        if router.send_now(peer, task):
             sent_at[task.task_id] = at
             drive.sent += 1
         else:
@@ -398,19 +403,19 @@ async def _drive_gra(
     async def run() -> None:
         nonlocal last_progress
         while drive.sent + drive.refused < min(in_flight, total):
-            await send_next()
+            send_next()
         while drive.received < drive.sent:
-            _, frame = await router.recv()
-            if type(frame) is not Result:
-                continue
-            at = sent_at.pop(frame.task_id, None)
-            if at is None:
-                continue
-            last_progress = clock()
-            drive.rtts_ns.append(last_progress - at)
-            drive.received += 1
-            if drive.sent + drive.refused < total:
-                await send_next()
+            for _, frame in await router.recv_batch():
+                if type(frame) is not Result:
+                    continue
+                at = sent_at.pop(frame.task_id, None)
+                if at is None:
+                    continue
+                last_progress = clock()
+                drive.rtts_ns.append(last_progress - at)
+                drive.received += 1
+                if drive.sent + drive.refused < total:
+                    send_next()
 
     runner = asyncio.create_task(run())
     while not runner.done():
@@ -989,7 +994,8 @@ class _Observer:
 
 
 class _PeakQueue(asyncio.Queue[Any]):
-    """The conductor's inbox, noting how many frames ever waited in it at once."""
+    """The conductor's inbox, noting how many inputs (batches of frames, ticks) ever
+    waited in it at once."""
 
     def __init__(self, peaks: dict[str, int]) -> None:
         super().__init__()
@@ -1309,7 +1315,7 @@ def print_scheduler_report(report: dict[str, Any]) -> None:
             f"{_secs(run['end_of_round_s'])}; supervisor CPU "
             f"{run['supervisor_cpu_s']}s ({100 * run['supervisor_cpu_share']:.0f}% of wall), "
             f"simulated agents {run['sim_hosts_cpu_s']}s\n"
-            f"  peaks: inbox {run['max_inbox']} frames, pending tasks {run['max_pending_tasks']}, "
+            f"  peaks: inbox {run['max_inbox']} inputs, pending tasks {run['max_pending_tasks']}, "
             f"in-flight tasks {run['max_in_flight_tasks']}"
             + ("; stopped at the time limit" if run["time_limit_hit"] else "")
             + "\n  RSS "

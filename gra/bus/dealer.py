@@ -1,17 +1,28 @@
-"""The agent's side of the bus: one DEALER socket, identified by agent id."""
+"""The agent's side of the bus: one DEALER socket, identified by agent id.
+
+Driven like the Router (see gra.bus.socket_io): a synchronous socket, sends that
+never block, receives that wait once and then drain what is queued.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from pathlib import Path
 
-import msgspec
 import structlog
 import zmq
 import zmq.asyncio
 
-from gra.bus.router import MAX_FRAME_BYTES
 from gra.bus.security import secure_client
-from gra.protocols.messages import Frame, Message, decode_frame, encode_frame
+from gra.bus.socket_io import (
+    COPY_THRESHOLD,
+    DECODE_ERRORS,
+    MAX_FRAME_BYTES,
+    RECV_REFILL,
+    Readiness,
+)
+from gra.protocols.messages import FRAME_DECODER, FRAME_ENCODER, Frame, Message
 
 log = structlog.get_logger("gra.bus")
 
@@ -19,7 +30,7 @@ log = structlog.get_logger("gra.bus")
 class Dealer:
     def __init__(
         self,
-        context: zmq.asyncio.Context,
+        context: zmq.asyncio.Context | zmq.Context,
         endpoint: str,
         identity: str,
         *,
@@ -28,7 +39,7 @@ class Dealer:
     ) -> None:
         self.endpoint = endpoint
         self.dropped = 0
-        self._socket = context.socket(zmq.DEALER)
+        self._socket: zmq.Socket[bytes] = context.socket(zmq.DEALER, socket_class=zmq.Socket)
         self._socket.setsockopt(zmq.IDENTITY, identity.encode())
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.RCVHWM, hwm)
@@ -41,28 +52,80 @@ class Dealer:
             secret_key, server_key = curve
             secure_client(self._socket, secret_key, server_key)
         self._socket.connect(endpoint)
+        self._ready = Readiness(self._socket)
+        self._pending: deque[Frame] = deque()
 
     async def recv(self) -> Frame:
+        """The next well-formed frame; malformed ones are dropped on the way."""
+        if not self._pending:
+            self._pending.extend(await self.recv_batch(RECV_REFILL))
+        return self._pending.popleft()
+
+    async def recv_batch(self, max_frames: int = 256) -> list[Frame]:
+        """Every well-formed frame already queued (at most ``max_frames``, at least one).
+
+        Waits only while nothing is queued, and otherwise yields to the event
+        loop once first, so a busy link cannot starve the agent's other tasks.
+        """
+        if self._pending:
+            count = min(max_frames, len(self._pending))
+            return [self._pending.popleft() for _ in range(count)]
         while True:
-            parts = await self._socket.recv_multipart(copy=True)
-            if len(parts) != 1:
-                self.dropped += 1
-                log.warning("frame_dropped", reason="frame_count", parts=len(parts))
+            if self._ready.readable():
+                await asyncio.sleep(0)
+            else:
+                await self._ready.wait()
+            batch = self._drain(max_frames)
+            if self._ready.waiting:
+                self._ready.poke()
+            if batch:
+                return batch
+
+    def _drain(self, max_frames: int) -> list[Frame]:
+        """Receive and decode without blocking until ``max_frames`` or EAGAIN."""
+        socket = self._socket
+        recv = socket.recv
+        batch: list[Frame] = []
+        decode = FRAME_DECODER.decode
+        while len(batch) < max_frames:
+            try:
+                payload = recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            if socket.get(zmq.RCVMORE):
+                parts = 1
+                while socket.get(zmq.RCVMORE):
+                    recv(zmq.NOBLOCK, copy=False)
+                    parts += 1
+                self._drop("frame_count", f"{parts} parts")
                 continue
             try:
-                return decode_frame(parts[0])
-            except (msgspec.DecodeError, ValueError, TypeError) as exc:
-                self.dropped += 1
-                log.warning("frame_dropped", reason="undecodable", detail=str(exc)[:200])
+                batch.append(decode(payload))
+            except DECODE_ERRORS as exc:
+                self._drop("undecodable", str(exc)[:200])
+        return batch
 
-    async def send(self, message: Message) -> bool:
+    def _drop(self, reason: str, detail: str) -> None:
+        self.dropped += 1
+        log.warning("frame_dropped", reason=reason, detail=detail)
+
+    def send_now(self, message: Message) -> bool:
+        """Send without blocking; False if the pipe is full (or not yet connected)."""
+        payload = FRAME_ENCODER.encode(message)
         try:
-            await self._socket.send(encode_frame(message), flags=zmq.NOBLOCK)
-        except zmq.ZMQError as exc:
-            if exc.errno == zmq.EAGAIN:
-                return False
-            raise
+            self._socket.send(payload, zmq.NOBLOCK, copy=len(payload) < COPY_THRESHOLD)
+        except zmq.Again:
+            return False
+        finally:
+            # The send may have consumed the descriptor's signal of a new message.
+            if self._ready.waiting:
+                self._ready.poke()
         return True
 
+    async def send(self, message: Message) -> bool:
+        """``send_now`` for callers that await: it never blocks, so it never suspends."""
+        return self.send_now(message)
+
     def close(self, linger_ms: int = 0) -> None:
+        self._ready.detach(zmq.ZMQError(zmq.ENOTSOCK, "the dealer was closed"))
         self._socket.close(linger=linger_ms)

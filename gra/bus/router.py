@@ -4,25 +4,37 @@ Frames are ``[agent identity, msgpack payload]``. Anything that does not
 decode is logged, counted and dropped. Sends never block: with
 ROUTER_MANDATORY an unknown or vanished peer is an error we see (not a silent
 drop), and a full pipe is reported back to the caller as ``False``.
+
+The socket is a plain (synchronous) pyzmq socket driven from asyncio by hand
+(gra.bus.socket_io): a send is one non-blocking call, and ``recv_batch``
+waits for readability once and then drains everything already queued.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
+from collections import deque
 from pathlib import Path
 
-import msgspec
 import structlog
 import zmq
 import zmq.asyncio
 
 from gra.bus.endpoints import cleanup, prepare_bind
 from gra.bus.security import secure_server
-from gra.protocols.messages import Frame, Message, decode_frame, encode_frame
+from gra.bus.socket_io import (
+    COPY_THRESHOLD,
+    DECODE_ERRORS,
+    MAX_FRAME_BYTES,
+    RECV_REFILL,
+    Readiness,
+)
+from gra.protocols.messages import FRAME_DECODER, FRAME_ENCODER, Frame, Message
 
 log = structlog.get_logger("gra.bus")
 
-MAX_FRAME_BYTES = 16 * 1024 * 1024
+_UNREACHABLE = frozenset({errno.EHOSTUNREACH, errno.EAGAIN, zmq.EHOSTUNREACH, zmq.EAGAIN})
 
 
 class Router:
@@ -38,7 +50,8 @@ class Router:
         self.endpoint = endpoint
         self.dropped = 0
         self.drop_reasons: dict[str, int] = {}
-        self._socket = context.socket(zmq.ROUTER)
+        # A synchronous socket even on an asyncio context: see the module docstring.
+        self._socket: zmq.Socket[bytes] = context.socket(zmq.ROUTER, socket_class=zmq.Socket)
         self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.RCVHWM, hwm)
@@ -51,36 +64,96 @@ class Router:
         self._socket.bind(endpoint)
         # A tcp endpoint may name port 0; report the port actually bound.
         self.bound = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._ready = Readiness(self._socket)
+        self._pending: deque[tuple[bytes, Frame]] = deque()
 
     async def recv(self) -> tuple[bytes, Frame]:
         """The next well-formed frame; malformed ones are dropped on the way."""
+        if not self._pending:
+            self._pending.extend(await self.recv_batch(RECV_REFILL))
+        return self._pending.popleft()
+
+    async def recv_batch(self, max_frames: int = 256) -> list[tuple[bytes, Frame]]:
+        """Every well-formed frame already queued (at most ``max_frames``, at least one).
+
+        Waits only while nothing is queued, and otherwise yields to the event
+        loop once first, so a bus that never runs dry cannot starve timers.
+        """
+        if self._pending:
+            count = min(max_frames, len(self._pending))
+            return [self._pending.popleft() for _ in range(count)]
         while True:
-            parts = await self._socket.recv_multipart(copy=True)
-            if len(parts) != 2:
-                self._drop("frame_count", parts[0] if parts else b"", f"{len(parts)} parts")
-                continue
-            identity, payload = parts
+            if self._ready.readable():
+                await asyncio.sleep(0)
+            else:
+                await self._ready.wait()
+            batch = self._drain(max_frames)
+            if self._ready.waiting:
+                self._ready.poke()
+            if batch:
+                return batch
+
+    def _drain(self, max_frames: int) -> list[tuple[bytes, Frame]]:
+        """Receive and decode without blocking until ``max_frames`` or EAGAIN."""
+        socket = self._socket
+        recv = socket.recv
+        batch: list[tuple[bytes, Frame]] = []
+        decode = FRAME_DECODER.decode
+        while len(batch) < max_frames:
             try:
-                return identity, decode_frame(payload)
-            except (msgspec.DecodeError, ValueError, TypeError) as exc:
+                identity = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            # Messages arrive whole, so the other parts are already here.
+            if not socket.get(zmq.RCVMORE):
+                self._drop("frame_count", identity, "1 parts")
+                continue
+            # copy=False: no copy into a bytes object, and msgspec.Raw bodies
+            # stay views of the received buffer.
+            payload = recv(zmq.NOBLOCK, copy=False)
+            if socket.get(zmq.RCVMORE):
+                extra = 0
+                while socket.get(zmq.RCVMORE):
+                    recv(zmq.NOBLOCK, copy=False)
+                    extra += 1
+                self._drop("frame_count", identity, f"{2 + extra} parts")
+                continue
+            try:
+                batch.append((identity, decode(payload)))
+            except DECODE_ERRORS as exc:
                 self._drop("undecodable", identity, str(exc)[:200])
+        return batch
 
     def _drop(self, reason: str, identity: bytes, detail: str) -> None:
         self.dropped += 1
         self.drop_reasons[reason] = self.drop_reasons.get(reason, 0) + 1
         log.warning("frame_dropped", reason=reason, peer=identity[:64].hex(), detail=detail)
 
-    async def send(self, identity: bytes, message: Message) -> bool:
+    def send_now(self, identity: bytes, message: Message) -> bool:
         """Send without blocking; False if the peer is gone or its pipe is full."""
+        payload = FRAME_ENCODER.encode(message)
+        socket = self._socket
         try:
-            await self._socket.send_multipart([identity, encode_frame(message)], flags=zmq.NOBLOCK)
+            # ROUTER checks the peer and its pipe on the identity part; once
+            # that is accepted, the payload part cannot be refused.
+            socket.send(identity, zmq.SNDMORE | zmq.NOBLOCK)
+            socket.send(payload, zmq.NOBLOCK, copy=len(payload) < COPY_THRESHOLD)
         except zmq.ZMQError as exc:
-            if exc.errno in (errno.EHOSTUNREACH, errno.EAGAIN, zmq.EHOSTUNREACH, zmq.EAGAIN):
+            if exc.errno in _UNREACHABLE:
                 return False
             raise
+        finally:
+            # The send may have consumed the descriptor's signal of a new message.
+            if self._ready.waiting:
+                self._ready.poke()
         return True
 
+    async def send(self, identity: bytes, message: Message) -> bool:
+        """``send_now`` for callers that await: it never blocks, so it never suspends."""
+        return self.send_now(identity, message)
+
     def close(self) -> None:
+        self._ready.detach(zmq.ZMQError(zmq.ENOTSOCK, "the router was closed"))
         self._socket.close(linger=0)
         if self._authenticator is not None:
             self._authenticator.stop()

@@ -337,8 +337,9 @@ class Conductor:
                     raise task.exception()  # type: ignore[misc]
             for item in batch:
                 match item:
-                    case ("frame", identity, frame):
-                        await self._on_frame(identity, frame)
+                    case ("frames", frames):
+                        for identity, frame in frames:
+                            await self._on_frame(identity, frame)
                     case ("tick",):
                         await self._on_tick()
                     case ("unreachable", identity):
@@ -415,15 +416,20 @@ class Conductor:
     async def _receive(self) -> None:
         assert self.router is not None
         while True:
-            identity, frame = await self.router.recv()
+            batch = await self.router.recv_batch(_MAX_BATCH)
             # Liveness is stamped on arrival: a busy main loop must not make a
             # healthy agent look silent.
-            agent = self.fleet.get(identity)
-            if agent is not None and agent.alive:
-                agent.last_seen = time.monotonic()
-                if isinstance(frame, Heartbeat):
-                    continue  # a heartbeat's whole effect is the stamp above
-            self._inbox.put_nowait(("frame", identity, frame))
+            now = time.monotonic()
+            frames = []
+            for identity, frame in batch:
+                agent = self.fleet.get(identity)
+                if agent is not None and agent.alive:
+                    agent.last_seen = now
+                    if isinstance(frame, Heartbeat):
+                        continue  # a heartbeat's whole effect is the stamp above
+                frames.append((identity, frame))
+            if frames:
+                self._inbox.put_nowait(("frames", frames))
 
     async def _ticker(self) -> None:
         while True:
@@ -995,7 +1001,7 @@ class Conductor:
                 deadline_s,
                 msgspec.Raw(_encoder.encode(pending.step.request)),
             )
-            if not await self.router.send(agent.identity, task):
+            if not self.router.send_now(agent.identity, task):
                 self.pending.restore(pending)
                 await self._agent_lost(agent.identity, "unreachable")
                 continue
