@@ -12,7 +12,6 @@ waits for readability once and then drains everything already queued.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 from collections import deque
 from pathlib import Path
@@ -82,16 +81,7 @@ class Router:
         if self._pending:
             count = min(max_frames, len(self._pending))
             return [self._pending.popleft() for _ in range(count)]
-        while True:
-            if self._ready.readable():
-                await asyncio.sleep(0)
-            else:
-                await self._ready.wait()
-            batch = self._drain(max_frames)
-            if self._ready.waiting:
-                self._ready.poke()
-            if batch:
-                return batch
+        return await self._ready.next_batch(self._drain, max_frames)
 
     def _drain(self, max_frames: int) -> list[tuple[bytes, Frame]]:
         """Receive and decode without blocking until ``max_frames`` or EAGAIN."""

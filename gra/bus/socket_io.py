@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
 import zmq
@@ -23,6 +25,8 @@ COPY_THRESHOLD = zmq.COPY_THRESHOLD
 # enough not to pull much of the socket's queue into Python at once.
 RECV_REFILL = 64
 DECODE_ERRORS = (msgspec.DecodeError, ValueError, TypeError)
+
+T = TypeVar("T")
 
 
 class Readiness:
@@ -65,6 +69,23 @@ class Readiness:
                 await waiter
             finally:
                 self._waiters.remove(waiter)
+
+    async def next_batch(self, drain: Callable[[int], list[T]], max_frames: int) -> list[T]:
+        """Wait for messages, then ``drain`` up to ``max_frames``; never an empty batch.
+
+        When messages are already queued it still yields to the event loop once,
+        so a bus that never runs dry cannot starve timers and heartbeats.
+        """
+        while True:
+            if self.readable():
+                await asyncio.sleep(0)
+            else:
+                await self.wait()
+            batch = drain(max_frames)
+            if self.waiting:
+                self.poke()
+            if batch:
+                return batch
 
     def poke(self) -> None:
         """Wake the waiters if a message is readable; call after any other call on the socket."""
