@@ -203,15 +203,17 @@ def test_stopped_supervisor_leaves_no_orphans(tmp_path: Path, double_env, sig: i
     double_env.setenv("GRA_DOUBLE_DELAY_S", "0.5")
     config = scripted_config(tmp_path, ["a", "b", "c"], target=1000)
     out = tmp_path / "out"
+    # A file, not a pipe: a pipe nobody reads fills up and blocks the supervisor's logging.
+    stderr = tmp_path / "supervisor.stderr"
     supervisor = subprocess.Popen(
         [sys.executable, "-m", "gra", "run", str(config), "--out", str(out), "--no-progress"],
-        stderr=subprocess.PIPE,
+        stderr=stderr.open("wb"),
     )
     try:
         deadline = time.monotonic() + 60
         while count_lines(out / "round-1" / "candidates.jsonl") < 1:
             assert time.monotonic() < deadline, "the run never accepted anything"
-            assert supervisor.poll() is None, supervisor.stderr.read().decode()
+            assert supervisor.poll() is None, stderr.read_text()
             time.sleep(0.1)
         pids = _spawned_pids(out)
         assert len(pids) == 3 and all(pid_alive(p) for p in pids)
@@ -223,7 +225,7 @@ def test_stopped_supervisor_leaves_no_orphans(tmp_path: Path, double_env, sig: i
         assert not [p for p in pids if pid_alive(p)], "agents outlived their supervisor"
         if sig == signal.SIGINT:
             assert supervisor.returncode == 130
-            assert "--resume" in supervisor.stderr.read().decode()
+            assert "--resume" in stderr.read_text()
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
@@ -261,11 +263,11 @@ async def test_remote_agent_joins_over_tcp(tmp_path: Path, double_env) -> None:
             "--agent-id",
             "remote-host-1",
         ],
-        stderr=subprocess.PIPE,
+        stderr=(tmp_path / "remote.stderr").open("wb"),  # a pipe nobody reads can fill up
     )
     try:
         summary = await asyncio.wait_for(conductor.run(), 120)
-        assert remote.wait(timeout=30) == 0, remote.stderr.read().decode()[-2000:]
+        assert remote.wait(timeout=30) == 0, (tmp_path / "remote.stderr").read_text()[-2000:]
     finally:
         if remote.poll() is None:
             remote.kill()
@@ -283,7 +285,7 @@ def test_resume_after_supervisor_sigkill(tmp_path: Path, double_env) -> None:
     config = scripted_config(tmp_path, ["a", "b", "c", "d"], target=25, max_in_flight=4)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "gra", "run", str(config), "--out", str(out), "--no-progress"]
-    first = subprocess.Popen(command, stderr=subprocess.PIPE)
+    first = subprocess.Popen(command, stderr=(tmp_path / "first.stderr").open("wb"))
     try:
         deadline = time.monotonic() + 60
         while count_lines(out / "round-1" / "candidates.jsonl") < 5:

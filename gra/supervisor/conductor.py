@@ -865,7 +865,8 @@ class Conductor:
     def _draw_domain(self) -> str:
         weights = self.config.run.domains
         if not weights:
-            return self.rng.choice(self.seeds).domain  # the seed pool's proportions
+            # The seeds' proportions, with the domains the fleet gave unlabelled seeds.
+            return self.rng.choice(self.rounds.seed_items).domain
         names = sorted(weights)
         return self.rng.choices(names, weights=[weights[n] for n in names])[0]
 

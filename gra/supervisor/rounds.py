@@ -131,6 +131,11 @@ class SynthesisRounds:
                 self._by_domain = None
                 return
 
+    @property
+    def seed_items(self) -> list[PoolItem]:
+        """The seeds as the pool holds them (annotated domains, keywords, summaries)."""
+        return self.pool[: self._seed_count]
+
     def by_domain(self, domain: str) -> list[PoolItem]:
         if self._by_domain is None:
             self._by_domain = {}
