@@ -102,3 +102,25 @@ def test_impossible_draws_are_refused() -> None:
     with pytest.raises(ProtocolError):
         draw.committee(["a"], 2, random.Random(0))
     assert not draw.generated and not draw.reviewed  # nothing counted for failed draws
+
+
+def test_single_seats_are_balanced_random_and_prefer_free_models() -> None:
+    # Annotators drawn independently drift apart like a random walk; the seat
+    # draw keeps every model's count within slack, per role.
+    rng, draw = random.Random(8), BalancedDraw(2)
+    firsts: Counter[str] = Counter()
+    for _ in range(20_000):
+        free = {m for m in MODELS if rng.random() < 0.3}
+        before = Counter(draw.seats.get("annotator", {}))
+        eligible = {m for m in MODELS if before[m] < min(before[x] for x in MODELS) + 2}
+        chosen = draw.seat("annotator", MODELS, rng, free)
+        assert chosen in (eligible & free or eligible)
+        counts = [draw.seats["annotator"][m] for m in MODELS]
+        assert max(counts) - min(counts) <= 2
+    for seed in range(2_000):
+        firsts[BalancedDraw(2).seat("annotator", MODELS, random.Random(seed)) or ""] += 1
+    assert set(firsts) == set(MODELS) and all(300 < n < 500 for n in firsts.values()), firsts
+    # Roles keep separate counts; no candidate, no seat.
+    assert draw.seat("adjudicator", ["a", "b"], rng) in {"a", "b"}
+    assert sum(draw.seats["adjudicator"].values()) == 1
+    assert draw.seat("adjudicator", [], rng) is None

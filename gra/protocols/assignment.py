@@ -11,13 +11,20 @@ instances anyway and they queue behind it while another model sits idle.
 - the generator is drawn uniformly from the eligible models that are free,
   or, if none of them is, uniformly from the eligible ones;
 - committee seats are filled one at a time the same way from the other
-  reviewer models (free eligible first, then eligible, then the rest).
+  reviewer models (free eligible first, then eligible, then the rest);
+- the annotator and the adjudicator (single seats with counts of their own)
+  are drawn the same way from their candidates.
 
 So at every moment each model's count for a role is within ``slack`` of
 every other's (the long-run distribution is exactly uniform), every draw is
 random among the models that keep it so, and a free model is never passed
 over for a busy one that is not owed a turn. ``slack = 1`` gives random
 order with strict turns; a larger slack lets free models run further ahead.
+
+Drawn independently, the counts of a role drift apart like a random walk
+(by about the square root of the number of draws): over a long run one
+model's queue grows while another's runs dry and its agents idle. Bounding
+the counts keeps every model's share of the work level at every moment.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ class BalancedDraw:
         self.slack = slack
         self.generated: Counter[str] = Counter()
         self.reviewed: Counter[str] = Counter()
+        self.seats: dict[str, Counter[str]] = {}
 
     def draw(
         self,
@@ -80,6 +88,22 @@ class BalancedDraw:
             left.remove(seat)
         self.reviewed.update(chosen)
         return tuple(chosen)
+
+    def seat(
+        self,
+        role: str,
+        candidates: Collection[str],
+        rng: random.Random,
+        free: Collection[str] = (),
+    ) -> str | None:
+        """One model for a single-seat role (annotator, adjudicator); None if no candidate."""
+        pool = sorted(set(candidates))
+        if not pool:
+            return None
+        counts = self.seats.setdefault(role, Counter())
+        chosen = self._pick(pool, counts, set(free), rng)
+        counts[chosen] += 1
+        return chosen
 
     def _pick(
         self, pool: Sequence[str], counts: Counter[str], free: set[str], rng: random.Random

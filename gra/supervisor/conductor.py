@@ -14,7 +14,7 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -61,7 +61,6 @@ from gra.protocols.peer_review import (
     Review,
     Reviewed,
     TaskStep,
-    draw_adjudicator,
 )
 from gra.protocols.records import build_record, build_verdict
 from gra.protocols.roles import (
@@ -223,6 +222,8 @@ class Conductor:
         self.instances: dict[str, LiveInstance] = {}
         self.pending: TaskQueues[PendingTask] = TaskQueues()
         self.inflight: dict[str, InflightTask] = {}
+        # Results of this batch whose agents got their credit back before processing.
+        self._settled: dict[str, InflightTask] = {}
         self._task_ids = itertools.count(1)
         self.assignment = BalancedDraw(config.protocol.assignment_slack)
         self._restarts: dict[str, int] = {}
@@ -335,6 +336,8 @@ class Conductor:
             for task in background:
                 if task.done() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
+            if self._settle_results(batch):
+                await self._refill()
             for item in batch:
                 match item:
                     case ("frames", frames):
@@ -346,6 +349,24 @@ class Conductor:
                         await self._agent_lost(identity, "unreachable")
             await self._pump()
             self._commit()
+
+    def _settle_results(self, batch: list[tuple[Any, ...]]) -> bool:
+        """Hand back the credit of every agent whose result is in ``batch``.
+
+        The freed agents are then refilled from the tasks already waiting, so an
+        agent's next task does not wait while the supervisor processes the
+        batch: processing happens while the agents already work. Returns
+        whether any credit came back.
+        """
+        for item in batch:
+            if item[0] != "frames":
+                continue
+            for identity, frame in item[1]:
+                if type(frame) is Result:
+                    flight = self._take_inflight(frame.task_id, identity)
+                    if flight is not None:
+                        self._settled[frame.task_id] = flight
+        return bool(self._settled)
 
     def _commit(self) -> None:
         """Group commit: outputs reach the disk before the journal entries that name them.
@@ -492,7 +513,9 @@ class Conductor:
         )
 
     async def _on_result(self, identity: bytes, result: Result) -> None:
-        flight = self._take_inflight(result.task_id, identity)
+        flight = self._settled.pop(result.task_id, None) or self._take_inflight(
+            result.task_id, identity
+        )
         if flight is None:
             self.stats.late_results += 1
             log.info("late_result_ignored", task_id=result.task_id)
@@ -650,15 +673,12 @@ class Conductor:
                         self._finish(instance)
                         return
                     case DrawAdjudicator(excluded=excluded):
-                        chosen = draw_adjudicator(
-                            sorted(self.fleet.models("adjudicator")), set(excluded), self.rng
+                        self._apply(
+                            instance, AdjudicatorDrawn(self._draw_seat("adjudicator", excluded))
                         )
-                        self._apply(instance, AdjudicatorDrawn(chosen))
                         break
                     case DrawAnnotator():
-                        models = sorted(self.fleet.models("annotator"))
-                        chosen = self.rng.choice(models) if models else None
-                        self._apply(instance, AnnotatorDrawn(chosen))
+                        self._apply(instance, AnnotatorDrawn(self._draw_seat("annotator")))
                         break
                     case Generate() | Review() | Adjudicate() | Annotate():
                         key = (state.round, step.role, step.model)
@@ -789,6 +809,11 @@ class Conductor:
                 break
         await self._dispatch()
 
+    async def _refill(self) -> None:
+        """Send waiting tasks to agents with free credit; starts nothing new."""
+        if self._fleet_ready and not self._stopping:
+            await self._dispatch()
+
     def _can_start(self) -> bool:
         if not self._room_for_an_instance():
             return False
@@ -855,6 +880,11 @@ class Conductor:
             free_generators=self._free_models(generators, role),
             free_reviewers=self._free_models(reviewers, "reviewer"),
         )
+
+    def _draw_seat(self, role: str, excluded: Collection[str] = ()) -> str | None:
+        """A random live model for a single-seat role, balanced like every other draw."""
+        candidates = sorted(self.fleet.models(role) - set(excluded))
+        return self.assignment.seat(role, candidates, self.rng, self._free_models(candidates, role))
 
     def _free_models(self, models: list[str], role: str) -> set[str]:
         """Models whose agents could start a ``role`` task now, after the tasks queued for them."""
