@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -20,11 +21,15 @@ import pytest
 from rich.console import Console
 
 from gra.bus import private_ipc_endpoint
+from gra.bus.router import Router
 from gra.config import load_config
 from gra.data.seeds import load_seeds
+from gra.protocols.messages import Message, Task
+from gra.protocols.peer_review import Adjudicated, Enriched, Generated, Reviewed
 from gra.status import read_status, render_status
 from gra.supervisor.conductor import Conductor
 from gra.supervisor.job import agent_specs, prepare_out_dir
+from gra.supervisor.journal import Entry, InstanceChanged
 from gra.supervisor.launcher import LocalLauncher
 from tests.conftest import pid_alive, scripted_config
 
@@ -128,6 +133,45 @@ async def test_unset_max_in_flight_keeps_every_agent_busy(tmp_path: Path, double
     check_outputs(tmp_path / "out", summary, max_in_flight=4 * 9)
     assert busiest == 9, "the fleet's 9 task slots were never all busy at once"
     assert most_instances <= 4 * 9
+
+
+async def test_a_freed_agent_gets_its_next_task_before_its_result_is_processed(
+    tmp_path: Path, double_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One task slot per agent and a backlog: when a result comes in, the next
+    # task waiting for that agent's model is sent first, and the result is
+    # processed (journaled) after, while the agent already works.
+    double_env.setenv("GRA_DOUBLE_DELAY_S", "0.05")
+    config = scripted_config(tmp_path, ["a", "b", "c"], target=12, max_in_flight=9, capacity=1)
+    conductor = make_conductor(config, tmp_path / "out")
+    order: list[tuple[str, str, str]] = []  # (what, model, instance)
+    send_now = Router.send_now
+
+    def record_send(router: Router, identity: bytes, message: Message) -> bool:
+        if isinstance(message, Task):
+            order.append(("sent", identity.decode().split("-")[0], message.instance_id))
+        return send_now(router, identity, message)
+
+    monkeypatch.setattr(Router, "send_now", record_send)
+    append = conductor.journal.append
+
+    def record_append(entry: Entry, *, sync: bool = False) -> None:
+        if isinstance(entry, InstanceChanged) and isinstance(
+            entry.event, Generated | Reviewed | Enriched | Adjudicated
+        ):
+            order.append(("processed", entry.event.model, entry.instance))
+        append(entry, sync=sync)
+
+    monkeypatch.setattr(conductor.journal, "append", record_append)
+    summary = await asyncio.wait_for(conductor.run(), 120)
+    check_outputs(tmp_path / "out", summary, max_in_flight=9)
+    refilled_first = 0
+    for model in ("a", "b", "c"):
+        sends = [i for i, (what, m, _) in enumerate(order) if what == "sent" and m == model]
+        for this, after in itertools.pairwise(sends):
+            done = order.index(("processed", model, order[this][2]), this)
+            refilled_first += after < done
+    assert refilled_first > 0, "every agent waited for its result to be processed"
 
 
 async def test_agent_killed_mid_task_is_replaced(tmp_path: Path, double_env) -> None:

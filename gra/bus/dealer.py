@@ -18,6 +18,8 @@ from gra.bus.socket_io import (
     COPY_THRESHOLD,
     DECODE_ERRORS,
     MAX_FRAME_BYTES,
+    NOBLOCK,
+    RCVMORE,
     RECV_REFILL,
     Readiness,
 )
@@ -79,13 +81,13 @@ class Dealer:
         decode = FRAME_DECODER.decode
         while len(batch) < max_frames:
             try:
-                payload = recv(zmq.NOBLOCK, copy=False)
+                payload = recv(NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            if socket.get(zmq.RCVMORE):
+            if socket.get(RCVMORE):
                 parts = 1
-                while socket.get(zmq.RCVMORE):
-                    recv(zmq.NOBLOCK, copy=False)
+                while socket.get(RCVMORE):
+                    recv(NOBLOCK, copy=False)
                     parts += 1
                 self._drop("frame_count", f"{parts} parts")
                 continue
@@ -103,7 +105,7 @@ class Dealer:
         """Send without blocking; False if the pipe is full (or not yet connected)."""
         payload = FRAME_ENCODER.encode(message)
         try:
-            self._socket.send(payload, zmq.NOBLOCK, copy=len(payload) < COPY_THRESHOLD)
+            self._socket.send(payload, NOBLOCK, copy=len(payload) < COPY_THRESHOLD)
         except zmq.Again:
             return False
         finally:

@@ -26,6 +26,9 @@ from gra.bus.socket_io import (
     COPY_THRESHOLD,
     DECODE_ERRORS,
     MAX_FRAME_BYTES,
+    NOBLOCK,
+    NOBLOCK_MORE,
+    RCVMORE,
     RECV_REFILL,
     Readiness,
 )
@@ -91,20 +94,20 @@ class Router:
         decode = FRAME_DECODER.decode
         while len(batch) < max_frames:
             try:
-                identity = recv(zmq.NOBLOCK)
+                identity = recv(NOBLOCK)
             except zmq.Again:
                 break
             # Messages arrive whole, so the other parts are already here.
-            if not socket.get(zmq.RCVMORE):
+            if not socket.get(RCVMORE):
                 self._drop("frame_count", identity, "1 parts")
                 continue
             # copy=False: no copy into a bytes object, and msgspec.Raw bodies
             # stay views of the received buffer.
-            payload = recv(zmq.NOBLOCK, copy=False)
-            if socket.get(zmq.RCVMORE):
+            payload = recv(NOBLOCK, copy=False)
+            if socket.get(RCVMORE):
                 extra = 0
-                while socket.get(zmq.RCVMORE):
-                    recv(zmq.NOBLOCK, copy=False)
+                while socket.get(RCVMORE):
+                    recv(NOBLOCK, copy=False)
                     extra += 1
                 self._drop("frame_count", identity, f"{2 + extra} parts")
                 continue
@@ -126,8 +129,8 @@ class Router:
         try:
             # ROUTER checks the peer and its pipe on the identity part; once
             # that is accepted, the payload part cannot be refused.
-            socket.send(identity, zmq.SNDMORE | zmq.NOBLOCK)
-            socket.send(payload, zmq.NOBLOCK, copy=len(payload) < COPY_THRESHOLD)
+            socket.send(identity, NOBLOCK_MORE)
+            socket.send(payload, NOBLOCK, copy=len(payload) < COPY_THRESHOLD)
         except zmq.ZMQError as exc:
             if exc.errno in _UNREACHABLE:
                 return False

@@ -25,6 +25,12 @@ COPY_THRESHOLD = zmq.COPY_THRESHOLD
 # enough not to pull much of the socket's queue into Python at once.
 RECV_REFILL = 64
 DECODE_ERRORS = (msgspec.DecodeError, ValueError, TypeError)
+# Plain ints: pyzmq's enum flags cost an enum operation per use on the hot path.
+NOBLOCK = int(zmq.NOBLOCK)
+NOBLOCK_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 T = TypeVar("T")
 
@@ -35,9 +41,10 @@ class Readiness:
     A zmq socket's file descriptor is edge-triggered and signals only that the
     socket's state *may* have changed; any call on the socket (a send too)
     can consume that signal. So the real state is read from ``EVENTS`` before
-    every wait, on every wake-up, and after every send while someone waits
-    (``poke``) -- otherwise a send from another task could leave a receiver
-    asleep with messages queued.
+    every wait, on every wake-up, and after sends while someone waits
+    (``poke``: once per turn of the event loop, however many sends there
+    were) -- otherwise a send from another task could leave a receiver asleep
+    with messages queued.
     """
 
     def __init__(self, socket: zmq.Socket[bytes]) -> None:
@@ -45,13 +52,14 @@ class Readiness:
         self._fd: int = socket.get(zmq.FD)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[asyncio.Future[None]] = []
+        self._poke_due = False
 
     @property
     def waiting(self) -> bool:
         return bool(self._waiters)
 
     def readable(self) -> bool:
-        return bool(self._socket.get(zmq.EVENTS) & zmq.POLLIN)
+        return bool(self._socket.get(_EVENTS) & _POLLIN)
 
     async def wait(self) -> None:
         """Return once a message can be received without blocking."""
@@ -88,9 +96,16 @@ class Readiness:
                 return batch
 
     def poke(self) -> None:
-        """Wake the waiters if a message is readable; call after any other call on the socket."""
-        if self._waiters and self.readable():
-            self._wake_all()
+        """Call after any other call on the socket: the waiters are woken, before the
+        event loop next blocks, if a message is readable then."""
+        if self._waiters and not self._poke_due and self._loop is not None:
+            self._poke_due = True
+            self._loop.call_soon(self._on_poke)
+
+    def _on_poke(self) -> None:
+        self._poke_due = False
+        if self._waiters:
+            self._on_fd()
 
     def _on_fd(self) -> None:
         # Reading EVENTS also clears the descriptor's signal, which would
