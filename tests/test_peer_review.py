@@ -263,6 +263,16 @@ def test_decide_reports_each_verdict() -> None:
     assert decide([review(10), review(6), review(10)], policy).verdict is Verdict.ADJUDICATE
 
 
+def test_committee_stats_agree_with_exact_statistics() -> None:
+    rng = random.Random(4)
+    for _ in range(5_000):
+        means = [rng.randint(6, 60) / 6 for _ in range(rng.randint(2, 6))]
+        for kind, exact in (("population", statistics.pstdev), ("sample", statistics.stdev)):
+            mean, std = committee_stats(means, Policy(std=kind))
+            assert mean == pytest.approx(statistics.fmean(means), rel=1e-12)
+            assert std == pytest.approx(exact(means), rel=1e-12, abs=1e-12)
+
+
 def test_committee_stats_of_one_reviewer_has_zero_std() -> None:
     assert committee_stats([7.5], Policy(std="sample")) == (7.5, 0.0)
     assert committee_stats([7.5], Policy()) == (7.5, 0.0)
