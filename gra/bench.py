@@ -677,7 +677,12 @@ def sim_bodies(item_bytes: int = 600) -> dict[str, msgspec.Raw]:
 
 
 class _SimAgent:
-    """One agent on the real wire protocol; its 'model' sleeps a fixed service time."""
+    """One agent on the real wire protocol; its 'model' takes a fixed service time.
+
+    A task is a timer, not a coroutine: the simulated fleet should add as little
+    latency of its own as it can, since the benchmark charges it all to the
+    supervisor.
+    """
 
     def __init__(
         self, context: zmq.asyncio.Context, endpoint: str, agent_id: str, model: str
@@ -685,7 +690,7 @@ class _SimAgent:
         self.agent_id = agent_id
         self.model = model
         self.dealer = Dealer(context, endpoint, agent_id)
-        self.running: dict[str, asyncio.Task[None]] = {}
+        self.running: dict[str, asyncio.TimerHandle] = {}
         self.served = 0
         self.refused = 0
 
@@ -700,34 +705,36 @@ class _SimAgent:
             socket.gethostname(),
         )
         await self.dealer.send(hello)
-        while True:
-            frame = await self.dealer.recv()
-            kind = type(frame)
-            if kind is Task:
-                self.running[frame.task_id] = asyncio.create_task(
-                    self._serve(frame, service_s, bodies)
-                )
-            elif kind is Cancel:
-                if (running := self.running.pop(frame.task_id, None)) is not None:
-                    running.cancel()
-            elif kind is Shutdown:
-                return
-
-    async def _serve(self, task: Task, service_s: float, bodies: dict[str, msgspec.Raw]) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.sleep(service_s)
-            body = bodies.get(task.role)
-            reply: Result | TaskError = (
-                Result(task.task_id, body, Usage(10, 10, service_s, 1))
-                if body is not None
-                else TaskError(task.task_id, f"sim agent does not serve {task.role!r}")
-            )
-            if await self.dealer.send(reply):
-                self.served += 1
-            else:
-                self.refused += 1
+            while True:
+                frame = await self.dealer.recv()
+                kind = type(frame)
+                if kind is Task:
+                    self.running[frame.task_id] = loop.call_later(
+                        service_s, self._reply, frame, service_s, bodies
+                    )
+                elif kind is Cancel:
+                    if (running := self.running.pop(frame.task_id, None)) is not None:
+                        running.cancel()
+                elif kind is Shutdown:
+                    return
         finally:
-            self.running.pop(task.task_id, None)
+            for running in self.running.values():
+                running.cancel()
+
+    def _reply(self, task: Task, service_s: float, bodies: dict[str, msgspec.Raw]) -> None:
+        self.running.pop(task.task_id, None)
+        body = bodies.get(task.role)
+        reply: Result | TaskError = (
+            Result(task.task_id, body, Usage(10, 10, service_s, 1))
+            if body is not None
+            else TaskError(task.task_id, f"sim agent does not serve {task.role!r}")
+        )
+        if self.dealer.send_now(reply):
+            self.served += 1
+        else:
+            self.refused += 1
 
 
 async def _sim_host(spec: dict[str, Any]) -> None:
