@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -44,16 +45,38 @@ def cut_torn_tail(path: Path) -> None:
             handle.truncate(keep)
 
 
-def read_records(path: Path, record_type: type[T]) -> list[T]:
-    """Every whole line of ``path`` decoded as ``record_type`` (a torn tail is cut)."""
+def iter_records(path: Path, record_type: type[T]) -> Iterator[T]:
+    """Every whole line of ``path`` decoded as ``record_type``, one at a time (a torn
+    tail is cut): outputs grow to gigabytes over long runs."""
     if not path.exists():
-        return []
+        return
     cut_torn_tail(path)
-    return [
-        msgspec.json.decode(line, type=record_type)
-        for line in path.read_bytes().splitlines()
-        if line.strip()
-    ]
+    decoder = msgspec.json.Decoder(record_type)
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                yield decoder.decode(line)
+
+
+class _Id(msgspec.Struct):
+    id: str
+
+
+_id_decoder = msgspec.json.Decoder(_Id)
+
+
+def read_ids(path: Path) -> set[str]:
+    """The ``id`` of every record in ``path``, decoding nothing else."""
+    if not path.exists():
+        return set()
+    cut_torn_tail(path)
+    with path.open("rb") as handle:
+        return {_id_decoder.decode(line).id for line in handle if line.strip()}
+
+
+def read_records(path: Path, record_type: type[T]) -> list[T]:
+    """``iter_records`` as a list."""
+    return list(iter_records(path, record_type))
 
 
 class LineFile:

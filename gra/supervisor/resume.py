@@ -14,7 +14,7 @@ from pathlib import Path
 from gra.protocols.peer_review import InstanceEvent
 from gra.protocols.records import ItemRecord, VerdictRecord
 from gra.supervisor.journal import InstanceStarted, replay
-from gra.supervisor.lines import read_records
+from gra.supervisor.lines import iter_records, read_ids
 from gra.supervisor.outputs import ACCEPTED, REJECTED, SUMMARY, VERDICTS, RunStats
 
 
@@ -39,10 +39,10 @@ def load_resume_point(out_dir: Path) -> ResumePoint:
     done: set[str] = set()
     stats = RunStats()
     for name in (ACCEPTED, REJECTED):
-        for record in read_records(out_dir / name, ItemRecord):
+        for record in iter_records(out_dir / name, ItemRecord):
             done.add(record.id)
             stats.count_record(record)
-    for verdict in read_records(out_dir / VERDICTS, VerdictRecord):
+    for verdict in iter_records(out_dir / VERDICTS, VerdictRecord):
         done.add(verdict.instance)
         stats.count_record(verdict)
     summary_path = out_dir / SUMMARY
@@ -61,7 +61,7 @@ def load_resume_point(out_dir: Path) -> ResumePoint:
     done |= set(state.finished)
     # Committee-accepted items wait in round-*/candidates.jsonl until their round ends.
     for candidates in out_dir.glob("round-*/candidates.jsonl"):
-        done |= {record.id for record in read_records(candidates, ItemRecord)}
+        done |= read_ids(candidates)
     unfinished = [
         (state.started[i], state.events.get(i, [])) for i in state.started if i not in done
     ]

@@ -14,18 +14,21 @@ post-processing without writing any item twice.
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import structlog
 
 from gra.config import Config
 from gra.data.seeds import SeedItem
 from gra.protocols.records import ItemRecord
 from gra.supervisor.journal import Journal, RoundFinished
-from gra.supervisor.lines import LineFile, cut_torn_tail, read_records
+from gra.supervisor.lines import LineFile, cut_torn_tail, iter_records, read_ids
 from gra.supervisor.outputs import ACCEPTED, REJECTED, RecordWriter, RunStats
 
 log = structlog.get_logger("gra.rounds")
@@ -46,27 +49,61 @@ class PoolItem:
     summary: str = ""
 
 
-def _read_records(path: Path) -> list[ItemRecord]:
-    return read_records(path, ItemRecord)
+class _Ranked(msgspec.Struct):
+    mean: float | None = None
 
 
-class _Id(msgspec.Struct):
+class _PoolFields(msgspec.Struct):
     id: str
+    instruction: str
+    response: str
+    domain: str
+    keywords: tuple[str, ...] = ()
+    summary: str = ""
 
 
-_id_decoder = msgspec.json.Decoder(_Id)
+_ranked_decoder = msgspec.json.Decoder(_Ranked)
+_record_decoder = msgspec.json.Decoder(ItemRecord)
+_POST_CHUNK = 1024
 
 
-def _read_ids(path: Path) -> set[str]:
-    """The ids in a records file, line by line: outputs grow to gigabytes over long runs."""
+def _in_rank_order(path: Path) -> Iterator[ItemRecord]:
+    """The round's candidates, best committee mean first (ties in file order).
+
+    Only each line's sort key and offset are held for the sort; records are read
+    back one at a time, so a round of any size post-processes in little memory.
+    """
     if not path.exists():
-        return set()
+        return
+    cut_torn_tail(path)
+    keys: list[float] = []
+    offsets: list[int] = []
+    offset = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                mean = _ranked_decoder.decode(line).mean
+                keys.append(-(mean if mean is not None else -1.0))
+                offsets.append(offset)
+            offset += len(line)
+        starts = np.array(offsets, dtype=np.int64)
+        ends = np.append(starts[1:], offset)
+        order = np.argsort(np.array(keys), kind="stable")
+        del keys, offsets
+        for i in order:
+            handle.seek(int(starts[i]))
+            yield _record_decoder.decode(handle.read(int(ends[i] - starts[i])))
+
+
+def _count_lines(path: Path) -> int:
+    if not path.exists():
+        return 0
     cut_torn_tail(path)
     with path.open("rb") as handle:
-        return {_id_decoder.decode(line).id for line in handle if line.strip()}
+        return sum(1 for line in handle if line.strip())
 
 
-def _pool_item(record: ItemRecord) -> PoolItem:
+def _pool_item(record: ItemRecord | _PoolFields) -> PoolItem:
     return PoolItem(
         record.id,
         record.instruction,
@@ -101,10 +138,13 @@ class SynthesisRounds:
         ]
         self._seed_count = len(self.pool)
         for k in range(1, self.current):
-            self.pool += [_pool_item(r) for r in _read_records(self._dir(k) / ACCEPTED)]
+            accepted = iter_records(self._dir(k) / ACCEPTED, _PoolFields)
+            self.pool += [_pool_item(r) for r in accepted]
         self._candidates: LineFile | None = None
-        self.candidates = len(_read_records(self._dir(self.current) / CANDIDATES))
+        self.candidates = _count_lines(self._dir(self.current) / CANDIDATES)
         self._dedup: Any = None
+        # Candidates decoded (and embedded) at once when a round is post-processed.
+        self.post_chunk = _POST_CHUNK
         self._by_domain: dict[str, list[PoolItem]] | None = None
 
     @property
@@ -170,43 +210,56 @@ class SynthesisRounds:
         if self._candidates is not None:
             self._candidates.close()
             self._candidates = None
-        candidates, admitted, duplicates = await asyncio.to_thread(self._post_process, k)
-        self.pool += [_pool_item(r) for r in admitted]
+        candidates, admitted, duplicates, joining = await asyncio.to_thread(self._post_process, k)
+        self.pool += joining
         self._by_domain = None
-        self._journal.append(RoundFinished(k, len(admitted), len(duplicates)), sync=True)
+        self._journal.append(RoundFinished(k, admitted, duplicates), sync=True)
         self._stats.rounds[str(k)] = {
             "committee_accepted": candidates,
-            "accepted": len(admitted),
-            "deduplicated": len(duplicates),
+            "accepted": admitted,
+            "deduplicated": duplicates,
         }
-        log.info("round_finished", round=k, accepted=len(admitted), deduplicated=len(duplicates))
+        log.info("round_finished", round=k, accepted=admitted, deduplicated=duplicates)
         self.current += 1
         self.candidates = 0
         return self._stats.rounds[str(k)]
 
-    def _post_process(self, k: int) -> tuple[int, list[ItemRecord], list[ItemRecord]]:
-        """Dedup round k's candidates and write the outcome; a redo writes nothing twice."""
-        candidates = _read_records(self._dir(k) / CANDIDATES)
-        written = _read_ids(self.out_dir / ACCEPTED) | _read_ids(self.out_dir / REJECTED)
-        admitted, duplicates = self._deduplicate(candidates)
+    def _post_process(self, k: int) -> tuple[int, int, int, list[PoolItem]]:
+        """Dedup round k's candidates and write the outcome; a redo writes nothing twice.
+
+        Returns the numbers of candidates, admitted items and duplicates, and the
+        items that join the pool (none after the last round: nothing draws on them).
+        """
+        written = read_ids(self.out_dir / ACCEPTED) | read_ids(self.out_dir / REJECTED)
         self._dir(k).mkdir(parents=True, exist_ok=True)
-        done_here = _read_ids(self._dir(k) / ACCEPTED)
+        done_here = read_ids(self._dir(k) / ACCEPTED)
         round_file = LineFile(self._dir(k) / ACCEPTED)
+        candidates = admitted_count = duplicates = 0
+        joining: list[PoolItem] = []
+        last = k >= self.total
+        ranked = _in_rank_order(self._dir(k) / CANDIDATES)
         try:
-            for record in admitted:
-                if record.id not in done_here:
-                    round_file.append(_encoder.encode(record), sync=False)
-                if record.id not in written:
-                    self._writer.write(record, sync=False)
-                    self._stats.count_record(record)
+            while chunk := list(itertools.islice(ranked, self.post_chunk)):
+                candidates += len(chunk)
+                admitted, dropped = self._deduplicate(chunk)
+                for record in admitted:
+                    if record.id not in done_here:
+                        round_file.append(_encoder.encode(record), sync=False)
+                    if record.id not in written:
+                        self._writer.write(record, sync=False)
+                        self._stats.count_record(record)
+                    if not last:
+                        joining.append(_pool_item(record))
+                admitted_count += len(admitted)
+                for record in dropped:
+                    if record.id not in written:
+                        self._writer.write(record, sync=False)
+                        self._stats.count_record(record)
+                duplicates += len(dropped)
         finally:
             round_file.close()  # fsyncs
-        for record in duplicates:
-            if record.id not in written:
-                self._writer.write(record, sync=False)
-                self._stats.count_record(record)
         self._writer.sync()  # before the journal says the round is done
-        return len(candidates), admitted, duplicates
+        return candidates, admitted_count, duplicates, joining
 
     def _deduplicate(
         self, candidates: list[ItemRecord]
