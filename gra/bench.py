@@ -804,7 +804,7 @@ class NullLauncher:
 @dataclass(frozen=True)
 class SchedulerSettings:
     name: str = "main"
-    instances: int = 1_500
+    instances: int = 3_000
     models: int = 4
     agents_per_model: int = 8
     capacity: int = 4
@@ -820,6 +820,11 @@ class SchedulerSettings:
     processes: int | None = None
     # Sample the supervisor's RSS every this many finished instances.
     rss_every: int | None = None
+    # Judge the RSS curve flat. Not for a large fleet in a short run: libzmq
+    # gives each peer's pipes message chunks as traffic flows (about 0.1 MiB per
+    # agent, reached after a few hundred messages each way), so the first
+    # minutes of a 1,000-agent fleet grow with time, not with instances.
+    judge_rss: bool = True
     heartbeat_s: float = 1.0
     item_bytes: int = 600
     # Stop the run (as if the target were reached) after this long; rates stay valid.
@@ -881,14 +886,17 @@ class SchedulerSettings:
 
 
 QUICK_SCHEDULER = (
-    SchedulerSettings(instances=1_500, time_limit_s=20),
+    SchedulerSettings(instances=3_000, time_limit_s=30),
     SchedulerSettings(
         name="many_agents",
-        instances=1_000,
+        # Long enough for many instance lifetimes: instances finish in waves at
+        # first, and a short window over them over- or under-states the rate.
+        instances=2_000,
         agents_per_model=50,
         capacity=1,
         service_s=0.5,
-        time_limit_s=10,
+        time_limit_s=20,
+        judge_rss=False,
     ),
 )
 FULL_SCHEDULER = (
@@ -900,6 +908,7 @@ FULL_SCHEDULER = (
         capacity=1,
         service_s=1.0,
         time_limit_s=180,
+        judge_rss=False,
     ),
 )
 
@@ -1220,7 +1229,7 @@ def _scheduler_checks(runs: list[dict[str, Any]]) -> list[Check]:
                 clean,
             )
         )
-        if run["rss_growth_after_warmup"] is not None:
+        if run["rss_growth_after_warmup"] is not None and s["judge_rss"]:
             growth = run["rss_growth_after_warmup"]
             checks.append(
                 Check(
@@ -1332,6 +1341,12 @@ def print_scheduler_report(report: dict[str, Any]) -> None:
                 else ""
             )
             + f"{run['rss_after_run'] / 2**20:.1f} MiB after the run"
+            + (
+                ""
+                if s["judge_rss"]
+                else f" (not judged: libzmq's pipe buffers for {s['agents']} agents grow"
+                " with time in the first minutes)"
+            )
         )
         print(format_rss_curve(run))
 
