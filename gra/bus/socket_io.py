@@ -130,6 +130,7 @@ class Readiness:
                 with contextlib.suppress(ValueError, OSError):
                     self._loop.remove_reader(self._fd)
             self._loop = None
+        self._poke_due = False  # a check scheduled on that loop may never run
         if error is not None:
             for waiter in self._waiters:
                 if not waiter.done():
