@@ -821,8 +821,7 @@ class SchedulerSettings:
     # Sample the supervisor's RSS every this many finished instances.
     rss_every: int | None = None
     # Judge the RSS curve flat. Not for a large fleet in a short run: libzmq
-    # gives each peer's pipes message chunks as traffic flows (about 0.1 MiB per
-    # agent, reached after a few hundred messages each way), so the first
+    # gives each peer's pipes message chunks as traffic flows, so the first
     # minutes of a 1,000-agent fleet grow with time, not with instances.
     judge_rss: bool = True
     heartbeat_s: float = 1.0

@@ -883,10 +883,10 @@ class Conductor:
 
     def _draw_seat(self, role: str, excluded: Collection[str] = ()) -> str | None:
         """A random live model for a single-seat role, balanced like every other draw."""
-        candidates = sorted(self.fleet.models(role) - set(excluded))
+        candidates = self.fleet.models(role) - set(excluded)
         return self.assignment.seat(role, candidates, self.rng, self._free_models(candidates, role))
 
-    def _free_models(self, models: list[str], role: str) -> set[str]:
+    def _free_models(self, models: Collection[str], role: str) -> set[str]:
         """Models whose agents could start a ``role`` task now, after the tasks queued for them."""
         return {
             m for m in models if self.fleet.free_credit(m, role) > self.pending.waiting((m, role))

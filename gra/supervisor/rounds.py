@@ -265,7 +265,8 @@ class SynthesisRounds:
         self, candidates: list[ItemRecord]
     ) -> tuple[list[ItemRecord], list[ItemRecord]]:
         settings = self.config.dedup
-        ordered = sorted(candidates, key=lambda r: -(r.mean if r.mean is not None else -1.0))
+        # Already in rank order (``_in_rank_order``), as DedupPool.admit visits them.
+        ordered = candidates
         if not settings.enabled or not ordered:
             return ordered, []
         from gra.data.dedup import Candidate, DedupPool
