@@ -11,6 +11,7 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 
+import msgspec
 import pytest
 
 from gra.protocols.peer_review import (
@@ -33,6 +34,7 @@ from gra.protocols.peer_review import (
     decide,
     draw_adjudicator,
     draw_roles,
+    score_out_of_reach,
 )
 from gra.protocols.roles import (
     CHECK_NAMES,
@@ -97,7 +99,12 @@ def make_state(
 
 
 def reviewed_state(reviews: Sequence[ReviewOutput], policy: Policy | None = None) -> InstanceState:
-    """An instance whose generator produced ITEM and whose committee sent ``reviews``."""
+    """An instance whose generator produced ITEM and whose committee sent ``reviews``.
+
+    Every review is applied (no early score decision), so these tests see the
+    committee rule over complete sets, as the paper states it.
+    """
+    policy = msgspec.structs.replace(policy or Policy(), reject_when_decided=False)
     state = make_state(policy, reviewers=tuple(f"r{i + 1}" for i in range(len(reviews))))
     state.apply(Generated(GEN, ITEM))
     for i, rev in enumerate(reviews):
@@ -325,6 +332,103 @@ def test_policy_defaults_are_the_papers() -> None:
         False,
         1,
     )
+
+
+# ---- deciding a rejection before the committee is complete ---------------------
+
+
+def test_score_rejection_is_decided_once_tau_is_out_of_reach() -> None:
+    state = make_state()
+    state.apply(Generated(GEN, ITEM))
+    state.apply(Reviewed("r2", review(5)))  # best mean (5 + 10 + 10) / 3 = 8.33
+    assert state.outcome is None
+    state.apply(Reviewed("r1", review(7)))  # best (5 + 7 + 10) / 3 = 7.33 < 8
+    result = outcome(state)
+    assert (result.decision, result.stage) == ("rejected", "score")
+    assert "at most 7.33 with 2 of 3 reviews in" in result.reason
+    assert result.mean == 6.0 and result.std == 1.0  # over the reviews in
+    assert set(state.reviews) == {"r1", "r2"}
+    with pytest.raises(ProtocolError):
+        state.apply(Reviewed("r3", review(10)))
+
+
+def test_a_reachable_tau_waits_for_the_whole_committee() -> None:
+    state = make_state()
+    state.apply(Generated(GEN, ITEM))
+    state.apply(Reviewed("r1", review(4)))  # best (4 + 20) / 3 = 8.0: still reachable
+    state.apply(Reviewed("r2", review(10)))
+    assert state.outcome is None
+    assert [s.model for s in state.next_steps()] == ["r3"]
+
+
+def test_every_review_is_completed_when_early_decisions_are_off() -> None:
+    state = make_state(Policy(reject_when_decided=False))
+    state.apply(Generated(GEN, ITEM))
+    state.apply(Reviewed("r1", review(0)))
+    state.apply(Reviewed("r2", review(0)))
+    assert state.outcome is None
+    state.apply(Reviewed("r3", review(10)))
+    assert outcome(state).reason == "committee mean 3.33 < tau 8.0"
+
+
+def test_a_revision_round_waits_for_the_whole_committee() -> None:
+    state = make_state(Policy(max_rounds=2))
+    state.apply(Generated(GEN, ITEM))
+    state.apply(Reviewed("r1", review(0)))
+    state.apply(Reviewed("r2", review(0)))
+    assert state.round == 1 and state.outcome is None  # its feedback goes back whole
+    state.apply(Reviewed("r3", review(9)))
+    assert state.round == 2
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_early_decisions_never_change_a_decision(seed: int) -> None:
+    """Any committee size, scores, failed checks and arrival order: the same
+    decision as over the complete committee, with at most as many reviews.
+    The stage may differ only between two rejections (a pending review that
+    would have failed a check is cancelled once the score decided)."""
+    rng = random.Random(seed)
+    early_rejections = 0
+    for _ in range(400):
+        size = rng.randint(1, 5)
+        committee = tuple(f"r{i + 1}" for i in range(size))
+        reviews = {
+            model: review(
+                [rng.choice((0, 3, 6, 7, 8, 9, 10)) for _ in range(6)],
+                failed=["clarity"] if rng.random() < 0.1 else [],
+            )
+            for model in committee
+        }
+        order = rng.sample(committee, size)
+        tau = rng.choice((6.0, 8.0, 9.0))
+        results = []
+        for early in (True, False):
+            state = make_state(
+                Policy(tau=tau, reviewers=size, reject_when_decided=early), reviewers=committee
+            )
+            state.apply(Generated(GEN, ITEM))
+            for model in order:
+                if state.outcome is None and state.committee is None:
+                    state.apply(Reviewed(model, reviews[model]))
+            assert state.committee is not None
+            decision = state.outcome.decision if state.outcome else "adjudicate"
+            results.append((decision, state.committee.verdict, len(state.reviews)))
+        (decision, verdict, seen), (full_decision, full_verdict, full_seen) = results
+        assert decision == full_decision
+        if full_verdict in (Verdict.ACCEPT, Verdict.ADJUDICATE):
+            assert verdict is full_verdict and seen == full_seen
+        assert seen <= full_seen
+        early_rejections += seen < full_seen
+    assert early_rejections > 0  # the property was exercised, not vacuous
+
+
+def test_score_out_of_reach_bounds() -> None:
+    policy = Policy()
+    assert score_out_of_reach([], 3, policy) is None
+    assert score_out_of_reach([0.0, 0.0, 0.0], 3, policy) is None  # complete: decide() rules
+    assert score_out_of_reach([6.0], 2, policy) is None  # (6 + 10) / 2 = 8 reaches tau
+    decision = score_out_of_reach([5.9], 2, policy)
+    assert decision is not None and decision.verdict is Verdict.REJECT_SCORE
 
 
 # ---- role draws and exclusions ------------------------------------------------

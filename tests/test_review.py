@@ -37,13 +37,16 @@ def test_review_judges_every_pair_once(tmp_path: Path, double_env: pytest.Monkey
     assert counts["generated"] == 0 and summary["instances_finished"] == len(SEED_IDS)
     for verdict in verdicts:
         models = [r["model"] for r in verdict["reviews"]]
-        assert len(models) == 3 and len(set(models)) == 3
+        assert 1 <= len(models) <= 3 and len(set(models)) == len(models)
         assert verdict["refined"] is False and verdict["original_response"] is None
         if "harsh" in models:
-            # 9, 9, 3: mean 7 < tau, rejected on score.
+            # 3 from harsh puts tau out of reach ((3 + 10 + 10) / 3 < 8): rejected on
+            # score as soon as it is in, over the reviews in by then.
             assert verdict["decision"] == "rejected" and verdict["stage"] == "score"
-            assert verdict["mean"] == 7.0
+            assert models[-1] == "harsh"
+            assert verdict["mean"] == (9.0 * (len(models) - 1) + 3.0) / len(models)
         else:
+            assert len(models) == 3
             assert verdict["decision"] == "accepted" and verdict["mean"] == 9.0
     rejected = sum(v["decision"] == "rejected" for v in verdicts)
     assert counts["rejected_score"] == rejected and counts["accepted"] == len(verdicts) - rejected

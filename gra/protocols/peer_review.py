@@ -9,7 +9,8 @@ Rules (GRA_METHOD.md), each threshold configurable through ``Policy``:
 - the generator is drawn uniformly from the fleet's models;
 - the committee is ``reviewers`` models drawn from the others;
 - any failed instruction check by any reviewer rejects at once;
-- committee mean < tau rejects; mean >= tau and std <= delta accepts;
+- committee mean < tau rejects (as soon as the reviews in put tau out of
+  reach, unless ``reject_when_decided`` is off); mean >= tau and std <= delta accepts;
   otherwise an adjudicator drawn from the models not yet involved re-scores
   with the reviewers' feedback, and the item is kept only if its score >= tau.
 
@@ -33,6 +34,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from gra.protocols.roles import (
+    SCORE_MAX,
     AdjudicateRequest,
     AdjudicationOutput,
     AnnotateRequest,
@@ -67,6 +69,12 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # How far one model may run ahead of another in draws for a role, so that
     # a free model is drawn before a busy one (gra/protocols/assignment.py).
     assignment_slack: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 2
+    # Reject by score as soon as the reviews already in make mean >= tau
+    # impossible (the pending ones scoring 10 could not lift it). The decision
+    # is the paper's either way; the pending reviews are cancelled, so the
+    # rejected record carries only the reviews that decided it. False: every
+    # review is completed (to study the committee's full scores).
+    reject_when_decided: bool = True
 
     def committee_size(self, n_models: int, *, with_generator: bool = True) -> int:
         needed = 2 if with_generator else 1
@@ -108,6 +116,31 @@ def committee_stats(scores: Sequence[float], policy: Policy) -> tuple[float, flo
         return mean, 0.0
     squares = math.fsum((x - mean) ** 2 for x in scores)
     return mean, math.sqrt(squares / (n if policy.std == "population" else n - 1))
+
+
+def score_out_of_reach(
+    scores: Sequence[float], committee: int, policy: Policy
+) -> CommitteeDecision | None:
+    """A score rejection that the pending reviews cannot change, if there is one.
+
+    With ``scores`` in from ``committee`` reviewers, the best the committee
+    can reach is every pending reviewer scoring the maximum; when even that
+    mean is below tau the item is rejected whatever they say (mean < tau
+    rejects before std is looked at). Mean and std are over the scores in.
+    """
+    if not scores or len(scores) >= committee:
+        return None
+    best = (math.fsum(scores) + SCORE_MAX * (committee - len(scores))) / committee
+    if best >= policy.tau:
+        return None
+    mean, std = committee_stats(scores, policy)
+    return CommitteeDecision(
+        Verdict.REJECT_SCORE,
+        mean,
+        std,
+        f"committee mean cannot reach tau {policy.tau}: at most {best:.2f} "
+        f"with {len(scores)} of {committee} reviews in",
+    )
 
 
 def decide(reviews: Sequence[ReviewOutput], policy: Policy) -> CommitteeDecision:
@@ -427,8 +460,18 @@ class InstanceState:
             self._end_round(CommitteeDecision(Verdict.REJECT_CHECK, None, None, decision.reason))
             return
         if len(self.reviews) < len(self.reviewers):
+            if self.policy.reject_when_decided and self._last_round():
+                scores = [r.scores.mean() for r in self.reviews.values()]
+                early = score_out_of_reach(scores, len(self.reviewers), self.policy)
+                if early is not None:
+                    self._end_round(early)
             return
         self._end_round(decide(list(self.reviews.values()), self.policy))
+
+    def _last_round(self) -> bool:
+        """No revision follows a rejection now, so a partial committee may decide it
+        (a revision round gets the whole committee's feedback)."""
+        return self.round >= self.policy.max_rounds or self.generator is None
 
     def _end_round(self, decision: CommitteeDecision) -> None:
         self.committee = decision
@@ -443,7 +486,7 @@ class InstanceState:
                 pass
 
     def _reject_or_revise(self, stage: Literal["instruction_check", "score"], reason: str) -> None:
-        if self.round >= self.policy.max_rounds or self.generator is None:
+        if self._last_round():
             self._finish("rejected", stage, reason)
             return
         assert self.item is not None and self.committee is not None

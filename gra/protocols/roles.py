@@ -11,7 +11,8 @@ from typing import Annotated
 
 import msgspec
 
-Score = Annotated[int, msgspec.Meta(ge=0, le=10)]
+SCORE_MAX = 10
+Score = Annotated[int, msgspec.Meta(ge=0, le=SCORE_MAX)]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
 Feedback = Annotated[str, msgspec.Meta(max_length=4_000)]
 # Short enough that a grammar can enforce it, which keeps small models brief.
