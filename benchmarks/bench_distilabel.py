@@ -138,7 +138,7 @@ def run_gra(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 record = json.loads(line)
                 items[record["id"]] = {
                     k: record.get(k) for k in ("instruction", "response", "decision", "stage")
-                }
+                } | {"reviews_in": len(record.get("reviews") or ())}
     usage = {
         model: {k: numbers[k] for k in ("calls", "prompt_tokens", "completion_tokens")}
         for model, numbers in summary["models"].items()
@@ -361,7 +361,11 @@ def differences(args: argparse.Namespace, gra: dict[str, Any], dl: dict[str, Any
     d_invalid_generations = sum(1 for i in dl["items"] if not i["generator_valid"])
     g_gen, g_rev = calls(gra["usage"], args.generator)
     generated = gra["counts"]["generated"]
-    early = gra["counts"]["rejected_instruction_check"]
+    early = [
+        item["stage"]
+        for item in gra["items"].values()
+        if item["decision"] == "rejected" and item["reviews_in"] < len(args.judges)
+    ]
     return [
         f"gra keeps up to {args.max_in_flight} items in flight and each model is its own "
         "agent process: the generator writes item k+1 while the judges review item k. "
@@ -370,14 +374,17 @@ def differences(args: argparse.Namespace, gra: dict[str, Any], dl: dict[str, Any
         "the judges in parallel).",
         f"Both use {args.threads} llama.cpp thread(s) per model (gra's default), n_ctx "
         f"{args.n_ctx}, n_batch 256, llama.cpp's JSON-schema grammar, gra's prompts and "
-        "sampling.",
+        "sampling. gra's agents keep saved prompt states: a judge evaluates its rubric once "
+        "while it waits for the first generation, and resumes from it for every review.",
         "gra asks a model again when its output fails the schema or the role's checks "
         f"(instruction >= 4 words): {g_gen - generated} extra generator call(s) here "
         f"({gra['retries']} task retries on another agent). distilabel makes exactly one "
         f"call per step and row: {d_invalid_generations} of its generations were unusable "
         f"JSON (reviewed anyway, as raw text) and {d_invalid_reviews} reviews were not JSON.",
-        "gra rejects an item as soon as one reviewer fails an instruction check and "
-        f"cancels its other reviews, queued or running: {early} item(s) rejected that way here, "
+        "gra rejects an item as soon as its outcome is certain (one reviewer failed an "
+        "instruction check, or the scores in put the committee mean out of reach of tau) and "
+        f"cancels its other reviews, queued or running: {early.count('instruction_check')} "
+        f"item(s) rejected that way on a check and {early.count('score')} on score here, "
         f"{len(args.judges) * generated - g_rev} review(s) not completed (gra counts only "
         "completed calls; one cancelled while running had used CPU until then). distilabel "
         "completes every review.",

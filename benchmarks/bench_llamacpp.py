@@ -16,7 +16,8 @@ same run (the machines are shared and noisy):
     supervisor's ``fleet_ready`` (model loading excluded) to its last
     ``instance_finished``. The backend time inside it is the *union* of the
     intervals of all raw ``create_chat_completion`` calls, from the agents'
-    ``llama_call`` log lines: the time during which at least one model was
+    ``llama_call`` log lines (and ``prompt_warmed``: an idle agent evaluating
+    a role's shared prompt prefix): the time during which at least one model was
     computing. Agents run in parallel (the committee's reviews), so the sum of
     call seconds would count parallel work twice and make the overhead look
     negative; with one instance in flight the union is the instance's critical
@@ -249,15 +250,18 @@ def analyse_run(out: Path) -> dict[str, Any]:
     supervisor = _read_jsonl(out / "logs" / "supervisor.jsonl")
     ready = min(_ts(e["timestamp"]) for e in supervisor if e.get("event") == "fleet_ready")
     finished = [_ts(e["timestamp"]) for e in supervisor if e.get("event") == "instance_finished"]
-    calls = []
+    calls, warmups = [], []
     for log in sorted((out / "logs").glob("agent-*.jsonl")):
         for e in _read_jsonl(log):
             if e.get("event") == "llama_call":
                 calls.append(e | {"agent": log.stem.removeprefix("agent-")})
+            elif e.get("event") == "prompt_warmed":
+                warmups.append(e)
     if not calls or not finished:
         raise RuntimeError(f"{out}: no llama_call or instance_finished in the logs")
     end = max(finished)
-    spans = [(c["started_at"], c["started_at"] + c["seconds"]) for c in calls]
+    # Warm-ups of idle agents' prompt prefixes are model computation too.
+    spans = [(c["started_at"], c["started_at"] + c["seconds"]) for c in calls + warmups]
     inside = [(max(s, ready), min(e, end)) for s, e in spans if e > ready and s < end]
     merged = union_intervals(inside)
     busy = sum(e - s for s, e in merged)
@@ -280,6 +284,8 @@ def analyse_run(out: Path) -> dict[str, Any]:
         "overhead": wall / busy - 1 if busy else None,
         "calls": len(calls),
         "calls_sum_s": sum(c["seconds"] for c in calls),
+        "warmups": len(warmups),
+        "warmups_sum_s": sum(w["seconds"] for w in warmups),
         "summary_seconds": sum(m["seconds"] for m in summary["models"].values()),
         "summary_calls": sum(m["calls"] for m in summary["models"].values()),
         "idle_gaps": {

@@ -78,6 +78,9 @@ class ScriptedBackend:
             return {"checks": checks, "scores": scores, "strengths": "ok", "weaknesses": "none"}
         return {"scores": scores, "feedback": f"adjudicated by {self.model}"}
 
+    async def warm(self, messages: ChatMessages, schema: JsonSchema) -> bool:
+        return False
+
     async def aclose(self) -> None:
         pass
 

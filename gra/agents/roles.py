@@ -48,6 +48,12 @@ class Role(Generic[RequestT, OutputT]):
     prompt: Callable[[RequestT], ChatMessages]
     sampling: Sampling
     check: Callable[[RequestT, OutputT], None] = lambda _req, _out: None
+    # A placeholder request whose prompt starts with the text that every request
+    # of the role shares. An idle agent evaluates it once so that its first real
+    # call resumes from the saved state (``Backend.warm``). None: not warmed
+    # (the generator's first task comes at once; the annotator's text depends
+    # on the run's labels).
+    warmup: RequestT | None = None
     schema: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -303,6 +309,7 @@ REVIEWER = Role(
     ReviewOutput,
     _reviewer_prompt,
     Sampling(max_tokens=224, temperature=0.2),
+    warmup=ReviewRequest("coding", "...", "..."),
 )
 REFINER = Role(
     "refiner",
@@ -311,6 +318,7 @@ REFINER = Role(
     _refiner_prompt,
     Sampling(max_tokens=384, temperature=0.5),
     _check_refined,
+    warmup=RefineRequest("coding", "...", "..."),
 )
 ADJUDICATOR = Role(
     "adjudicator",
@@ -318,6 +326,7 @@ ADJUDICATOR = Role(
     AdjudicationOutput,
     _adjudicator_prompt,
     Sampling(max_tokens=160, temperature=0.2),
+    warmup=AdjudicateRequest("coding", "...", "...", ()),
 )
 ANNOTATOR = Role(
     "annotator",

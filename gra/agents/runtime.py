@@ -6,7 +6,10 @@ Background tasks, each named and supervised by a TaskGroup:
   delays it;
 - ``watchdog``: the supervisor's liveness; when it goes quiet we register
   again (it may have restarted), and a locally spawned agent exits with its
-  parent.
+  parent;
+- ``warm``: once registered and while no task has come, the backend
+  evaluates each role's shared prompt prefix (``Role.warmup``), so a reviewer
+  that waits for the first generations spends that time on its rubric.
 Each task runs in its own asyncio task; a failure is reported as a
 ``TaskError``, never a dead process.
 """
@@ -76,6 +79,7 @@ class AgentRuntime:
         self._stop = asyncio.Event()
         self._drain = True
         self._registered = False
+        self._welcomed = asyncio.Event()
         self._last_heard = time.monotonic()
         self._dealer: Dealer | None = None
         self._curve = curve
@@ -106,6 +110,7 @@ class AgentRuntime:
                     group.create_task(self._receive(), name="receive"),
                     group.create_task(self._heartbeat(), name="heartbeat"),
                     group.create_task(self._watchdog(), name="watchdog"),
+                    group.create_task(self._warm(), name="warm"),
                 ]
                 await self._stop.wait()
                 await self._finish_tasks()
@@ -136,6 +141,7 @@ class AgentRuntime:
             match frame:
                 case Welcome(heartbeat_interval_s=interval, heartbeat_misses=misses):
                     self._registered = True
+                    self._welcomed.set()
                     self.heartbeat_interval_s, self.heartbeat_misses = interval, misses
                     log.info("registered")
                 case Reject(reason=reason):
@@ -185,6 +191,29 @@ class AgentRuntime:
                 self._registered = False
                 last_hello = now
                 await self._dealer.send(self._hello())
+
+    async def _warm(self) -> None:
+        """Warm each role's prompt prefix while the agent has nothing else to do.
+
+        Stops at the first task: its own prompt fills the cache for its role,
+        and a warm-up never runs ahead of real work (a task that arrives during
+        one waits for at most that one prompt).
+        """
+        await self._welcomed.wait()
+        for name, role in self.roles.items():
+            if role.warmup is None:
+                continue
+            if self._tasks or self._stop.is_set():
+                return
+            started = time.perf_counter()
+            try:
+                warmed = await self.backend.warm(role.prompt(role.warmup), role.schema)
+            except Exception as exc:  # a cold cache is slower, never fatal
+                log.warning("warmup_failed", role=name, error=f"{type(exc).__name__}: {exc}")
+                return
+            if not warmed:
+                return
+            log.info("role_warmed", role=name, seconds=round(time.perf_counter() - started, 3))
 
     async def _serve(self, task: Task) -> None:
         assert self._dealer is not None

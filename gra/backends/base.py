@@ -60,4 +60,12 @@ class Backend(Protocol):
         """One chat completion whose text must match ``schema``."""
         ...
 
+    async def warm(self, messages: ChatMessages, schema: JsonSchema) -> bool:
+        """Evaluate a prompt's shared prefix ahead of the calls that start with it.
+
+        Returns whether anything was done: a backend whose server keeps its
+        own prefix cache (vLLM), or that keeps no saved states, does nothing.
+        """
+        ...
+
     async def aclose(self) -> None: ...

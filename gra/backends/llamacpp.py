@@ -43,6 +43,7 @@ from gra.backends.base import (
     JsonSchema,
     Sampling,
 )
+from gra.backends.threads import run_exclusive
 
 log = structlog.get_logger("gra.backends.llamacpp")
 
@@ -200,14 +201,11 @@ class LlamaCppBackend:
         if self._llama is None:
             raise BackendUnavailable("backend not started")
         cancelled = threading.Event()
-        async with self._lock:
-            try:
-                completion = await asyncio.to_thread(
-                    self._complete_blocking, messages, schema, sampling, cancelled
-                )
-            finally:
-                # Reached on cancellation too: the worker thread stops at its next token.
-                cancelled.set()
+        completion = await run_exclusive(
+            self._lock,
+            functools.partial(self._complete_blocking, messages, schema, sampling, cancelled),
+            cancelled,
+        )
         call = self.last_call
         if call is not None:
             log.debug(
@@ -220,6 +218,52 @@ class LlamaCppBackend:
                 completion_tokens=completion.completion_tokens,
             )
         return completion
+
+    async def warm(self, messages: ChatMessages, schema: JsonSchema) -> bool:
+        """Evaluate ``messages`` once and keep the state in the prompt cache.
+
+        The first real call of a role then evaluates only its own text after
+        the shared prefix instead of the whole prompt. Done only with a prompt
+        cache: without one, the next call of another role would discard it.
+        """
+        if self._llama is None or self.prompt_cache_mib <= 0:
+            return False
+        call = await run_exclusive(
+            self._lock, functools.partial(self._warm_blocking, messages, schema), threading.Event()
+        )
+        log.debug(
+            "prompt_warmed",
+            seconds=round(call.seconds, 6),
+            started_at=call.started_at,
+            prompt_tokens=call.prompt_tokens,
+            prompt_evaluated=call.prompt_evaluated,
+        )
+        return True
+
+    def _warm_blocking(self, messages: ChatMessages, schema: JsonSchema) -> CallStats:
+        llama = self._llama
+        llama.begin_call()
+        started_at, started = time.time(), time.perf_counter()
+        try:
+            # One sampled token: llama-cpp-python saves a call's state to the
+            # cache only after sampling.
+            response = llama.create_chat_completion(
+                messages=messages,
+                response_format={"type": "json_object", "schema": schema},
+                max_tokens=1,
+                temperature=0.0,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"llama.cpp failed: {exc}") from exc
+        prompt_tokens = int((response.get("usage") or {}).get("prompt_tokens", 0))
+        evaluated = llama.gra_prompt_evaluated
+        return CallStats(
+            prompt_tokens=prompt_tokens,
+            prompt_evaluated=prompt_tokens if evaluated is None else evaluated,
+            prompt_eval_seconds=llama.gra_prompt_eval_seconds,
+            seconds=time.perf_counter() - started,
+            started_at=started_at,
+        )
 
     def _complete_blocking(
         self,

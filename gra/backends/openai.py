@@ -113,5 +113,9 @@ class OpenAIBackend:
             finish_reason=str(choice.get("finish_reason") or ""),
         )
 
+    async def warm(self, messages: ChatMessages, schema: JsonSchema) -> bool:
+        """Nothing to do: vLLM and similar servers keep their own prefix cache."""
+        return False
+
     async def aclose(self) -> None:
         await self._client.aclose()
