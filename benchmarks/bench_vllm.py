@@ -67,7 +67,7 @@ from gra.protocols.peer_review import (
     draw_adjudicator,
     draw_roles,
 )
-from gra.protocols.roles import Example, Inspiration
+from gra.protocols.roles import Example, Inspiration, ReviewRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -84,6 +84,9 @@ class Settings:
     # Per agent; with 3 agents, 9 requests in flight at most (vLLM gave 3.8x at 8).
     capacity: int = 3
     max_in_flight: int = 8
+    # Concurrency of the server-alone phase (0: skipped), and its one-at-a-time requests.
+    server_alone: int = 0
+    server_alone_sequential: int = 6
     few_shot: int = 2
     seed: int = 7
     enrich: bool = True
@@ -488,6 +491,60 @@ def run_sequential_phase(
     }
 
 
+# ---- the server alone: what any client can get from batching ----------------------
+
+
+async def review_calls(url: str, names: Sequence[str], requests: int, concurrency: int) -> float:
+    """Send ``requests`` review calls, ``concurrency`` at a time; returns the seconds taken."""
+    seeds = read_seeds(SEEDS, SeedSettings(path=str(SEEDS))).items
+    role = get_role("reviewer")
+    backends = [
+        OpenAIBackend(name, url, served_model=name, capacity=concurrency, vllm=True)
+        for name in names
+    ]
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        seed = seeds[i % len(seeds)]
+        request = ReviewRequest(seed.domain, seed.instruction, seed.response)
+        async with slots:
+            await backends[i % len(backends)].complete(
+                role.prompt(request), role.schema, role.sampling
+            )
+
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(one(i) for i in range(requests)))
+    finally:
+        for backend in backends:
+            await backend.aclose()
+    return time.perf_counter() - started
+
+
+def run_server_alone_phase(settings: Settings, url: str, poller: MetricsPoller) -> dict[str, Any]:
+    """The server's own batching gain on one request mix (gra's review calls on the
+    seed items), one at a time and ``server_alone`` at a time: the most any client's
+    concurrency can buy on this machine, with no protocol and no stragglers."""
+    runs = {}
+    for label, requests, concurrency in (
+        ("one at a time", settings.server_alone_sequential, 1),
+        (f"{settings.server_alone} at a time", 2 * settings.server_alone, settings.server_alone),
+    ):
+        before = poller.scrape()
+        start = time.time()
+        seconds = asyncio.run(review_calls(url, settings.names(), requests, concurrency))
+        server = counter_delta(before, poller.scrape())
+        runs[label] = {
+            "requests": requests,
+            "concurrency": concurrency,
+            "seconds": seconds,
+            "server": server,
+            "completion_tokens_per_s": server["completion_tokens"] / seconds,
+            "queue": queue_stats(poller.samples, start, time.time()),
+        }
+    return {"phase": "server-alone", "runs": runs}
+
+
 # ---- the comparison ------------------------------------------------------------
 
 
@@ -585,7 +642,6 @@ def _warm_up(url: str, name: str) -> None:
         AnnotateRequest,
         GenerateRequest,
         ReviewerFeedback,
-        ReviewRequest,
     )
 
     question, answer = "What is 2 + 2?", "4."
@@ -643,9 +699,29 @@ def run_benchmark(settings: Settings, workdir: Path, say: Callable[[str], None])
                         f"{phase['server']['requests']} requests, "
                         f"{phase['server']['completion_tokens']} completion tokens"
                     )
+            alone = None
+            if settings.server_alone:
+                alone = run_server_alone_phase(settings, url, poller)
+                for label, run in alone["runs"].items():
+                    say(
+                        f"  server alone, {label}: {run['requests']} reviews in "
+                        f"{run['seconds']:.1f}s, {run['completion_tokens_per_s']:.1f} tokens/s"
+                    )
     info["load_average_after"] = list(os.getloadavg())
     gra, seq = _total(phases, "gra"), _total(phases, "sequential")
     checks = build_checks(gra, seq)
+    if alone is not None:
+        one, many = alone["runs"].values()
+        checks.append(
+            Check(
+                f"server alone: tokens/s, {many['concurrency']} review calls at a time vs 1",
+                f"{many['completion_tokens_per_s']:.1f}",
+                f"{one['completion_tokens_per_s']:.1f}",
+                _ratio(many["completion_tokens_per_s"], one["completion_tokens_per_s"]),
+                "(ceiling)",
+                None,
+            )
+        )
     return {
         "benchmark": "vllm",
         "machine": info,
@@ -657,6 +733,7 @@ def run_benchmark(settings: Settings, workdir: Path, say: Callable[[str], None])
         "server_start_s": server_start_s,
         "workdir": str(workdir),
         "phases": phases,
+        "server_alone": alone,
         "totals": {"gra": gra, "sequential": seq},
         "checks": [asdict(c) | {"verdict": c.verdict} for c in checks],
         "table": format_table(checks, "gra", "sequential"),
@@ -705,6 +782,13 @@ def main() -> int:
     )
     parser.add_argument("--capacity", type=int, default=defaults.capacity, help="per gra agent")
     parser.add_argument("--max-in-flight", type=int, default=defaults.max_in_flight)
+    parser.add_argument(
+        "--server-alone",
+        type=int,
+        default=defaults.server_alone,
+        metavar="N",
+        help="then measure the server alone: review calls N at a time vs one at a time",
+    )
     parser.add_argument("--few-shot", type=int, default=defaults.few_shot)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--no-enrich", action="store_true", help="no annotation of accepted items")
@@ -724,6 +808,7 @@ def main() -> int:
         models=args.models,
         capacity=args.capacity,
         max_in_flight=args.max_in_flight,
+        server_alone=args.server_alone,
         few_shot=args.few_shot,
         seed=args.seed,
         enrich=not args.no_enrich,

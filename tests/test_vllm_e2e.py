@@ -95,3 +95,15 @@ roles = ["reviewer", "adjudicator"]
         assert [r.model for r in record.reviews] == ["gemma-3-270m"]
     usage = summary["models"]["qwen-vllm"]["roles"]["generator"]
     assert usage["calls"] >= 1 and usage["completion_tokens"] > 0
+
+
+async def test_server_alone_measurement_counts_every_call_at_the_server(vllm_url: str) -> None:
+    """benchmarks/bench_vllm.py's ceiling phase: its calls are what the server counts."""
+    from benchmarks.bench_vllm import MetricsPoller, counter_delta, review_calls
+
+    poller = MetricsPoller(vllm_url)
+    before = poller.scrape()
+    seconds = await review_calls(vllm_url, [SERVED], requests=3, concurrency=3)
+    counted = counter_delta(before, poller.scrape())
+    assert seconds > 0
+    assert counted["requests"] == 3 and counted["completion_tokens"] > 30
