@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import zmq.asyncio
+
+from gra.bus import Router, private_ipc_endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "examples" / "seeds.jsonl"
@@ -96,3 +99,13 @@ def pid_alive(pid: int) -> bool:
 def double_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     monkeypatch.setenv("GRA_DOUBLE_DELAY_S", "0.05")
     yield monkeypatch
+
+
+@pytest.fixture
+async def router() -> AsyncIterator[Router]:
+    """A real ROUTER socket on a private ipc endpoint, for tests that play the supervisor."""
+    context = zmq.asyncio.Context()
+    router = Router(context, private_ipc_endpoint("test"))
+    yield router
+    router.close()
+    context.term()

@@ -13,11 +13,9 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
-import pytest
 import zmq.asyncio
 
 from gra.bus import Router, private_ipc_endpoint
@@ -34,15 +32,6 @@ from gra.protocols.messages import (
 from gra.protocols.roles import Example, GeneratedItem, GenerateRequest
 
 AGENT_ID = "double-0"
-
-
-@pytest.fixture
-async def router() -> AsyncIterator[Router]:
-    context = zmq.asyncio.Context()
-    router = Router(context, private_ipc_endpoint("test"))
-    yield router
-    router.close()
-    context.term()
 
 
 def spawn_agent(endpoint: str, log_dir: Path, delay_s: float) -> subprocess.Popen[bytes]:

@@ -8,18 +8,16 @@ saving itself is checked on a real llama.cpp model, by token counts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import pytest
-import zmq.asyncio
 
 from gra.agents.roles import ADJUDICATOR, GENERATOR, REVIEWER, get_role
 from gra.agents.runtime import AgentRuntime
 from gra.backends.base import ChatMessages, Completion, JsonSchema, Sampling
 from gra.backends.llamacpp import LlamaCppBackend
-from gra.bus import Router, private_ipc_endpoint
+from gra.bus import Router
 from gra.models import resolve
 from gra.protocols.messages import Hello, Result, Shutdown, Task, Welcome
 from gra.protocols.roles import ReviewRequest
@@ -46,15 +44,6 @@ class WarmRecordingBackend(ScriptedBackend):
         self.call_started.set()
         await self.release.wait()
         return await super().complete(messages, schema, sampling)
-
-
-@pytest.fixture
-async def router() -> AsyncIterator[Router]:
-    context = zmq.asyncio.Context()
-    router = Router(context, private_ipc_endpoint("warm"))
-    yield router
-    router.close()
-    context.term()
 
 
 async def next_frame(router: Router, kind: type) -> tuple[bytes, Any]:

@@ -64,6 +64,15 @@ class CallStats:
     def prompt_reused(self) -> int:
         return self.prompt_tokens - self.prompt_evaluated
 
+    def log_fields(self) -> dict[str, float]:
+        return {
+            "seconds": round(self.seconds, 6),
+            "started_at": self.started_at,
+            "prompt_tokens": self.prompt_tokens,
+            "prompt_evaluated": self.prompt_evaluated,
+            "prompt_eval_seconds": round(self.prompt_eval_seconds, 6),
+        }
+
 
 @dataclass
 class CacheTotals:
@@ -201,23 +210,29 @@ class LlamaCppBackend:
         if self._llama is None:
             raise BackendUnavailable("backend not started")
         cancelled = threading.Event()
-        completion = await run_exclusive(
+        options = {
+            "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "seed": sampling.seed,
+        }
+        response, call = await run_exclusive(
             self._lock,
-            functools.partial(self._complete_blocking, messages, schema, sampling, cancelled),
+            functools.partial(self._chat, messages, schema, options, cancelled),
             cancelled,
         )
-        call = self.last_call
-        if call is not None:
-            log.debug(
-                "llama_call",
-                seconds=round(call.seconds, 6),
-                started_at=call.started_at,
-                prompt_tokens=call.prompt_tokens,
-                prompt_evaluated=call.prompt_evaluated,
-                prompt_eval_seconds=round(call.prompt_eval_seconds, 6),
-                completion_tokens=completion.completion_tokens,
-            )
-        return completion
+        self.last_call = call
+        self.stats.add(call)
+        choice = response["choices"][0]
+        completion_tokens = int((response.get("usage") or {}).get("completion_tokens", 0))
+        log.debug("llama_call", **call.log_fields(), completion_tokens=completion_tokens)
+        return Completion(
+            text=choice["message"].get("content") or "",
+            prompt_tokens=call.prompt_tokens,
+            completion_tokens=completion_tokens,
+            seconds=call.seconds,
+            finish_reason=str(choice.get("finish_reason") or ""),
+        )
 
     async def warm(self, messages: ChatMessages, schema: JsonSchema) -> bool:
         """Evaluate ``messages`` once and keep the state in the prompt cache.
@@ -228,50 +243,27 @@ class LlamaCppBackend:
         """
         if self._llama is None or self.prompt_cache_mib <= 0:
             return False
-        call = await run_exclusive(
-            self._lock, functools.partial(self._warm_blocking, messages, schema), threading.Event()
+        # One sampled token: llama-cpp-python saves a call's state to the cache
+        # only after sampling.
+        options = {"max_tokens": 1, "temperature": 0.0}
+        cancelled = threading.Event()
+        _response, call = await run_exclusive(
+            self._lock,
+            functools.partial(self._chat, messages, schema, options, cancelled),
+            cancelled,
         )
-        log.debug(
-            "prompt_warmed",
-            seconds=round(call.seconds, 6),
-            started_at=call.started_at,
-            prompt_tokens=call.prompt_tokens,
-            prompt_evaluated=call.prompt_evaluated,
-        )
+        log.debug("prompt_warmed", **call.log_fields())
         return True
 
-    def _warm_blocking(self, messages: ChatMessages, schema: JsonSchema) -> CallStats:
-        llama = self._llama
-        llama.begin_call()
-        started_at, started = time.time(), time.perf_counter()
-        try:
-            # One sampled token: llama-cpp-python saves a call's state to the
-            # cache only after sampling.
-            response = llama.create_chat_completion(
-                messages=messages,
-                response_format={"type": "json_object", "schema": schema},
-                max_tokens=1,
-                temperature=0.0,
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise BackendError(f"llama.cpp failed: {exc}") from exc
-        prompt_tokens = int((response.get("usage") or {}).get("prompt_tokens", 0))
-        evaluated = llama.gra_prompt_evaluated
-        return CallStats(
-            prompt_tokens=prompt_tokens,
-            prompt_evaluated=prompt_tokens if evaluated is None else evaluated,
-            prompt_eval_seconds=llama.gra_prompt_eval_seconds,
-            seconds=time.perf_counter() - started,
-            started_at=started_at,
-        )
-
-    def _complete_blocking(
+    def _chat(
         self,
         messages: ChatMessages,
         schema: JsonSchema,
-        sampling: Sampling,
+        options: dict[str, Any],
         cancelled: threading.Event,
-    ) -> Completion:
+    ) -> tuple[dict[str, Any], CallStats]:
+        """One grammar-constrained chat completion (in a worker thread), and where
+        its prompt came from; stops at the next token once ``cancelled`` is set."""
         from llama_cpp import LogitsProcessorList
 
         def abort_if_cancelled(_ids: Any, scores: Any) -> Any:
@@ -281,40 +273,24 @@ class LlamaCppBackend:
 
         llama = self._llama
         llama.begin_call()
-        started_at = time.time()
-        started = time.perf_counter()
+        started_at, started = time.time(), time.perf_counter()
         try:
             response = llama.create_chat_completion(
                 messages=messages,
                 response_format={"type": "json_object", "schema": schema},
-                max_tokens=sampling.max_tokens,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                seed=sampling.seed,
                 logits_processor=LogitsProcessorList([abort_if_cancelled]),
+                **options,
             )
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"llama.cpp failed: {exc}") from exc
-        seconds = time.perf_counter() - started
-        choice = response["choices"][0]
-        usage = response.get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens", 0))
+        prompt_tokens = int((response.get("usage") or {}).get("prompt_tokens", 0))
         evaluated = llama.gra_prompt_evaluated
-        call = CallStats(
+        return response, CallStats(
             prompt_tokens=prompt_tokens,
             prompt_evaluated=prompt_tokens if evaluated is None else evaluated,
             prompt_eval_seconds=llama.gra_prompt_eval_seconds,
-            seconds=seconds,
+            seconds=time.perf_counter() - started,
             started_at=started_at,
-        )
-        self.last_call = call
-        self.stats.add(call)
-        return Completion(
-            text=choice["message"].get("content") or "",
-            prompt_tokens=prompt_tokens,
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-            seconds=seconds,
-            finish_reason=str(choice.get("finish_reason") or ""),
         )
 
     async def aclose(self) -> None:
