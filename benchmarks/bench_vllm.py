@@ -394,8 +394,11 @@ async def run_instance(
     """Drive one instance to its outcome, one request at a time.
 
     Every task the protocol asks for at once (the whole committee's reviews)
-    is called, as gra dispatches them all: a review made moot by an earlier
-    failed check costs a call on both sides.
+    is called, as gra dispatches them all. gra cancels a review made moot by
+    an earlier failed check or by scores that put tau out of reach; the loop
+    completes it (counted in ``ignored_calls``). Both sides are judged on the
+    server's completion tokens per second, which such calls do not favour;
+    instances per minute they do, in gra's favour.
     """
     names = sorted(backends)
     while True:
@@ -763,7 +766,7 @@ def print_report(report: dict[str, Any]) -> None:
         f"sequential: {seq['seconds']:.0f}s; outcomes "
         f"{[p['stages'] for p in phases if p['phase'] == 'sequential']}; "
         f"{sum(p['ignored_calls'] for p in phases if p['phase'] == 'sequential')} calls "
-        "whose result the decided instance no longer needed (made by gra too)"
+        "whose result the decided instance no longer needed (gra cancels those)"
     )
     print(
         f"load average before {report['machine']['load_average']}, after "

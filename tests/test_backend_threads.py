@@ -2,7 +2,8 @@
 
 Plain blocking functions stand in for model work here (the order of what
 they record is the assertion, never a duration); the last test cancels a
-real llama.cpp call mid-sampling and runs the next one on the same model.
+real llama.cpp call mid-sampling: it must stop short of its max_tokens, and
+the next call on the same model must give valid output.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ async def test_a_real_model_serves_the_next_call_after_one_cancelled_mid_samplin
         long.cancel()
         with pytest.raises(asyncio.CancelledError):
             await long
+        # It stopped where it was, well short of its 224 tokens.
+        assert backend.cancelled_after_tokens is not None
+        assert backend.cancelled_after_tokens < 224
         completion = await backend.complete(
             messages, review.schema, Sampling(max_tokens=224, temperature=0.2, seed=3)
         )

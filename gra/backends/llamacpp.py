@@ -3,8 +3,11 @@
 Inference runs in a worker thread so that the agent's event loop (and its
 heartbeats) keep running while the model computes. One ``Llama`` object is
 not thread-safe, so calls are serialised: capacity is 1 per loaded model.
-A cancelled call stops at the next token: a logits processor raises once
-the call's cancel flag is set.
+A cancelled call stops before its next evaluation (the next token, or the
+prompt if it has not started): ``eval`` raises once the call's cancel flag is
+set. (A logits processor cannot do it: llama-cpp-python calls those through
+a ctypes callback, which swallows the exception, and sampling would go on to
+``max_tokens``.)
 
 Prompt cache. llama-cpp-python reuses the KV cache of the longest token
 prefix a prompt shares with the *previous* call only; an agent that
@@ -98,19 +101,31 @@ def _llama_class() -> type[Any]:
     from llama_cpp import Llama, LlamaState
 
     class MeasuredLlama(Llama):  # type: ignore[misc]
-        def begin_call(self) -> None:
-            self.gra_prompt_evaluated: int | None = None
+        # Outside a call (none has begun yet): nothing is measured or cancelled.
+        gra_prompt_evaluated: int | None = 0
+        gra_prompt_eval_seconds = 0.0
+        gra_sampled = 0
+        gra_cancelled = threading.Event()
+
+        def begin_call(self, cancelled: threading.Event) -> None:
+            self.gra_prompt_evaluated = None
             self.gra_prompt_eval_seconds = 0.0
+            self.gra_sampled = 0
+            self.gra_cancelled = cancelled
 
         def eval(self, tokens: Any) -> None:
             # The first eval of a call is the prompt's uncached suffix; later ones
             # are sampled tokens, one at a time.
-            first = getattr(self, "gra_prompt_evaluated", 0) is None
+            if self.gra_cancelled.is_set():
+                raise BackendCancelled(f"cancelled after {self.gra_sampled} sampled tokens")
+            first = self.gra_prompt_evaluated is None
             started = time.perf_counter()
             super().eval(tokens)
             if first:
                 self.gra_prompt_evaluated = len(tokens)
                 self.gra_prompt_eval_seconds = time.perf_counter() - started
+            else:
+                self.gra_sampled += 1
 
         def save_state(self) -> Any:
             if self._logits_all:
@@ -170,6 +185,8 @@ class LlamaCppBackend:
         self._llama: Any = None
         self._lock = asyncio.Lock()
         self.last_call: CallStats | None = None
+        # Tokens the last cancelled call had sampled when it stopped.
+        self.cancelled_after_tokens: int | None = None
         self.stats = CacheTotals()
 
     async def start(self) -> None:
@@ -263,24 +280,19 @@ class LlamaCppBackend:
         cancelled: threading.Event,
     ) -> tuple[dict[str, Any], CallStats]:
         """One grammar-constrained chat completion (in a worker thread), and where
-        its prompt came from; stops at the next token once ``cancelled`` is set."""
-        from llama_cpp import LogitsProcessorList
-
-        def abort_if_cancelled(_ids: Any, scores: Any) -> Any:
-            if cancelled.is_set():
-                raise BackendCancelled("cancelled")
-            return scores
-
+        its prompt came from; stops at its next evaluation once ``cancelled`` is set."""
         llama = self._llama
-        llama.begin_call()
+        llama.begin_call(cancelled)
         started_at, started = time.time(), time.perf_counter()
         try:
             response = llama.create_chat_completion(
                 messages=messages,
                 response_format={"type": "json_object", "schema": schema},
-                logits_processor=LogitsProcessorList([abort_if_cancelled]),
                 **options,
             )
+        except BackendCancelled:
+            self.cancelled_after_tokens = llama.gra_sampled
+            raise
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"llama.cpp failed: {exc}") from exc
         prompt_tokens = int((response.get("usage") or {}).get("prompt_tokens", 0))
