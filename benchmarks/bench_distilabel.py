@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -106,16 +107,22 @@ def _timestamp(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of every finished child process and its own children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_gra(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     config, out = workdir / "gra.toml", workdir / "gra-run"
     gra_config(args, config)
     gra = Path(sys.executable).with_name("gra")
     command = [str(gra), "run", str(config), "--out", str(out), "--no-progress"]
     log(f"gra: {' '.join(command)}")
-    started = time.time()
+    started, cpu = time.time(), children_cpu_s()
     with (workdir / "gra.log").open("wb") as output:
         proc = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, check=False)
-    wall = time.time() - started
+    wall, cpu = time.time() - started, children_cpu_s() - cpu
     if proc.returncode != 0:
         raise SystemExit(f"gra run failed ({proc.returncode}); see {workdir / 'gra.log'}")
     summary = json.loads((out / "summary.json").read_text())
@@ -146,6 +153,7 @@ def run_gra(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return {
         "generator": args.generator,
         "process_wall_s": wall,
+        "cpu_s": cpu,
         "load_s": ready - started,
         "job_s": done - ready,
         "summary_wall_s": summary["wall_seconds"],
@@ -226,18 +234,19 @@ def run_distilabel(
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
     command = [str(DISTILABEL_PYTHON), str(JOB), str(spec_path)]
     log(f"distilabel: {' '.join(command)}")
-    started = time.time()
+    started, cpu = time.time(), children_cpu_s()
     with (workdir / "distilabel.log").open("wb") as output:
         proc = subprocess.run(
             command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=workdir, check=False
         )
-    wall = time.time() - started
+    wall, cpu = time.time() - started, children_cpu_s() - cpu
     if not out.is_file():
         raise SystemExit(
             f"distilabel job failed ({proc.returncode}); see {workdir / 'distilabel.log'}"
         )
     result = json.loads(out.read_text())
     result["process_wall_s"] = wall
+    result["cpu_s"] = cpu
     result["returncode"] = proc.returncode
     return result
 
@@ -279,6 +288,22 @@ def checks(gra: dict[str, Any], dl: dict[str, Any], n: int) -> list[Check]:
             f"{gra['process_wall_s']:.1f}",
             f"{dl['process_wall_s']:.1f}",
             _ratio(dl["process_wall_s"], gra["process_wall_s"]),
+            "-",
+            None,
+        ),
+        Check(
+            "CPU s, all processes (ratio: distilabel/gra)",
+            f"{gra['cpu_s']:.1f}",
+            f"{dl['cpu_s']:.1f}",
+            _ratio(dl["cpu_s"], gra["cpu_s"]),
+            "-",
+            None,
+        ),
+        Check(
+            f"cores busy on average over the process wall (of {os.cpu_count()})",
+            f"{gra['cpu_s'] / gra['process_wall_s']:.2f}",
+            f"{dl['cpu_s'] / dl['process_wall_s']:.2f}",
+            _ratio(gra["cpu_s"] / gra["process_wall_s"], dl["cpu_s"] / dl["process_wall_s"]),
             "-",
             None,
         ),
