@@ -9,8 +9,6 @@ the next call on the same model must give valid output.
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import threading
 import time
 
@@ -19,7 +17,7 @@ import pytest
 from gra.agents.roles import get_role
 from gra.backends.base import Sampling
 from gra.backends.llamacpp import LlamaCppBackend
-from gra.backends.threads import in_thread, run_exclusive
+from gra.backends.threads import run_exclusive
 from gra.models import resolve
 from gra.protocols.roles import ReviewRequest
 
@@ -84,19 +82,6 @@ async def test_an_uncancelled_call_returns_its_result_and_its_errors() -> None:
     with pytest.raises(ValueError, match="bad model state"):
         await run_exclusive(lock, broken, threading.Event())
     assert not lock.locked()
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
-async def test_low_priority_work_runs_niced_in_its_own_thread_only() -> None:
-    def own_nice() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    before = own_nice()
-    assert await run_exclusive(asyncio.Lock(), own_nice, threading.Event(), nice=19) == 19
-    assert await in_thread(own_nice) == before  # the shared pool threads are untouched
-    assert own_nice() == before
-    with pytest.raises(ValueError, match="from the niced thread"):
-        await in_thread(lambda: (_ for _ in ()).throw(ValueError("from the niced thread")), 19)
 
 
 @pytest.mark.slow

@@ -51,7 +51,6 @@ from gra.backends.threads import run_exclusive
 log = structlog.get_logger("gra.backends.llamacpp")
 
 DEFAULT_PROMPT_CACHE_MIB = 256
-WARMUP_NICE = 19
 
 
 @dataclass(frozen=True)
@@ -265,14 +264,10 @@ class LlamaCppBackend:
         # only after sampling.
         options = {"max_tokens": 1, "temperature": 0.0}
         cancelled = threading.Event()
-        # At the lowest priority: on shared cores a warm-up takes only CPU time
-        # that no other model wants (with one thread per model, llama.cpp
-        # computes in the calling thread).
         _response, call = await run_exclusive(
             self._lock,
             functools.partial(self._chat, messages, schema, options, cancelled),
             cancelled,
-            nice=WARMUP_NICE,
         )
         log.debug("prompt_warmed", **call.log_fields())
         return True
