@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import structlog.testing
 
 from gra.agents.roles import ADJUDICATOR, GENERATOR, REVIEWER, get_role
 from gra.agents.runtime import AgentRuntime
@@ -98,6 +99,33 @@ async def test_a_task_that_comes_first_is_never_held_up_by_a_warm_up(router: Rou
     assert result.task_id == "t-1"
     assert [kind for kind, _ in backend.events] == ["call"]
     await stop_agent(router, identity, agent)
+
+
+class PlainBackend(ScriptedBackend):
+    """A plugin backend written without ``warm``."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "warm":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+async def test_a_backend_without_warm_serves_tasks_as_before(router: Router) -> None:
+    roles = {role.name: role for role in (GENERATOR, REVIEWER, ADJUDICATOR)}
+    runtime = AgentRuntime("plain-0", PlainBackend("double"), roles, router.bound)
+    with structlog.testing.capture_logs() as logged:
+        agent = asyncio.create_task(runtime.run())
+        identity, _ = await next_frame(router, Hello)
+        assert await router.send(identity, Welcome(heartbeat_interval_s=0.2, heartbeat_misses=50))
+        await asyncio.sleep(0.3)  # idle and registered: when a warm-up would start
+        body = msgspec.Raw(msgspec.msgpack.encode(ReviewRequest("math", "What is 2 + 2?", "4.")))
+        assert await router.send(identity, Task("t-1", "i-1", "reviewer", 1, 30.0, body))
+        _, result = await next_frame(router, Result)
+        assert result.task_id == "t-1"
+        await stop_agent(router, identity, agent)
+    events = [entry["event"] for entry in logged]
+    assert "registered" in events  # the capture saw the agent's log
+    assert not [e for e in events if e.startswith("warmup") or e == "role_warmed"]
 
 
 @pytest.mark.slow

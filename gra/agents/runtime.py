@@ -200,6 +200,9 @@ class AgentRuntime:
         one waits for at most that one prompt).
         """
         await self._welcomed.wait()
+        warm = getattr(self.backend, "warm", None)  # a plugin backend may predate it
+        if warm is None:
+            return
         for name, role in self.roles.items():
             if role.warmup is None:
                 continue
@@ -207,7 +210,7 @@ class AgentRuntime:
                 return
             started = time.perf_counter()
             try:
-                warmed = await self.backend.warm(role.prompt(role.warmup), role.schema)
+                warmed = await warm(role.prompt(role.warmup), role.schema)
             except Exception as exc:  # a cold cache is slower, never fatal
                 log.warning("warmup_failed", role=name, error=f"{type(exc).__name__}: {exc}")
                 return
