@@ -46,6 +46,7 @@ from gra.backends.base import (
     JsonSchema,
     Sampling,
 )
+from gra.backends.grammar_sampling import WindowedGrammarSampler
 from gra.backends.threads import run_exclusive
 
 log = structlog.get_logger("gra.backends.llamacpp")
@@ -98,7 +99,7 @@ def _llama_class() -> type[Any]:
     """``Llama`` that measures prompt evaluation and saves lean states (see module doc)."""
     import llama_cpp
     import numpy as np
-    from llama_cpp import Llama, LlamaState
+    from llama_cpp import Llama, LlamaState, _internals
 
     class MeasuredLlama(Llama):  # type: ignore[misc]
         # Outside a call (none has begun yet): nothing is measured or cancelled.
@@ -106,12 +107,40 @@ def _llama_class() -> type[Any]:
         gra_prompt_eval_seconds = 0.0
         gra_sampled = 0
         gra_cancelled = threading.Event()
+        gra_sampler: WindowedGrammarSampler | None = None
 
         def begin_call(self, cancelled: threading.Event) -> None:
             self.gra_prompt_evaluated = None
             self.gra_prompt_eval_seconds = 0.0
             self.gra_sampled = 0
             self.gra_cancelled = cancelled
+
+        def _init_sampler(self, **options: Any) -> Any:
+            # The windowed grammar keeps llama-cpp-python's chain and its draws;
+            # it needs that chain to be: (no-op) penalties, then top-k or greedy.
+            grammar = options.pop("grammar", None)
+            temperature, top_k = options.get("temp", 0.8), options.get("top_k", 40)
+            plain = (
+                grammar is None
+                or options.get("logits_processor") is not None
+                or options.get("mirostat_mode", 0) != 0
+                or options.get("repeat_penalty", 1.0) != 1.0
+                or options.get("frequency_penalty", 0.0) != 0.0
+                or options.get("presence_penalty", 0.0) != 0.0
+                or temperature < 0.0
+                or (temperature > 0.0 and top_k <= 0)
+            )
+            if plain:
+                return super()._init_sampler(grammar=grammar, **options)
+            grammar_only = _internals.LlamaSampler()
+            grammar_only.add_grammar(self._model, grammar)
+            self.gra_sampler = WindowedGrammarSampler(
+                super()._init_sampler(**options),
+                grammar_only,
+                self._n_vocab,
+                keep=1 if temperature == 0.0 else top_k,
+            )
+            return self.gra_sampler
 
         def eval(self, tokens: Any) -> None:
             # The first eval of a call is the prompt's uncached suffix; later ones
