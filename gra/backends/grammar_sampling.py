@@ -13,6 +13,15 @@ chain on those. The candidates the chain sees are the ones masking the
 whole vocabulary leaves after top-k, so the drawn tokens are the same for
 the same seed; inside a JSON string nearly every likely token is allowed
 and one small window suffices.
+
+Where the grammar allows fewer tokens than that (between JSON values, in
+numbers, in keys) the window cannot be enough, and the grammar must see
+every token it might allow. :class:`VocabularyIndex` narrows those down by
+what a grammar cannot do: allow a token and refuse its prefix. The grammar
+is asked about the one-byte tokens, then about the two-byte tokens that
+start with an allowed byte, and then only about the tokens under an allowed
+two-byte prefix (plus the end-of-generation and control tokens, always
+asked). A few hundred questions instead of the vocabulary.
 """
 
 from __future__ import annotations
@@ -23,16 +32,75 @@ from typing import Any
 
 import numpy as np
 
-FIRST_WINDOW = 128
-WINDOW_GROWTH = 8
+WINDOW = 128
 
 
 @dataclass
 class WindowStats:
-    """Sampled tokens, and how many of them needed the whole vocabulary."""
+    """Sampled tokens, and how many of them the window alone could not decide."""
 
     sampled: int = 0
-    full_passes: int = 0
+    window_misses: int = 0  # fewer than ``keep`` allowed in the window: the index was asked
+
+
+class VocabularyIndex:
+    """The vocabulary grouped by first byte and first two bytes, with probe tokens.
+
+    A token's bytes are its piece as llama.cpp's grammar reads it
+    (``llama_token_to_piece`` with special tokens rendered). Tokens that are
+    not plain text (end of generation, control, user-defined, unknown,
+    empty) are never pruned: the grammar always sees them.
+    """
+
+    def __init__(self, vocab: Any, n_vocab: int) -> None:
+        import llama_cpp
+
+        plain_kinds = llama_cpp.LLAMA_TOKEN_ATTR_NORMAL | llama_cpp.LLAMA_TOKEN_ATTR_BYTE
+        special_kinds = (
+            llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+            | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+            | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+            | llama_cpp.LLAMA_TOKEN_ATTR_UNUSED
+        )
+        buffer = ctypes.create_string_buffer(256)
+        first = np.full(n_vocab, -1, dtype=np.int32)  # first byte; -1: always asked
+        pair = np.full(n_vocab, -1, dtype=np.int32)  # first two bytes; -1: one byte long
+        self.byte_probe = np.full(256, -1, dtype=np.int32)
+        self.pair_probe = np.full(1 << 16, -1, dtype=np.int32)
+        for token in range(n_vocab):
+            kind = llama_cpp.llama_vocab_get_attr(vocab, token)
+            if (
+                not kind & plain_kinds
+                or kind & special_kinds
+                or llama_cpp.llama_vocab_is_eog(vocab, token)
+            ):
+                continue
+            size = llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, True)
+            if not 0 < size <= len(buffer) or buffer.raw[0] == 0:
+                continue
+            first[token] = buffer.raw[0]
+            if size == 1:
+                self.byte_probe[first[token]] = token
+            else:
+                pair[token] = buffer.raw[0] << 8 | buffer.raw[1]
+                if size == 2:
+                    self.pair_probe[pair[token]] = token
+        self.first, self.pair = first, pair
+        self.always = np.flatnonzero(first < 0).astype(np.int32)
+
+    def candidates(self, refused: Any) -> np.ndarray:
+        """Token ids the grammar may allow, given ``refused(ids) -> bool mask``."""
+        byte_ok = np.ones(256, dtype=bool)
+        probes = np.flatnonzero(self.byte_probe >= 0)
+        byte_ok[probes] = ~refused(self.byte_probe[probes])
+        pair_ok = np.repeat(byte_ok, 256)
+        probes = np.flatnonzero((self.pair_probe >= 0) & pair_ok)
+        pair_ok[probes] = ~refused(self.pair_probe[probes])
+        plain = self.first >= 0
+        one_byte = plain & (self.pair < 0)
+        keep = (one_byte & byte_ok[self.first]) | (~one_byte & plain & pair_ok[self.pair])
+        keep[self.always] = True
+        return np.flatnonzero(keep).astype(np.int32)
 
 
 class WindowedGrammarSampler:
@@ -46,7 +114,9 @@ class WindowedGrammarSampler:
     generation, as llama-cpp-python's own sampler does.
     """
 
-    def __init__(self, chain: Any, grammar: Any, n_vocab: int, keep: int) -> None:
+    def __init__(
+        self, chain: Any, grammar: Any, index: VocabularyIndex, n_vocab: int, keep: int
+    ) -> None:
         import llama_cpp
 
         if keep < 1:
@@ -54,6 +124,7 @@ class WindowedGrammarSampler:
         self._llama_cpp = llama_cpp
         self.chain = chain
         self.grammar = grammar
+        self.index = index
         self.n_vocab = n_vocab
         self.keep = keep
         self.stats = WindowStats()
@@ -75,24 +146,27 @@ class WindowedGrammarSampler:
         llama_cpp.llama_sampler_apply(sampler.sampler, ctypes.byref(array))
         return array
 
-    def _candidates(self, ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    def _candidates(self, ids: np.ndarray, logits: np.ndarray | float) -> np.ndarray:
         candidates = np.empty(len(ids), dtype=self._token_data)
-        candidates["id"], candidates["logit"], candidates["p"] = ids, logits[ids], 0.0
+        values = logits[ids] if isinstance(logits, np.ndarray) else logits
+        candidates["id"], candidates["logit"], candidates["p"] = ids, values, 0.0
         return candidates
+
+    def _refused(self, ids: np.ndarray) -> np.ndarray:
+        candidates = self._candidates(ids, 0.0)
+        self._apply(self.grammar, candidates)
+        return ~np.isfinite(candidates["logit"])
 
     def _allowed(self, logits: np.ndarray) -> np.ndarray:
         """The ``keep`` highest-logit tokens the grammar allows (fewer if it allows fewer)."""
-        window = FIRST_WINDOW
-        while window < self.n_vocab:
-            top = np.argpartition(logits, self.n_vocab - window)[self.n_vocab - window :]
-            candidates = self._candidates(top[np.argsort(-logits[top], kind="stable")], logits)
-            self._apply(self.grammar, candidates)
-            allowed = candidates[np.isfinite(candidates["logit"])]
-            if len(allowed) >= self.keep:
-                return allowed[: self.keep]
-            window *= WINDOW_GROWTH
-        self.stats.full_passes += 1
-        candidates = self._candidates(np.arange(self.n_vocab, dtype=np.int32), logits)
+        top = np.argpartition(logits, self.n_vocab - WINDOW)[self.n_vocab - WINDOW :]
+        candidates = self._candidates(top[np.argsort(-logits[top], kind="stable")], logits)
+        self._apply(self.grammar, candidates)
+        allowed = candidates[np.isfinite(candidates["logit"])]
+        if len(allowed) >= self.keep:
+            return allowed[: self.keep]
+        self.stats.window_misses += 1
+        candidates = self._candidates(self.index.candidates(self._refused), logits)
         self._apply(self.grammar, candidates)
         allowed = candidates[np.isfinite(candidates["logit"])]
         order = np.argsort(-allowed["logit"], kind="stable")

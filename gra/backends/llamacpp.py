@@ -21,6 +21,11 @@ floats, about 155 MB for Qwen's vocabulary, unused since sampling runs in
 llama.cpp and not counted against the cache's capacity), so a cached state
 costs about its KV cells. Each call's evaluated and reused prompt tokens are
 counted (``last_call``, ``stats``) and logged.
+
+Grammar. JSON output is constrained by llama.cpp's grammar, asked only about
+the highest-logit candidates (``gra.backends.grammar_sampling``): the same
+tokens as llama-cpp-python's whole-vocabulary mask for the same seed, in a
+fraction of its sampling time.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from gra.backends.base import (
     JsonSchema,
     Sampling,
 )
-from gra.backends.grammar_sampling import WindowedGrammarSampler
+from gra.backends.grammar_sampling import VocabularyIndex, WindowedGrammarSampler
 from gra.backends.threads import run_exclusive
 
 log = structlog.get_logger("gra.backends.llamacpp")
@@ -63,18 +68,22 @@ class CallStats:
     prompt_eval_seconds: float
     seconds: float
     started_at: float  # time.time(), to line calls up with other processes' logs
+    # Sampled tokens the grammar's window could not decide alone
+    # (``gra.backends.grammar_sampling``); None: the call sampled without the window.
+    grammar_window_misses: int | None = None
 
     @property
     def prompt_reused(self) -> int:
         return self.prompt_tokens - self.prompt_evaluated
 
-    def log_fields(self) -> dict[str, float]:
+    def log_fields(self) -> dict[str, float | None]:
         return {
             "seconds": round(self.seconds, 6),
             "started_at": self.started_at,
             "prompt_tokens": self.prompt_tokens,
             "prompt_evaluated": self.prompt_evaluated,
             "prompt_eval_seconds": round(self.prompt_eval_seconds, 6),
+            "grammar_window_misses": self.grammar_window_misses,
         }
 
 
@@ -108,12 +117,14 @@ def _llama_class() -> type[Any]:
         gra_sampled = 0
         gra_cancelled = threading.Event()
         gra_sampler: WindowedGrammarSampler | None = None
+        gra_vocabulary: VocabularyIndex | None = None
 
         def begin_call(self, cancelled: threading.Event) -> None:
             self.gra_prompt_evaluated = None
             self.gra_prompt_eval_seconds = 0.0
             self.gra_sampled = 0
             self.gra_cancelled = cancelled
+            self.gra_sampler = None
 
         def _init_sampler(self, **options: Any) -> Any:
             # The windowed grammar keeps llama-cpp-python's chain and its draws;
@@ -134,9 +145,12 @@ def _llama_class() -> type[Any]:
                 return super()._init_sampler(grammar=grammar, **options)
             grammar_only = _internals.LlamaSampler()
             grammar_only.add_grammar(self._model, grammar)
+            if self.gra_vocabulary is None:
+                self.gra_vocabulary = VocabularyIndex(self._model.vocab, self._n_vocab)
             self.gra_sampler = WindowedGrammarSampler(
                 super()._init_sampler(**options),
                 grammar_only,
+                self.gra_vocabulary,
                 self._n_vocab,
                 keep=1 if temperature == 0.0 else top_k,
             )
@@ -326,12 +340,14 @@ class LlamaCppBackend:
             raise BackendError(f"llama.cpp failed: {exc}") from exc
         prompt_tokens = int((response.get("usage") or {}).get("prompt_tokens", 0))
         evaluated = llama.gra_prompt_evaluated
+        windowed = llama.gra_sampler
         return response, CallStats(
             prompt_tokens=prompt_tokens,
             prompt_evaluated=prompt_tokens if evaluated is None else evaluated,
             prompt_eval_seconds=llama.gra_prompt_eval_seconds,
             seconds=time.perf_counter() - started,
             started_at=started_at,
+            grammar_window_misses=None if windowed is None else windowed.stats.window_misses,
         )
 
     async def aclose(self) -> None:
