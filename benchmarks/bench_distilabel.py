@@ -401,6 +401,11 @@ def differences(args: argparse.Namespace, gra: dict[str, Any], dl: dict[str, Any
         f"{args.n_ctx}, n_batch 256, llama.cpp's JSON-schema grammar, gra's prompts and "
         "sampling. gra's agents keep saved prompt states: a judge evaluates its rubric once "
         "while it waits for the first generation, and resumes from it for every review.",
+        "Same grammar, different sampling cost: distilabel's LlamaCppLLM (plain "
+        "llama-cpp-python) masks the whole vocabulary with the grammar at every token; gra "
+        "asks the grammar only about the highest-logit candidates (or, between JSON values, "
+        "the tokens under allowed byte prefixes) and draws the same tokens for the same seed "
+        "(benchmarks/bench_grammar.py).",
         "gra asks a model again when its output fails the schema or the role's checks "
         f"(instruction >= 4 words): {g_gen - generated} extra generator call(s) here "
         f"({gra['retries']} task retries on another agent). distilabel makes exactly one "
