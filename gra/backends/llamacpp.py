@@ -126,6 +126,11 @@ def _llama_class() -> type[Any]:
             self.gra_cancelled = cancelled
             self.gra_sampler = None
 
+        def vocabulary_index(self) -> VocabularyIndex:
+            if self.gra_vocabulary is None:
+                self.gra_vocabulary = VocabularyIndex(self._model.vocab, self._n_vocab)
+            return self.gra_vocabulary
+
         def _init_sampler(self, **options: Any) -> Any:
             # The windowed grammar keeps llama-cpp-python's chain and its draws;
             # it needs that chain to be: (no-op) penalties, then top-k or greedy.
@@ -145,12 +150,10 @@ def _llama_class() -> type[Any]:
                 return super()._init_sampler(grammar=grammar, **options)
             grammar_only = _internals.LlamaSampler()
             grammar_only.add_grammar(self._model, grammar)
-            if self.gra_vocabulary is None:
-                self.gra_vocabulary = VocabularyIndex(self._model.vocab, self._n_vocab)
             self.gra_sampler = WindowedGrammarSampler(
                 super()._init_sampler(**options),
                 grammar_only,
-                self.gra_vocabulary,
+                self.vocabulary_index(),
                 self._n_vocab,
                 keep=1 if temperature == 0.0 else top_k,
             )
@@ -262,6 +265,8 @@ class LlamaCppBackend:
             raise BackendUnavailable(f"cannot load {self.model_path}: {exc}") from exc
         if self.prompt_cache_mib > 0:
             llama.set_cache(LlamaRAMCache(capacity_bytes=self.prompt_cache_mib << 20))
+        # Part of loading (under a second), not of the first JSON call.
+        llama.vocabulary_index()
         return llama
 
     async def complete(
