@@ -159,7 +159,8 @@ class WindowedGrammarSampler:
 
     def _allowed(self, logits: np.ndarray) -> np.ndarray:
         """The ``keep`` highest-logit tokens the grammar allows (fewer if it allows fewer)."""
-        top = np.argpartition(logits, self.n_vocab - WINDOW)[self.n_vocab - WINDOW :]
+        first = self.n_vocab - min(WINDOW, self.n_vocab)
+        top = np.argpartition(logits, first)[first:]
         candidates = self._candidates(top[np.argsort(-logits[top], kind="stable")], logits)
         self._apply(self.grammar, candidates)
         allowed = candidates[np.isfinite(candidates["logit"])]
