@@ -7,12 +7,11 @@ core, as long as a 0.5B model's own forward pass. But the chain then keeps
 only the ``top_k`` highest-logit tokens the grammar allows (greedy: the
 first one), so the grammar only needs to see tokens in logit order until it
 has allowed that many. :class:`WindowedGrammarSampler` asks it about the
-highest-logit window of candidates and widens the window (to the whole
-vocabulary at worst) until enough are allowed, then runs the rest of the
-chain on those. The candidates the chain sees are the ones masking the
-whole vocabulary leaves after top-k, so the drawn tokens are the same for
-the same seed; inside a JSON string nearly every likely token is allowed
-and one small window suffices.
+``WINDOW`` highest-logit candidates; when at least top-k of them are
+allowed, those are exactly the candidates the whole-vocabulary mask leaves
+after top-k, and the rest of llama-cpp-python's chain runs on them
+unchanged, so the same seed draws the same tokens. Inside a JSON string
+nearly every likely token is allowed and the window suffices.
 
 Where the grammar allows fewer tokens than that (between JSON values, in
 numbers, in keys) the window cannot be enough, and the grammar must see
@@ -21,7 +20,7 @@ what a grammar cannot do: allow a token and refuse its prefix. The grammar
 is asked about the one-byte tokens, then about the two-byte tokens that
 start with an allowed byte, and then only about the tokens under an allowed
 two-byte prefix (plus the end-of-generation and control tokens, always
-asked). A few hundred questions instead of the vocabulary.
+asked): usually a small part of the vocabulary.
 """
 
 from __future__ import annotations
