@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -66,6 +67,13 @@ from gra.protocols.peer_review import (
     TaskStep,
     draw_adjudicator,
     draw_roles,
+)
+from gra.protocols.reproducible import (
+    draw_content,
+    generation_instance_id,
+    instance_rng,
+    output_try_seed,
+    task_seed,
 )
 from gra.protocols.roles import Example, Inspiration, ReviewRequest
 
@@ -274,6 +282,7 @@ def run_gra_phase(
     usage = list(summary["models"].values())
     return {
         "phase": "gra",
+        "items": gra_items(out),
         "instances": summary["instances_finished"],
         "unfinished": summary["instances_unfinished"],
         "counts": summary["counts"],
@@ -309,6 +318,8 @@ class Tally:
     invalid_by_role: dict[str, int] = field(default_factory=dict)
     truncated: int = 0  # invalid outputs that had hit max_tokens
     failed_attempts: int = 0  # every output retry invalid: gra's agent reports a TaskError
+    moot_seconds: float = 0.0  # time spent on the ignored calls
+    last_call_s: float = 0.0  # time of the current task's calls
     # A few rejected outputs, so a reader can see why a role keeps failing.
     invalid_samples: list[dict[str, Any]] = field(default_factory=list)
 
@@ -322,21 +333,36 @@ class Tally:
             )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class SeatedStep:
+    """A task step with the seed gra's supervisor gives it (same instance, round, seat)."""
+
+    step: TaskStep
+    seed_of: Callable[[int], int]  # attempt -> the task's sampling seed
+
+
 async def _run_task(
-    backend: Backend, step: TaskStep, config: Config, tally: Tally
+    backend: Backend, seated: SeatedStep, config: Config, tally: Tally
 ) -> InstanceEvent:
     """One task as a gra agent and the supervisor treat it: up to 1 + output_retries
-    calls per attempt, 1 + task_retries attempts, then the instance fails."""
+    calls per attempt, 1 + task_retries attempts, then the instance fails; each call
+    with the sampling seed gra's agent would use for it."""
+    step = seated.step
     role = get_role(step.role)
     messages = role.prompt(step.request)
     reason = ""
-    for _attempt in range(1 + config.limits.task_retries):
-        for _try in range(1 + config.limits.output_retries):
+    for attempt in range(1, 2 + config.limits.task_retries):
+        seed = seated.seed_of(attempt)
+        for output_try in range(1 + config.limits.output_retries):
+            sampling = dataclasses.replace(role.sampling, seed=output_try_seed(seed, output_try))
+            started = time.perf_counter()
             try:
-                completion = await backend.complete(messages, role.schema, role.sampling)
+                completion = await backend.complete(messages, role.schema, sampling)
             except BackendError as exc:
                 reason = f"backend error: {exc}"
                 break
+            finally:
+                tally.last_call_s += time.perf_counter() - started
             tally.calls += 1
             tally.calls_by_role[step.role] = tally.calls_by_role.get(step.role, 0) + 1
             tally.completion_tokens += completion.completion_tokens
@@ -361,14 +387,25 @@ async def _run_task(
 
 
 def new_instance(
-    instance_id: str, seeds: Sequence[SeedItem], names: Sequence[str], config: Config,
-    rng: random.Random,
+    number: int, seeds: Sequence[SeedItem], names: Sequence[str], config: Config,
+    role_rng: random.Random,
 ) -> InstanceState:  # fmt: skip
-    """Draw roles, domain and few-shot items in the order gra's supervisor does."""
-    generator, committee = draw_roles(names, config.protocol, rng)
-    domain = rng.choice(list(seeds)).domain
-    pool = [s for s in seeds if s.domain == domain]
-    shots = rng.sample(pool, min(config.run.few_shot, len(pool)))
+    """gra's ``number``-th instance: the same id, domain and few-shot items, drawn from
+    the run's seed as gra's supervisor draws them (``gra.protocols.reproducible``).
+
+    Roles come from ``role_rng``: gra draws them among the models free at the time,
+    which only a running fleet knows. Every served name is the same checkpoint and
+    no prompt names its model, so which name holds a seat changes no output.
+    """
+    instance_id = generation_instance_id(1, number)
+    domain, shots = draw_content(
+        instance_rng(config.run.seed, instance_id),
+        config.run.domains,
+        seeds,
+        lambda d: [s for s in seeds if s.domain == d],
+        config.run.few_shot,
+    )
+    generator, committee = draw_roles(names, config.protocol, role_rng)
     inspirations = tuple(Inspiration(s.keywords, s.summary) for s in shots if s.keywords)
     return InstanceState(
         instance_id,
@@ -384,6 +421,15 @@ def new_instance(
     )
 
 
+def _seated(state: InstanceState, step: TaskStep, run_seed: int) -> SeatedStep:
+    seat = state.reviewers.index(step.model) if isinstance(step, Review) else 0
+    instance_id, review_round = state.instance_id, state.round
+    role = step.role
+    return SeatedStep(
+        step, lambda attempt: task_seed(run_seed, instance_id, review_round, role, seat, attempt)
+    )
+
+
 async def run_instance(
     state: InstanceState,
     backends: Mapping[str, Backend],
@@ -396,9 +442,8 @@ async def run_instance(
     Every task the protocol asks for at once (the whole committee's reviews)
     is called, as gra dispatches them all. gra cancels a review made moot by
     an earlier failed check or by scores that put tau out of reach; the loop
-    completes it (counted in ``ignored_calls``). Both sides are judged on the
-    server's completion tokens per second, which such calls do not favour;
-    instances per minute they do, in gra's favour.
+    completes it (counted in ``ignored_calls``, its time in ``moot_seconds``, so
+    the report can also compare against a loop that would have skipped it).
     """
     names = sorted(backends)
     while True:
@@ -412,19 +457,70 @@ async def run_instance(
             case DrawAnnotator():
                 state.apply(AnnotatorDrawn(rng.choice(names)))
                 continue
-        events = [
-            await _run_task(backends[step.model], step, config, tally)
-            for step in steps
-            if isinstance(step, Generate | Review | Adjudicate | Annotate)
-        ]
-        for event in events:
+        events = []
+        for step in steps:
+            if isinstance(step, Generate | Review | Adjudicate | Annotate):
+                tally.last_call_s = 0.0
+                seated = _seated(state, step, config.run.seed)
+                events.append((await _run_task(backends[step.model], seated, config, tally),
+                               tally.last_call_s))  # fmt: skip
+        for event, seconds in events:
             if state.outcome is not None:
                 tally.ignored_calls += 1
+                tally.moot_seconds += seconds
                 continue
             try:
                 state.apply(event)
             except ProtocolError:
                 tally.ignored_calls += 1
+                tally.moot_seconds += seconds
+
+
+def _item_summary(
+    instruction: str | None, response: str | None, decision: str, stage: str
+) -> dict[str, Any]:
+    """What is compared across the phases: the generated item (as a digest) and its fate."""
+    item = None
+    if instruction is not None and response is not None:
+        item = hashlib.sha256(f"{instruction}\x1f{response}".encode()).hexdigest()[:16]
+    return {"item": item, "decision": decision, "stage": stage}
+
+
+def gra_items(out: Path) -> dict[str, dict[str, Any]]:
+    """Every finished instance of a gra run, from its output records."""
+    items: dict[str, dict[str, Any]] = {}
+    for path in sorted(out.rglob("*.jsonl")):
+        if path.name not in ("accepted.jsonl", "rejected.jsonl", "candidates.jsonl"):
+            continue
+        for line in path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                items[record["id"]] = _item_summary(
+                    record["instruction"] or None,
+                    record["response"] or None,
+                    record["decision"],
+                    record["stage"],
+                )
+    return items
+
+
+def agreement(
+    gra: Mapping[str, Mapping[str, Any]], seq: Mapping[str, Mapping[str, Any]]
+) -> dict[str, int]:
+    """How many instances came out the same in both phases: with the same sampling
+    seeds the server should produce the same items; batching may still perturb a
+    logit enough to change a sampled token, so this is measured, not assumed."""
+    both = sorted(set(gra) & set(seq))
+    return {
+        "instances_in_both": len(both),
+        "same_item": sum(
+            gra[i]["item"] is not None and gra[i]["item"] == seq[i]["item"] for i in both
+        ),
+        "same_outcome": sum(
+            (gra[i]["decision"], gra[i]["stage"]) == (seq[i]["decision"], seq[i]["stage"])
+            for i in both
+        ),
+    }
 
 
 async def run_sequential_job(
@@ -438,13 +534,20 @@ async def run_sequential_job(
     tally = Tally()
     outcomes: dict[str, int] = {}
     per_instance: list[float] = []
+    items: dict[str, dict[str, Any]] = {}
     started = time.perf_counter()
     for i in range(instances):
         t = time.perf_counter()
-        state = new_instance(f"seq-{i + 1:04d}", seeds, sorted(backends), config, rng)
+        state = new_instance(i + 1, seeds, sorted(backends), config, rng)
         outcome = await run_instance(state, backends, config, rng, tally)
         per_instance.append(time.perf_counter() - t)
         outcomes[outcome.stage] = outcomes.get(outcome.stage, 0) + 1
+        items[state.instance_id] = _item_summary(
+            state.item.instruction if state.item else None,
+            state.item.response if state.item else None,
+            outcome.decision,
+            outcome.stage,
+        )
     return {
         "instances": instances,
         "seconds": time.perf_counter() - started,
@@ -454,11 +557,13 @@ async def run_sequential_job(
         "completion_tokens_client": tally.completion_tokens,
         "prompt_tokens_client": tally.prompt_tokens,
         "ignored_calls": tally.ignored_calls,
+        "moot_seconds": tally.moot_seconds,
         "calls_by_role": tally.calls_by_role,
         "invalid_outputs_by_role": tally.invalid_by_role,
         "invalid_outputs_truncated": tally.truncated,
         "failed_attempts": tally.failed_attempts,
         "invalid_output_samples": tally.invalid_samples,
+        "items": items,
     }
 
 
@@ -570,17 +675,35 @@ def _total(phases: Sequence[dict[str, Any]], name: str) -> dict[str, float]:
         "completion_tokens_per_instance": tokens / instances if instances else float("nan"),
         "running_mean": sum(means) / len(means) if means else float("nan"),
         "process_seconds": sum(p.get("process_seconds", p["seconds"]) for p in runs),
+        # Sequential only: time on calls the decided instance no longer needed.
+        "moot_seconds": sum(p.get("moot_seconds", 0.0) for p in runs),
     }
+
+
+def phase_agreement(phases: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Items and outcomes that match between the gra and sequential phase of each repeat."""
+    totals = {"instances_in_both": 0, "same_item": 0, "same_outcome": 0}
+    for repeat in sorted({p["repeat"] for p in phases}):
+        pair = {p["phase"]: p["items"] for p in phases if p["repeat"] == repeat}
+        if "gra" in pair and "sequential" in pair:
+            for key, value in agreement(pair["gra"], pair["sequential"]).items():
+                totals[key] += value
+    return totals
 
 
 def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def build_checks(gra: Mapping[str, float], seq: Mapping[str, float]) -> list[Check]:
+def build_checks(
+    gra: Mapping[str, float], seq: Mapping[str, float], same: Mapping[str, int]
+) -> list[Check]:
     rate = _ratio(gra["instances_per_minute"], seq["instances_per_minute"])
     tps = _ratio(gra["completion_tokens_per_s"], seq["completion_tokens_per_s"])
     e2e = _ratio(seq["seconds"], gra["process_seconds"])
+    lean_seq_s = seq["seconds"] - seq["moot_seconds"]
+    lean = _ratio(lean_seq_s, gra["seconds"])
+    both = same["instances_in_both"]
     return [
         Check(
             "instances/min (s per instance)",
@@ -603,6 +726,30 @@ def build_checks(gra: Mapping[str, float], seq: Mapping[str, float]) -> list[Che
             f"{60 * gra['instances'] / gra['process_seconds']:.2f}",
             f"{seq['instances_per_minute']:.2f}",
             e2e,
+            "(shown)",
+            None,
+        ),
+        Check(
+            "instances/min vs a loop that skips moot calls",
+            f"{gra['instances_per_minute']:.2f}",
+            f"{60 * seq['instances'] / lean_seq_s:.2f}" if lean_seq_s > 0 else "-",
+            lean,
+            "(shown)",
+            None,
+        ),
+        Check(
+            "instances whose item is the same in both phases",
+            f"{same['same_item']}/{both}",
+            f"{same['same_item']}/{both}",
+            None,
+            "(shown)",
+            None,
+        ),
+        Check(
+            "instances whose outcome is the same in both phases",
+            f"{same['same_outcome']}/{both}",
+            f"{same['same_outcome']}/{both}",
+            None,
             "(shown)",
             None,
         ),
@@ -712,7 +859,8 @@ def run_benchmark(settings: Settings, workdir: Path, say: Callable[[str], None])
                     )
     info["load_average_after"] = list(os.getloadavg())
     gra, seq = _total(phases, "gra"), _total(phases, "sequential")
-    checks = build_checks(gra, seq)
+    same = phase_agreement(phases)
+    checks = build_checks(gra, seq, same)
     if alone is not None:
         one, many = alone["runs"].values()
         checks.append(
@@ -738,6 +886,7 @@ def run_benchmark(settings: Settings, workdir: Path, say: Callable[[str], None])
         "phases": phases,
         "server_alone": alone,
         "totals": {"gra": gra, "sequential": seq},
+        "agreement": same,
         "checks": [asdict(c) | {"verdict": c.verdict} for c in checks],
         "table": format_table(checks, "gra", "sequential"),
         "passed": all(c.passed for c in checks if c.passed is not None),

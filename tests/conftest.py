@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 import zmq.asyncio
 
 from gra.bus import Router, private_ipc_endpoint
@@ -22,6 +25,16 @@ def _agents_import_tests(monkeypatch: pytest.MonkeyPatch) -> None:
     """Agent processes load the scripted backend from ``tests.doubles``."""
     path = os.environ.get("PYTHONPATH", "")
     monkeypatch.setenv("PYTHONPATH", f"{ROOT}{os.pathsep}{path}" if path else str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """Undo a test's in-process ``gra.logs.configure``: with its logger caching on,
+    every module logger first used afterwards would be bound for good to that
+    test's processors, and a later ``structlog.testing.capture_logs`` would see
+    nothing from it."""
+    yield
+    structlog.reset_defaults()
 
 
 def scripted_config(
@@ -39,6 +52,7 @@ def scripted_config(
     dedup: bool = False,
     rounds: int = 1,
     curve_keys: Path | None = None,
+    seed: int = 0,
 ) -> Path:
     """A config whose agents are real processes backed by the scripted test double."""
     lines = [
@@ -47,6 +61,7 @@ def scripted_config(
         f"max_in_flight = {max_in_flight}" if max_in_flight else "",
         f"max_instances = {max_instances}" if max_instances else "",
         f"rounds = {rounds}",
+        f"seed = {seed}",
         "[seeds]",
         f'path = "{SEEDS}"',
         "[bus]",
@@ -99,6 +114,14 @@ def pid_alive(pid: int) -> bool:
 def double_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     monkeypatch.setenv("GRA_DOUBLE_DELAY_S", "0.05")
     yield monkeypatch
+
+
+async def next_frame(router: Router, kind: type) -> tuple[bytes, Any]:
+    """The next frame of type ``kind`` a test's ROUTER receives (others are skipped)."""
+    while True:
+        identity, frame = await asyncio.wait_for(router.recv(), 10)
+        if isinstance(frame, kind):
+            return identity, frame
 
 
 @pytest.fixture

@@ -9,11 +9,15 @@ from environment variables so that each agent process can be told apart:
 - ``GRA_DOUBLE_DELAY_S``: seconds per call (default 0.05)
 - ``GRA_DOUBLE_SCORES``: JSON {model: score} for reviews/adjudications (default 9)
 - ``GRA_DOUBLE_GARBAGE``: JSON {model: "broken"|"range"|"empty"|"endless"} output faults
+- ``GRA_DOUBLE_SEEDED=1``: answers depend only on the prompt and the sampling
+  seed, never on the model or the call count, as a seeded sampler over one
+  shared checkpoint would; scores then range over 4-10 by seed
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -31,6 +35,7 @@ class ScriptedBackend:
         self.delay_s = float(os.environ.get("GRA_DOUBLE_DELAY_S", "0.05"))
         self.score = int(json.loads(os.environ.get("GRA_DOUBLE_SCORES", "{}")).get(model, 9))
         self.garbage = json.loads(os.environ.get("GRA_DOUBLE_GARBAGE", "{}")).get(model)
+        self.seeded = os.environ.get("GRA_DOUBLE_SEEDED") == "1"
         self.calls = 0
 
     async def start(self) -> None:
@@ -43,6 +48,9 @@ class ScriptedBackend:
         # Block a worker thread, as llama.cpp inference does.
         await asyncio.to_thread(time.sleep, self.delay_s)
         properties = schema.get("properties", {})
+        if self.seeded:
+            text = json.dumps(self._seeded_answer(properties, messages, sampling.seed))
+            return Completion(text, 10, 10, self.delay_s, "stop")
         text = json.dumps(self._answer(properties, messages))
         if self.garbage == "broken":
             text = text[: len(text) // 2]
@@ -77,6 +85,28 @@ class ScriptedBackend:
             checks = {"rationality": True, "completeness": True, "clarity": True}
             return {"checks": checks, "scores": scores, "strengths": "ok", "weaknesses": "none"}
         return {"scores": scores, "feedback": f"adjudicated by {self.model}"}
+
+    def _seeded_answer(
+        self, properties: dict[str, Any], messages: ChatMessages, seed: int | None
+    ) -> dict[str, Any]:
+        digest = hashlib.blake2b(f"{json.dumps(messages)}|{seed}".encode(), digest_size=4)
+        tag = digest.hexdigest()
+        score = 4 + int(tag, 16) % 7
+        scores = dict.fromkeys(SIX, score)
+        if "instruction" in properties:
+            return {
+                "keywords": ["addition", "functions", tag],
+                "instruction": f"Write function {tag} that adds two numbers.",
+                "response": f"def add_{tag}(a, b):\n    return a + b",
+            }
+        if "summary" in properties:
+            return {"domain": "coding", "keywords": ["arithmetic", tag], "summary": f"About {tag}."}
+        if "response" in properties:
+            return {"response": f"A better answer, {tag}."}
+        if "checks" in properties:
+            checks = {"rationality": True, "completeness": True, "clarity": True}
+            return {"checks": checks, "scores": scores, "strengths": tag, "weaknesses": "none"}
+        return {"scores": scores, "feedback": f"adjudicated: {tag}"}
 
     async def warm(self, messages: ChatMessages, schema: JsonSchema) -> bool:
         return False

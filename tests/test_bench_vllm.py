@@ -15,6 +15,8 @@ from benchmarks.bench_vllm import (
     SEEDS,
     Sample,
     Settings,
+    agreement,
+    gra_items,
     parse_metrics,
     queue_stats,
     run_sequential_job,
@@ -22,6 +24,7 @@ from benchmarks.bench_vllm import (
 )
 from gra.config import load_config
 from gra.data.seeds import read_seeds
+from tests.conftest import run_gra, scripted_config
 from tests.doubles import ScriptedBackend
 
 METRICS = """\
@@ -87,3 +90,31 @@ async def test_sequential_job_retries_invalid_outputs_as_gra_does(
     assert result["failed_attempts"] == 2 * 3
     assert result["invalid_outputs_by_role"] == {"generator": 18}
     assert result["invalid_output_samples"][0]["role"] == "generator"
+
+
+async def test_sequential_job_is_the_job_a_gra_run_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real `gra run` (agent processes, sockets) and the sequential loop, both over a
+    double that answers by prompt and sampling seed only (as one checkpoint served
+    under several names does): every instance must get the same id, content, item
+    and outcome on both sides, although gra draws its roles among free models."""
+    monkeypatch.setenv("GRA_DOUBLE_SEEDED", "1")
+    monkeypatch.setenv("GRA_DOUBLE_DELAY_S", "0.005")
+    names = ["qwen-0.5b-a", "qwen-0.5b-b", "qwen-0.5b-c"]
+    config_path = scripted_config(
+        tmp_path, names, target=10, max_instances=10, max_in_flight=6, capacity=2, seed=7
+    )
+    run_gra("run", str(config_path), "--out", str(tmp_path / "out"), "--no-progress")
+    config = load_config(config_path)
+    backends = {name: ScriptedBackend(name) for name in names}
+    seeds = read_seeds(SEEDS, config.seeds).items  # type: ignore[arg-type]
+    result = await run_sequential_job(config, seeds, backends, 10)
+    gra = gra_items(tmp_path / "out")
+    assert sorted(gra) == sorted(result["items"])
+    same = agreement(gra, result["items"])
+    assert same == {"instances_in_both": 10, "same_item": 10, "same_outcome": 10}, (
+        gra,
+        result["items"],
+    )
+    assert len(result["stages"]) > 1  # seeded scores: not every instance decided alike

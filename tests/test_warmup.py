@@ -22,6 +22,7 @@ from gra.bus import Router
 from gra.models import resolve
 from gra.protocols.messages import Hello, Result, Shutdown, Task, Welcome
 from gra.protocols.roles import ReviewRequest
+from tests.conftest import next_frame
 from tests.doubles import ScriptedBackend
 
 
@@ -45,13 +46,6 @@ class WarmRecordingBackend(ScriptedBackend):
         self.call_started.set()
         await self.release.wait()
         return await super().complete(messages, schema, sampling)
-
-
-async def next_frame(router: Router, kind: type) -> tuple[bytes, Any]:
-    while True:
-        identity, frame = await asyncio.wait_for(router.recv(), 10)
-        if isinstance(frame, kind):
-            return identity, frame
 
 
 def start_agent(router: Router, backend: WarmRecordingBackend) -> asyncio.Task[None]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -45,6 +46,7 @@ from gra.protocols.messages import (
     Usage,
     Welcome,
 )
+from gra.protocols.reproducible import output_try_seed
 
 log = structlog.get_logger("gra.agent")
 
@@ -261,8 +263,11 @@ class AgentRuntime:
         usage = Usage()
         reasons: list[str] = []
         for attempt in range(1 + self.output_retries):
+            sampling = role.sampling
+            if task.seed is not None:
+                sampling = dataclasses.replace(sampling, seed=output_try_seed(task.seed, attempt))
             try:
-                completion = await self.backend.complete(messages, role.schema, role.sampling)
+                completion = await self.backend.complete(messages, role.schema, sampling)
             except BackendCancelled:
                 raise asyncio.CancelledError from None
             except BackendError as exc:

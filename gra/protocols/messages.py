@@ -19,6 +19,7 @@ PROTOCOL_VERSION = 1
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Capacity = Annotated[int, msgspec.Meta(ge=1, le=4096)]
+SamplingSeed = Annotated[int, msgspec.Meta(ge=0, lt=1 << 32)]
 
 
 class Message(msgspec.Struct, tag_field="kind", frozen=True):
@@ -60,7 +61,11 @@ class Heartbeat(Message, tag="heartbeat"):
 
 
 class Task(Message, tag="task"):
-    """Work for one role. ``body`` is the role's request, msgpack-encoded."""
+    """Work for one role. ``body`` is the role's request, msgpack-encoded.
+
+    ``seed`` (see ``gra.protocols.reproducible``) makes the agent's sampling
+    reproducible; None leaves it to the backend.
+    """
 
     task_id: NonEmpty
     instance_id: NonEmpty
@@ -68,6 +73,7 @@ class Task(Message, tag="task"):
     attempt: int
     deadline_s: float
     body: msgspec.Raw
+    seed: SamplingSeed | None = None
 
 
 class Usage(msgspec.Struct, frozen=True):

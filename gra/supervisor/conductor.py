@@ -63,6 +63,12 @@ from gra.protocols.peer_review import (
     TaskStep,
 )
 from gra.protocols.records import build_record, build_verdict
+from gra.protocols.reproducible import (
+    draw_content,
+    generation_instance_id,
+    instance_rng,
+    task_seed,
+)
 from gra.protocols.roles import (
     AdjudicationOutput,
     Annotation,
@@ -146,6 +152,8 @@ class PendingTask:
     step: TaskStep
     attempt: int = 1
     avoid: set[str] = field(default_factory=set)
+    # The step's place in its role (a reviewer's committee index): its sampling seed.
+    seat: int = 0
     # When the step's model was first found with no live agent.
     hostless_since: float | None = None
 
@@ -684,7 +692,12 @@ class Conductor:
                         key = (state.round, step.role, step.model)
                         if key not in instance.tasks:
                             task = PendingTask(
-                                self._new_task_id(state.instance_id), state.instance_id, step
+                                self._new_task_id(state.instance_id),
+                                state.instance_id,
+                                step,
+                                seat=state.reviewers.index(step.model)
+                                if isinstance(step, Review)
+                                else 0,
                             )
                             instance.tasks[key] = task.task_id
                             self.pending.push(task)
@@ -791,6 +804,7 @@ class Conductor:
             pending.step,
             pending.attempt + 1,
             pending.avoid | {agent.agent_id},
+            seat=pending.seat,
         )
         step = pending.step
         instance.tasks[(instance.state.round, step.role, step.model)] = retry.task_id
@@ -847,16 +861,21 @@ class Conductor:
             generator, committee = self._draw_roles(generators, reviewers, "generator")
         except ProtocolError:
             return False
-        domain = self._draw_domain()
-        pool = self.rounds.by_domain(domain)
-        shots = self.rng.sample(pool, min(self.config.run.few_shot, len(pool)))
         self.started += 1
         self.started_in_round += 1
         k = self.rounds.current
+        instance_id = generation_instance_id(k, self.started)
+        domain, shots = draw_content(
+            instance_rng(self.config.run.seed, instance_id),
+            self.config.run.domains,
+            self.rounds.seed_items,
+            self.rounds.by_domain,
+            self.config.run.few_shot,
+        )
         examples = tuple(Example(s.instruction, s.response) for s in shots)
         inspirations = tuple(Inspiration(s.keywords, s.summary) for s in shots if s.keywords)
         started = InstanceStarted(
-            f"r{k}-{self.started:06d}",
+            instance_id,
             k,
             domain,
             generator,
@@ -891,14 +910,6 @@ class Conductor:
         return {
             m for m in models if self.fleet.free_credit(m, role) > self.pending.waiting((m, role))
         }
-
-    def _draw_domain(self) -> str:
-        weights = self.config.run.domains
-        if not weights:
-            # The seeds' proportions, with the domains the fleet gave unlabelled seeds.
-            return self.rng.choice(self.rounds.seed_items).domain
-        names = sorted(weights)
-        return self.rng.choices(names, weights=[weights[n] for n in names])[0]
 
     def _start_seed_annotation(self) -> bool:
         """A seed without keywords or summary is annotated by a random model first."""
@@ -1031,6 +1042,14 @@ class Conductor:
                 pending.attempt,
                 deadline_s,
                 msgspec.Raw(_encoder.encode(pending.step.request)),
+                task_seed(
+                    self.config.run.seed,
+                    pending.instance_id,
+                    instance.state.round,
+                    role,
+                    pending.seat,
+                    pending.attempt,
+                ),
             )
             if not self.router.send_now(agent.identity, task):
                 self.pending.restore(pending)
