@@ -36,9 +36,8 @@ WINDOW = 128
 
 @dataclass
 class WindowStats:
-    """Sampled tokens, and how many of them the window alone could not decide."""
+    """How many sampled tokens the window alone could not decide."""
 
-    sampled: int = 0
     window_misses: int = 0  # fewer than ``keep`` allowed in the window: the index was asked
 
 
@@ -184,7 +183,6 @@ class WindowedGrammarSampler:
         if not 0 <= array.selected < array.size:
             raise RuntimeError("the sampler chain selected no token")
         token = int(array.data[array.selected].id)
-        self.stats.sampled += 1
         self.accept(token)
         return token
 
@@ -192,10 +190,3 @@ class WindowedGrammarSampler:
         self._llama_cpp.llama_sampler_accept(self.grammar.sampler, token)
         self._llama_cpp.llama_sampler_accept(self.chain.sampler, token)
 
-    def reset(self) -> None:
-        self._llama_cpp.llama_sampler_reset(self.grammar.sampler)
-        self._llama_cpp.llama_sampler_reset(self.chain.sampler)
-
-    def close(self) -> None:
-        self.chain.close()
-        self.grammar.close()
