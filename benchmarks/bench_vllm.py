@@ -5,7 +5,11 @@ instances (generate, review by the committee, adjudicate when the rules need
 it, annotate accepted items), once by a real ``gra run`` whose agents use the
 ``vllm`` backend, once by a loop that makes the same role calls one at a time,
 with gra's own prompts, schemas, sampling settings, protocol state machine and
-HTTP client. Server start-up is left out of both timings. The point is what
+HTTP client. It is the same job, call for call: the loop's k-th instance has
+gra's id, domain and few-shot items, and each call the sampling seed gra's agent
+uses for that seat and attempt (``gra.protocols.reproducible``); the report
+counts the items that came out identical. Server start-up is left out of both
+timings. The point is what
 gra's concurrency buys from vLLM's continuous batching; the target is 3x.
 
 gra needs at least two distinct models (no model may judge its own sample),

@@ -7,6 +7,7 @@ once for this module; it takes one to two minutes to come up.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,3 +108,25 @@ async def test_server_alone_measurement_counts_every_call_at_the_server(vllm_url
     counted = counter_delta(before, poller.scrape())
     assert seconds > 0
     assert counted["requests"] == 3 and counted["completion_tokens"] > 30
+
+
+async def test_backend_sampling_seed_decides_the_output(vllm_url: str) -> None:
+    """What reproducible runs rest on: the same seed gives the same review, alone or
+    beside other requests in the batch; another seed samples differently."""
+    backend = OpenAIBackend("qwen-vllm", vllm_url, served_model=SERVED, capacity=4, vllm=True)
+    await backend.start()
+    role = get_role("reviewer")
+    request = ReviewRequest("math", "What is 2 + 2?", "It is 4, since 2 + 2 = 4.")
+    hot = dataclasses.replace(role.sampling, temperature=1.0, max_tokens=96)
+
+    async def text(seed: int) -> str:
+        sampling = dataclasses.replace(hot, seed=seed)
+        return (await backend.complete(role.prompt(request), role.schema, sampling)).text
+
+    try:
+        alone = await text(11)
+        batched = await asyncio.gather(text(11), text(12), text(13), text(14))
+    finally:
+        await backend.aclose()
+    assert batched[0] == alone
+    assert len(set(batched)) > 1, batched
