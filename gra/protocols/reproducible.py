@@ -25,7 +25,7 @@ class HasDomain(Protocol):
     def domain(self) -> str: ...
 
 
-# Backends take unsigned 32-bit seeds (llama.cpp); vLLM takes any int.
+# 31 bits: a valid seed for signed and unsigned 32-bit seed types alike (llama.cpp: uint32).
 _SEED_BITS = 31
 
 
