@@ -189,4 +189,3 @@ class WindowedGrammarSampler:
     def accept(self, token: int) -> None:
         self._llama_cpp.llama_sampler_accept(self.grammar.sampler, token)
         self._llama_cpp.llama_sampler_accept(self.chain.sampler, token)
-
