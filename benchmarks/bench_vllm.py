@@ -9,14 +9,16 @@ HTTP client. It is the same job, call for call: the loop's k-th instance has
 gra's id, domain and few-shot items, and each call the sampling seed gra's agent
 uses for that seat and attempt (``gra.protocols.reproducible``); the report
 counts the items that came out identical. Server start-up is left out of both
-timings. The point is what
-gra's concurrency buys from vLLM's continuous batching; the target is 3x.
+timings. The point is what gra's concurrency buys from vLLM's continuous
+batching; the target is 3x.
 
 gra needs at least two distinct models (no model may judge its own sample),
 so the one converted checkpoint is served under several names (vLLM's
 ``--served-model-name`` takes several): every "model" here is the same weights.
 
     python benchmarks/bench_vllm.py                    # about 10 minutes on 2 cores
+    python benchmarks/bench_vllm.py --instances 24 --max-in-flight 24 --capacity 8
+                                                       # the README's row: about 41 minutes
     python benchmarks/bench_vllm.py --instances 3 --no-write
 """
 
