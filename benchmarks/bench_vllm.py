@@ -79,7 +79,7 @@ from gra.protocols.reproducible import (
     generation_instance_id,
     instance_rng,
     output_try_seed,
-    task_seed,
+    step_seed,
 )
 from gra.protocols.roles import Example, Inspiration, ReviewRequest
 
@@ -325,7 +325,6 @@ class Tally:
     truncated: int = 0  # invalid outputs that had hit max_tokens
     failed_attempts: int = 0  # every output retry invalid: gra's agent reports a TaskError
     moot_seconds: float = 0.0  # time spent on the ignored calls
-    last_call_s: float = 0.0  # time of the current task's calls
     # A few rejected outputs, so a reader can see why a role keeps failing.
     invalid_samples: list[dict[str, Any]] = field(default_factory=list)
 
@@ -339,26 +338,19 @@ class Tally:
             )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class SeatedStep:
-    """A task step with the seed gra's supervisor gives it (same instance, round, seat)."""
-
-    step: TaskStep
-    seed_of: Callable[[int], int]  # attempt -> the task's sampling seed
-
-
 async def _run_task(
-    backend: Backend, seated: SeatedStep, config: Config, tally: Tally
-) -> InstanceEvent:
+    backend: Backend, state: InstanceState, step: TaskStep, config: Config, tally: Tally
+) -> tuple[InstanceEvent, float]:
     """One task as a gra agent and the supervisor treat it: up to 1 + output_retries
     calls per attempt, 1 + task_retries attempts, then the instance fails; each call
-    with the sampling seed gra's agent would use for it."""
-    step = seated.step
+    with the sampling seed gra's agent would use for it. Returns the event and the
+    seconds its calls took."""
     role = get_role(step.role)
     messages = role.prompt(step.request)
     reason = ""
+    seconds = 0.0
     for attempt in range(1, 2 + config.limits.task_retries):
-        seed = seated.seed_of(attempt)
+        seed = step_seed(config.run.seed, state, step, attempt)
         for output_try in range(1 + config.limits.output_retries):
             sampling = dataclasses.replace(role.sampling, seed=output_try_seed(seed, output_try))
             started = time.perf_counter()
@@ -368,7 +360,7 @@ async def _run_task(
                 reason = f"backend error: {exc}"
                 break
             finally:
-                tally.last_call_s += time.perf_counter() - started
+                seconds += time.perf_counter() - started
             tally.calls += 1
             tally.calls_by_role[step.role] = tally.calls_by_role.get(step.role, 0) + 1
             tally.completion_tokens += completion.completion_tokens
@@ -381,15 +373,15 @@ async def _run_task(
                 continue
             match step:
                 case Generate():
-                    return Generated(step.model, output.item())
+                    return Generated(step.model, output.item()), seconds
                 case Review():
-                    return Reviewed(step.model, output)
+                    return Reviewed(step.model, output), seconds
                 case Adjudicate():
-                    return Adjudicated(step.model, output)
+                    return Adjudicated(step.model, output), seconds
                 case Annotate():
-                    return Enriched(step.model, output)
+                    return Enriched(step.model, output), seconds
         tally.failed_attempts += 1
-    return Failed(f"{step.role} task failed; last: {reason[:300]}")
+    return Failed(f"{step.role} task failed; last: {reason[:300]}"), seconds
 
 
 def new_instance(
@@ -427,15 +419,6 @@ def new_instance(
     )
 
 
-def _seated(state: InstanceState, step: TaskStep, run_seed: int) -> SeatedStep:
-    seat = state.reviewers.index(step.model) if isinstance(step, Review) else 0
-    instance_id, review_round = state.instance_id, state.round
-    role = step.role
-    return SeatedStep(
-        step, lambda attempt: task_seed(run_seed, instance_id, review_round, role, seat, attempt)
-    )
-
-
 async def run_instance(
     state: InstanceState,
     backends: Mapping[str, Backend],
@@ -463,13 +446,11 @@ async def run_instance(
             case DrawAnnotator():
                 state.apply(AnnotatorDrawn(rng.choice(names)))
                 continue
-        events = []
-        for step in steps:
-            if isinstance(step, Generate | Review | Adjudicate | Annotate):
-                tally.last_call_s = 0.0
-                seated = _seated(state, step, config.run.seed)
-                events.append((await _run_task(backends[step.model], seated, config, tally),
-                               tally.last_call_s))  # fmt: skip
+        events = [
+            await _run_task(backends[step.model], state, step, config, tally)
+            for step in steps
+            if isinstance(step, Generate | Review | Adjudicate | Annotate)
+        ]
         for event, seconds in events:
             if state.outcome is not None:
                 tally.ignored_calls += 1

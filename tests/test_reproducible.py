@@ -26,14 +26,16 @@ from gra.protocols.messages import (
     decode_frame,
     encode_frame,
 )
+from gra.protocols.peer_review import Generate, Generated, InstanceState, Policy, Replaced, Review
 from gra.protocols.reproducible import (
     draw_content,
     generation_instance_id,
     instance_rng,
     output_try_seed,
+    step_seed,
     task_seed,
 )
-from gra.protocols.roles import ReviewRequest
+from gra.protocols.roles import GeneratedItem, GenerateRequest, ReviewRequest
 from tests.conftest import next_frame, run_gra, scripted_config
 from tests.doubles import ScriptedBackend
 
@@ -223,3 +225,18 @@ def test_a_task_frame_with_a_seed_out_of_range_is_refused() -> None:
         decode_frame(encode_frame(frame))
     largest = msgspec.structs.replace(frame, seed=(1 << 32) - 1)
     assert decode_frame(encode_frame(largest)) == largest
+
+
+def test_a_reviewer_seed_belongs_to_its_seat_and_stays_with_it_after_a_hand_over() -> None:
+    state = InstanceState("r1-000004", "math", Policy(), "g", ("a", "b"), ())
+    state.apply(Generated("g", GeneratedItem("What is 2 + 2?", "4.")))
+    generate_seed = step_seed(3, state, Generate("g", GenerateRequest("math", ())), 1)
+    reviews = {s.model: s for s in state.next_steps() if isinstance(s, Review)}
+    before = {m: step_seed(3, state, step, 1) for m, step in reviews.items()}
+    assert before["a"] == task_seed(3, "r1-000004", 1, "reviewer", 0, 1)
+    assert before["b"] == task_seed(3, "r1-000004", 1, "reviewer", 1, 1)
+    assert len({generate_seed, *before.values()}) == 3
+    state.apply(Replaced("b", "c"))
+    (step_c,) = [s for s in state.next_steps() if isinstance(s, Review) and s.model == "c"]
+    assert step_seed(3, state, step_c, 1) == before["b"]
+    assert step_seed(3, state, step_c, 2) != before["b"]

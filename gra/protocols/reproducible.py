@@ -17,6 +17,8 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
+from gra.protocols.peer_review import InstanceState, Review, TaskStep
+
 Item = TypeVar("Item")
 
 
@@ -88,3 +90,9 @@ def output_try_seed(seed: int, output_try: int) -> int:
     invalid output samples anew.
     """
     return seed if output_try == 0 else _digest("try", seed, output_try)
+
+
+def step_seed(run_seed: int, state: InstanceState, step: TaskStep, attempt: int) -> int:
+    """``task_seed`` of a step the instance asks for now, its seat read off the committee."""
+    seat = state.reviewers.index(step.model) if isinstance(step, Review) else 0
+    return task_seed(run_seed, state.instance_id, state.round, step.role, seat, attempt)

@@ -67,7 +67,7 @@ from gra.protocols.reproducible import (
     draw_content,
     generation_instance_id,
     instance_rng,
-    task_seed,
+    step_seed,
 )
 from gra.protocols.roles import (
     AdjudicationOutput,
@@ -152,8 +152,6 @@ class PendingTask:
     step: TaskStep
     attempt: int = 1
     avoid: set[str] = field(default_factory=set)
-    # The step's place in its role (a reviewer's committee index): its sampling seed.
-    seat: int = 0
     # When the step's model was first found with no live agent.
     hostless_since: float | None = None
 
@@ -692,12 +690,7 @@ class Conductor:
                         key = (state.round, step.role, step.model)
                         if key not in instance.tasks:
                             task = PendingTask(
-                                self._new_task_id(state.instance_id),
-                                state.instance_id,
-                                step,
-                                seat=state.reviewers.index(step.model)
-                                if isinstance(step, Review)
-                                else 0,
+                                self._new_task_id(state.instance_id), state.instance_id, step
                             )
                             instance.tasks[key] = task.task_id
                             self.pending.push(task)
@@ -804,7 +797,6 @@ class Conductor:
             pending.step,
             pending.attempt + 1,
             pending.avoid | {agent.agent_id},
-            seat=pending.seat,
         )
         step = pending.step
         instance.tasks[(instance.state.round, step.role, step.model)] = retry.task_id
@@ -1042,14 +1034,7 @@ class Conductor:
                 pending.attempt,
                 deadline_s,
                 msgspec.Raw(_encoder.encode(pending.step.request)),
-                task_seed(
-                    self.config.run.seed,
-                    pending.instance_id,
-                    instance.state.round,
-                    role,
-                    pending.seat,
-                    pending.attempt,
-                ),
+                step_seed(self.config.run.seed, instance.state, pending.step, pending.attempt),
             )
             if not self.router.send_now(agent.identity, task):
                 self.pending.restore(pending)
