@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast models vllm-server lint clean
+.PHONY: run test test-fast models sandbox vllm-server lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 models: $(STAMP)
 	$(BIN)/gra models --assemble
 
+## bubblewrap (Debian's package): the sandbox that generated code runs in
+sandbox:
+	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; } \
+		|| { echo "install bubblewrap (apt-get install bubblewrap) for the verifier's sandbox"; exit 1; }
+
 ## the default job: three small real models on llama.cpp (examples/quickstart.toml)
-run: models
+run: models sandbox
 	$(BIN)/gra run examples/quickstart.toml --out $(or $(OUT),runs/quickstart-$$(date +%Y%m%d-%H%M%S)) $(if $(RESUME),--resume,)
 
 ## a real vLLM server (CPU build) for the vllm tests: its own virtualenvs under .cache/
@@ -27,12 +32,12 @@ vllm-server: models
 	PYTHON_GRA=$(BIN)/python bash scripts/setup_vllm.sh
 
 ## every test, the slow ones (real models, real vLLM server) included
-test: models vllm-server
+test: models sandbox vllm-server
 	$(BIN)/ruff check gra tests benchmarks examples scripts
 	$(BIN)/python -m pytest -ra
 
 ## the tests that need no model (seconds)
-test-fast: $(STAMP)
+test-fast: $(STAMP) sandbox
 	$(BIN)/python -m pytest -ra -m "not slow"
 
 lint: $(STAMP)

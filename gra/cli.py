@@ -1,4 +1,4 @@
-"""The `gra` command: run | review | export | agent | models | status | keys | bench."""
+"""The `gra` command: run | review | calibrate | export | agent | models | status | keys | bench."""
 
 from __future__ import annotations
 
@@ -87,6 +87,31 @@ def _cmd_review(args: argparse.Namespace) -> int:
         f"accepted {counts['accepted']}, adjudicated {counts['adjudicated']}, "
         f"failed {counts['failed']} in {summary['wall_seconds']:.0f}s"
     )
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from gra.calibrate import CALIBRATION, CalibrationOptions, calibrate
+
+    config = load_config(args.config)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    configure(json_path=out_dir / "calibrate.jsonl", level=args.log_level, role="supervisor")
+    options = CalibrationOptions(
+        Path(args.config),
+        Path(args.input),
+        out_dir,
+        show_progress=not args.no_progress,
+        with_verifier=not args.no_verifier,
+    )
+    from gra.supervisor.job import OutputDirError
+
+    try:
+        result = calibrate(config, options)
+    except OutputDirError as exc:
+        raise RunError(str(exc)) from None
+    print(result["table"])
+    print(f"{out_dir / CALIBRATION}: per model and per configuration")
     return 0
 
 
@@ -230,16 +255,33 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--log-level", default="warning")
     review.set_defaults(handler=_cmd_review)
 
+    calibrate = sub.add_parser(
+        "calibrate", help="measure each model and the committee on labelled pairs"
+    )
+    calibrate.add_argument("config")
+    calibrate.add_argument(
+        "--input", required=True, help="JSONL pairs with id, instruction, response, label"
+    )
+    calibrate.add_argument("--out", required=True, help="output directory")
+    calibrate.add_argument("--no-verifier", action="store_true", help="the committee only")
+    calibrate.add_argument("--no-progress", action="store_true")
+    calibrate.add_argument("--log-level", default="warning")
+    calibrate.set_defaults(handler=_cmd_calibrate)
+
     agent = sub.add_parser("agent", help="one agent process joining a supervisor")
     agent.add_argument("--connect", required=True, help="supervisor endpoint, e.g. tcp://host:5555")
     agent.add_argument("--role", default="generator,reviewer,adjudicator", help="ROLE[,ROLE]")
-    agent.add_argument("--backend", choices=["llamacpp", "vllm", "openai", "plugin"], required=True)
+    agent.add_argument(
+        "--backend", choices=["llamacpp", "vllm", "openai", "plugin", "sandbox"], required=True
+    )
     agent.add_argument("--model", required=True, help="model name (its identity in the fleet)")
     agent.add_argument("--model-path", help="GGUF file (llamacpp; default: the catalog model)")
     agent.add_argument("--url", help="server base url (vllm/openai)")
     agent.add_argument("--served-model", help="model name on the server (default: --model)")
     agent.add_argument("--api-key-env", help="environment variable holding the API key")
-    agent.add_argument("--capacity", type=int, help="tasks in flight (vllm/openai; default 8)")
+    agent.add_argument(
+        "--capacity", type=int, help="tasks in flight (vllm/openai: default 8; sandbox: 2)"
+    )
     agent.add_argument("--n-ctx", type=int, default=4096)
     agent.add_argument("--n-threads", type=int)
     agent.add_argument(

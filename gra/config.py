@@ -12,13 +12,13 @@ from typing import Annotated, Literal
 import msgspec
 
 from gra.backends.llamacpp import DEFAULT_PROMPT_CACHE_MIB
-from gra.protocols.peer_review import Policy
+from gra.protocols.peer_review import Policy, VerifyPolicy
 from gra.protocols.roles import DEFAULT_DOMAINS
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 
-BACKENDS = ("llamacpp", "vllm", "openai", "plugin")
+BACKENDS = ("llamacpp", "vllm", "openai", "plugin", "sandbox")
 
 
 class ConfigError(Exception):
@@ -33,8 +33,17 @@ class AgentConfig(_Strict):
     """One model and the agent process(es) hosting it."""
 
     model: Annotated[str, msgspec.Meta(min_length=1)]
-    backend: Literal["llamacpp", "vllm", "openai", "plugin"] = "llamacpp"
-    roles: tuple[str, ...] = ("generator", "reviewer", "adjudicator", "refiner", "annotator")
+    # "sandbox": no model; an agent whose roles run code (the verifier).
+    backend: Literal["llamacpp", "vllm", "openai", "plugin", "sandbox"] = "llamacpp"
+    roles: tuple[str, ...] = (
+        "generator",
+        "reviewer",
+        "adjudicator",
+        "refiner",
+        "annotator",
+        "tester",
+        "solver",
+    )
     # Identity for the exclusion rules; defaults to ``model``.
     name: str | None = None
     replicas: Positive = 1
@@ -138,6 +147,8 @@ class Config(_Strict):
     bus: BusSettings = BusSettings()
     dedup: DedupSettings = DedupSettings()
     annotate: AnnotateSettings = AnnotateSettings()
+    # Verification by execution of coding and math items (off: the paper's protocol).
+    verify: VerifyPolicy = VerifyPolicy()
     # Where the config file lives; relative paths resolve against it.
     base_dir: str = "."
 
@@ -176,12 +187,21 @@ def _check(config: Config, path: Path) -> None:
             raise ConfigError(f"{where}.url: the {agent.backend} backend needs the server's url")
         if agent.backend == "plugin" and not agent.factory:
             raise ConfigError(f"{where}.factory: the plugin backend needs 'module:callable'")
-    models = {a.model_id for a in config.agents}
+        if agent.backend == "sandbox" and set(agent.roles) - {"verifier"}:
+            raise ConfigError(
+                f"{where}.roles: a sandbox agent hosts no model; it can only be a verifier"
+            )
+    models = {a.model_id for a in config.agents if a.backend != "sandbox"}
     if len(models) < 2:
         raise ConfigError(
             f"{path}: agents: the protocol needs at least 2 distinct models, got {sorted(models)}"
         )
     require_role(config, path, "reviewer")
+    if config.verify.enabled and not any("verifier" in a.roles for a in config.agents):
+        raise ConfigError(
+            f"{path}: verify.enabled: no agent serves the verifier role; add one:\n"
+            '[[agents]]\nmodel = "sandbox"\nbackend = "sandbox"\nroles = ["verifier"]'
+        )
 
 
 def require_role(config: Config, path: Path, role: str) -> None:

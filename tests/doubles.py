@@ -9,6 +9,8 @@ from environment variables so that each agent process can be told apart:
 - ``GRA_DOUBLE_DELAY_S``: seconds per call (default 0.05)
 - ``GRA_DOUBLE_SCORES``: JSON {model: score} for reviews/adjudications (default 9)
 - ``GRA_DOUBLE_GARBAGE``: JSON {model: "broken"|"range"|"empty"|"endless"} output faults
+- ``GRA_DOUBLE_WRONG``: JSON list of models whose generated code is wrong
+  (subtracts where the instruction asks to add), for verification tests
 - ``GRA_DOUBLE_SEEDED=1``: answers depend only on the prompt and the sampling
   seed, never on the model or the call count, as a seeded sampler over one
   shared checkpoint would; scores then range over 4-10 by seed
@@ -36,6 +38,7 @@ class ScriptedBackend:
         self.score = int(json.loads(os.environ.get("GRA_DOUBLE_SCORES", "{}")).get(model, 9))
         self.garbage = json.loads(os.environ.get("GRA_DOUBLE_GARBAGE", "{}")).get(model)
         self.seeded = os.environ.get("GRA_DOUBLE_SEEDED") == "1"
+        self.wrong = model in json.loads(os.environ.get("GRA_DOUBLE_WRONG", "[]"))
         self.calls = 0
 
     async def start(self) -> None:
@@ -71,8 +74,12 @@ class ScriptedBackend:
             return {
                 "keywords": ["addition", "functions", f"{self.model}-{n}"],
                 "instruction": f"Write function {n} from {self.model} that adds two numbers.",
-                "response": f"def add_{n}(a, b):\n    return a + b",
+                "response": f"def add_{n}(a, b):\n    return a {'-' if self.wrong else '+'} b",
             }
+        if "tests" in properties:  # a tester: the name is a guess, as a real one's would be
+            return {"tests": ["assert add(2, 3) == 5", "assert add(-4, 4) == 0"]}
+        if "program" in properties:
+            return {"program": "print(2 + 2)"}
         if "summary" in properties:
             return {
                 "domain": "coding",

@@ -780,3 +780,17 @@ def test_apply_after_finish_raises(event: object) -> None:
     with pytest.raises(ProtocolError, match="finished"):
         state.apply(event)  # type: ignore[arg-type]
     assert state.outcome == finished
+
+
+def test_without_reject_when_decided_a_failed_check_waits_for_the_whole_committee() -> None:
+    policy = Policy(reject_when_decided=False)
+    state = InstanceState("i1", "coding", policy, GEN, COMMITTEE)
+    state.apply(Generated(GEN, ITEM))
+    state.apply(Reviewed("r1", review(9, failed=["clarity"])))
+    assert state.outcome is None
+    assert {s.model for s in state.next_steps() if isinstance(s, Review)} == {"r2", "r3"}
+    state.apply(Reviewed("r2", review(9)))
+    state.apply(Reviewed("r3", review(9)))
+    assert state.outcome is not None
+    assert (state.outcome.decision, state.outcome.stage) == ("rejected", "instruction_check")
+    assert set(state.reviews) == set(COMMITTEE)

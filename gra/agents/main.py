@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gra.agents.roles import get_role
 from gra.agents.runtime import AgentRuntime
-from gra.backends import Backend, LlamaCppBackend, OpenAIBackend
+from gra.backends import Backend, LlamaCppBackend, NoModelBackend, OpenAIBackend
 from gra.backends.llamacpp import DEFAULT_PROMPT_CACHE_MIB
 from gra.logs import configure
 
@@ -67,6 +67,8 @@ def build_backend(options: AgentOptions) -> Backend:
                 api_key=api_key,
                 vllm=options.backend == "vllm",
             )
+        case "sandbox":
+            return NoModelBackend(options.model, capacity=options.capacity or 2)
         case "plugin":
             if not options.factory or ":" not in options.factory:
                 raise ValueError("the plugin backend needs --factory module:callable")

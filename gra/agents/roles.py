@@ -10,7 +10,7 @@ and an agent serves it by naming it in ``--role``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
@@ -26,6 +26,8 @@ from gra.protocols.roles import (
     Annotation,
     GenerateRequest,
     GeneratorOutput,
+    PlainReview,
+    ReasonedReview,
     RefinedResponse,
     RefineRequest,
     ReviewOutput,
@@ -38,6 +40,19 @@ OutputT = TypeVar("OutputT")
 
 class InvalidOutput(Exception):
     """Model output that decoded but does not make sense for the role."""
+
+
+@dataclass(frozen=True)
+class OutputVariant:
+    """Another shape a role may ask its model for, turned into the role's output
+    before it is sent (the wire type stays one)."""
+
+    model_type: type
+    convert: Callable[[Any], Any]
+    schema: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schema", model_schema(self.model_type))
 
 
 @dataclass(frozen=True)
@@ -54,33 +69,47 @@ class Role(Generic[RequestT, OutputT]):
     # (the generator's first task comes at once; the annotator's text depends
     # on the run's labels).
     warmup: RequestT | None = None
+    # A role that runs code instead of prompting the model (the verifier): the
+    # agent awaits this with the request and sends what it returns.
+    execute: Callable[[RequestT], Awaitable[OutputT]] | None = None
+    # The shape the model is asked for, per request, when it is not output_type.
+    variant: Callable[[RequestT], OutputVariant] | None = None
     schema: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "schema", model_schema(self.output_type))
+        object.__setattr__(self, "schema", self.schema_for(self.warmup))
+
+    def schema_for(self, request: RequestT | None) -> dict[str, Any]:
+        """The JSON schema that constrains the model's answer to ``request``."""
+        if self.variant is not None and request is not None:
+            return self.variant(request).schema
+        return model_schema(self.output_type)
 
     def decode_request(self, body: bytes) -> RequestT:
         return msgspec.msgpack.decode(body, type=self.request_type)
 
     def parse(self, request: RequestT, text: str) -> OutputT:
         """Validate untrusted model text; raises InvalidOutput with the reason."""
+        variant = self.variant(request) if self.variant is not None else None
+        target = variant.model_type if variant is not None else self.output_type
         try:
-            output = msgspec.json.decode(text, type=self.output_type)
+            decoded = msgspec.json.decode(text, type=target)
         except msgspec.ValidationError as exc:
             raise InvalidOutput(f"{self.name} output does not match its schema: {exc}") from exc
         except msgspec.DecodeError as exc:
-            output = self._parse_lenient(text, exc)
+            decoded = self._parse_lenient(text, exc, target)
+        output: OutputT = variant.convert(decoded) if variant is not None else decoded
         self.check(request, output)
         return output
 
-    def _parse_lenient(self, text: str, error: msgspec.DecodeError) -> OutputT:
+    def _parse_lenient(self, text: str, error: msgspec.DecodeError, target: type) -> Any:
         """Grammar-sampled JSON may hold raw newlines inside strings; accept those."""
         try:
             raw = json.loads(text, strict=False)
         except ValueError:
             raise InvalidOutput(f"{self.name} output is not JSON: {error}") from error
         try:
-            return msgspec.convert(raw, type=self.output_type)
+            return msgspec.convert(raw, type=target)
         except msgspec.ValidationError as exc:
             raise InvalidOutput(f"{self.name} output does not match its schema: {exc}") from exc
 
@@ -169,15 +198,42 @@ _REVIEWER_SYSTEM = (
 )
 
 
+_REASONED_REVIEWER_SYSTEM = (
+    "You are a strict reviewer of instruction-tuning data. You will be given a domain, an "
+    "instruction and a response.\n"
+    "First write your analysis: what the instruction asks, what the response does, and "
+    "whether it is correct; check any code, calculation or fact step by step and name the "
+    "first mistake you find. Then check the instruction, giving for each a short reason and "
+    "then ok true or false: rationality (it makes sense and can be answered), completeness "
+    "(it contains everything needed to answer), clarity (it is unambiguous). Then review the "
+    f"response. {_REVIEW_RUBRIC} A response with a mistake gets at most 5 for correctness. "
+    "Finally name its main strength and main weakness, in one short sentence each.\n"
+    "Reply as JSON with: analysis, checks (rationality, completeness, clarity: each with "
+    "reason and ok), scores (correctness, clarity, completeness, relevance, coherence, "
+    f"ethics: your integer scores from 0 to 10), strengths, weaknesses. {_JSON_ONLY}"
+)
+
+
 def _reviewer_prompt(request: ReviewRequest) -> ChatMessages:
     user = (
         f"Domain: {request.domain}\n\nInstruction:\n{request.instruction}\n\n"
         f"Response:\n{request.response}"
     )
+    system = _REASONED_REVIEWER_SYSTEM if request.style == "reasoned" else _REVIEWER_SYSTEM
     return [
-        {"role": "system", "content": _REVIEWER_SYSTEM},
+        {"role": "system", "content": system},
         {"role": "user", "content": user},
     ]
+
+
+_REVIEW_VARIANTS = {
+    "plain": OutputVariant(PlainReview, PlainReview.review),
+    "reasoned": OutputVariant(ReasonedReview, ReasonedReview.review),
+}
+
+
+def _review_variant(request: ReviewRequest) -> OutputVariant:
+    return _REVIEW_VARIANTS[request.style]
 
 
 _ADJUDICATOR_SYSTEM = (
@@ -308,8 +364,9 @@ REVIEWER = Role(
     ReviewRequest,
     ReviewOutput,
     _reviewer_prompt,
-    Sampling(max_tokens=224, temperature=0.2),
+    Sampling(max_tokens=448, temperature=0.2),
     warmup=ReviewRequest("coding", "...", "..."),
+    variant=_review_variant,
 )
 REFINER = Role(
     "refiner",

@@ -259,6 +259,11 @@ class AgentRuntime:
             request = role.decode_request(bytes(task.body))
         except msgspec.DecodeError as exc:
             return TaskError(task.task_id, f"undecodable {task.role} request: {exc}")
+        if role.execute is not None:
+            started = time.perf_counter()
+            output = await role.execute(request)
+            usage = Usage(seconds=time.perf_counter() - started, calls=1)
+            return Result(task.task_id, msgspec.Raw(_encoder.encode(output)), usage)
         messages = role.prompt(request)
         usage = Usage()
         reasons: list[str] = []
@@ -267,7 +272,9 @@ class AgentRuntime:
             if task.seed is not None:
                 sampling = dataclasses.replace(sampling, seed=output_try_seed(task.seed, attempt))
             try:
-                completion = await self.backend.complete(messages, role.schema, sampling)
+                completion = await self.backend.complete(
+                    messages, role.schema_for(request), sampling
+                )
             except BackendCancelled:
                 raise asyncio.CancelledError from None
             except BackendError as exc:

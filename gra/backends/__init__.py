@@ -9,6 +9,7 @@ from gra.backends.base import (
     Sampling,
 )
 from gra.backends.llamacpp import LlamaCppBackend
+from gra.backends.nomodel import NoModelBackend
 from gra.backends.openai import OpenAIBackend
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "BackendUnavailable",
     "Completion",
     "LlamaCppBackend",
+    "NoModelBackend",
     "OpenAIBackend",
     "Sampling",
 ]

@@ -8,7 +8,8 @@ journal when it resumes) and asks ``next_steps()`` what the instance needs.
 Rules (GRA_METHOD.md), each threshold configurable through ``Policy``:
 - the generator is drawn uniformly from the fleet's models;
 - the committee is ``reviewers`` models drawn from the others;
-- any failed instruction check by any reviewer rejects at once;
+- any failed instruction check by any reviewer rejects (at once, unless
+  ``reject_when_decided`` is off);
 - committee mean < tau rejects (as soon as the reviews in put tau out of
   reach, unless ``reject_when_decided`` is off); mean >= tau and std <= delta accepts;
   otherwise an adjudicator drawn from the models not yet involved re-scores
@@ -47,6 +48,11 @@ from gra.protocols.roles import (
     ReviewerFeedback,
     ReviewOutput,
     ReviewRequest,
+    ReviewStyle,
+    SolverRequest,
+    UnitTestRequest,
+    VerificationOutput,
+    VerifyRequest,
 )
 
 
@@ -73,8 +79,13 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # impossible (the pending ones scoring 10 could not lift it). The decision
     # is the paper's either way; the pending reviews are cancelled, so the
     # rejected record carries only the reviews that decided it. False: every
-    # review is completed (to study the committee's full scores).
+    # review is completed, after a failed instruction check too (to study the
+    # committee's full scores, as `gra calibrate` does).
     reject_when_decided: bool = True
+    # How reviewers are asked (not a rule of the paper, which gives no prompts):
+    # "plain" checks and scores at once; "reasoned" first writes an analysis and a
+    # reason per check (gra calibrate measures both).
+    reviewer_prompt: ReviewStyle = "plain"
 
     def committee_size(self, n_models: int, *, with_generator: bool = True) -> int:
         needed = 2 if with_generator else 1
@@ -87,6 +98,35 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if self.reserve_adjudicator and room >= 2:
             room -= 1
         return max(1, min(self.reviewers, room))
+
+
+class VerifyPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Verification by execution, beyond the paper (off by default: the paper's protocol).
+
+    For items of ``domains`` (given, or recognised from their content), testers
+    write asserts (coding) or solvers write programs (math) from the
+    instruction alone, one per seat; a verifier runs the response against
+    them in the sandbox. A failed verification rejects (stage
+    "verification"); "cannot verify" leaves the decision to the committee; a
+    pass leaves it to the committee too, unless ``on_pass = "accept"``, where
+    execution evidence decides for the items it could check.
+    """
+
+    enabled: bool = False
+    domains: tuple[Literal["coding", "math"], ...] = ("coding", "math")
+    # Items whose domain label is not coding/math are recognised by content.
+    recognise: bool = True
+    # Independent test sets (coding) or solver programs (math) per item.
+    test_sets: Annotated[int, msgspec.Meta(ge=1, le=8)] = 3
+    tests_per_set: Annotated[int, msgspec.Meta(ge=1, le=16)] = 6
+    # Coding: an item fails when at least this fraction of the usable test sets fail.
+    test_agreement: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+    # Math: solver answers that must agree with each other to refute the response.
+    min_solver_agreement: Annotated[int, msgspec.Meta(ge=1, le=8)] = 2
+    on_pass: Literal["committee", "accept"] = "committee"
+    # Per program run in the sandbox, and per assert inside it.
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    test_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
 
 
 class Verdict(enum.Enum):
@@ -229,6 +269,33 @@ class Replaced(Event, tag="replaced"):
 
     old: str
     new: str
+    # Set for the verification roles (tester, solver, verifier), whose seats are
+    # not the committee's: a model may review and write tests for one item.
+    role: str = ""
+
+
+class VerificationPlanned(Event, tag="verification_planned"):
+    """What the item is checked as (None: nothing to verify), who writes the
+    test sets (one model per seat; a model may take several) and who runs them."""
+
+    kind: str | None
+    testers: tuple[str, ...] = ()
+    verifier: str | None = None
+
+
+class EvidenceWritten(Event, tag="evidence_written"):
+    """A tester's asserts or a solver's program for one seat; ``failed`` when it gave none."""
+
+    model: str
+    seat: int
+    tests: tuple[str, ...] = ()
+    program: str = ""
+    failed: str = ""
+
+
+class Verified(Event, tag="verified"):
+    model: str
+    output: VerificationOutput
 
 
 class Failed(Event, tag="failed"):
@@ -255,6 +322,9 @@ InstanceEvent = (
     | Failed
     | AnnotatorDrawn
     | Enriched
+    | VerificationPlanned
+    | EvidenceWritten
+    | Verified
 )
 
 
@@ -300,16 +370,57 @@ class Annotate:
 
 
 @dataclass(frozen=True)
+class PlanVerification:
+    """Recognise what the item can be checked as, and draw testers and a verifier."""
+
+    excluded: frozenset[str]
+
+
+@dataclass(frozen=True)
+class WriteTests:
+    model: str
+    request: UnitTestRequest | SolverRequest
+    seat: int
+    role: str = "tester"
+
+
+@dataclass(frozen=True)
+class Verify:
+    model: str
+    request: VerifyRequest
+    role: str = "verifier"
+
+
+@dataclass(frozen=True)
 class Outcome:
     decision: Literal["accepted", "rejected", "failed"]
-    stage: Literal["instruction_check", "score", "adjudication", "accepted", "failed"]
+    stage: Literal[
+        "instruction_check", "score", "adjudication", "verification", "accepted", "failed"
+    ]
     reason: str
     mean: float | None
     std: float | None
 
 
-Step = Generate | Review | Adjudicate | DrawAdjudicator | DrawAnnotator | Annotate | Outcome
-TaskStep = Generate | Review | Adjudicate | Annotate
+Step = (
+    Generate
+    | Review
+    | Adjudicate
+    | DrawAdjudicator
+    | DrawAnnotator
+    | Annotate
+    | PlanVerification
+    | WriteTests
+    | Verify
+    | Outcome
+)
+TaskStep = Generate | Review | Adjudicate | Annotate | WriteTests | Verify
+
+
+def step_seat(step: TaskStep) -> int:
+    """A step's place among the steps of its role in one review round (test sets
+    have several seats; a model may hold more than one)."""
+    return step.seat if isinstance(step, WriteTests) else 0
 
 
 @dataclass
@@ -351,6 +462,14 @@ class InstanceState:
     committee: CommitteeDecision | None = None
     outcome: Outcome | None = None
     history: list[ReviewRound] = field(default_factory=list)
+    # Verification by execution (None or disabled: the paper's protocol).
+    verify: VerifyPolicy | None = None
+    verification_planned: bool = False
+    verify_kind: str | None = None
+    testers: tuple[str, ...] = ()
+    tests: dict[int, EvidenceWritten] = field(default_factory=dict)
+    verifier: str | None = None
+    verification: VerificationOutput | None = None
 
     def __post_init__(self) -> None:
         if self.generator is None:
@@ -398,7 +517,8 @@ class InstanceState:
                 if model in self.reviews:
                     raise ProtocolError(f"{model} already reviewed this item")
                 self.reviews[model] = review
-                self._after_review(review)
+                if self.committee is None:  # else decided, awaiting verification
+                    self._after_review(review)
             case AdjudicatorDrawn(model=model):
                 if self.committee is None or self.committee.verdict is not Verdict.ADJUDICATE:
                     raise ProtocolError("no adjudication is pending")
@@ -432,10 +552,36 @@ class InstanceState:
                     raise ProtocolError(f"{model} is not the pending annotator")
                 self.annotation = annotation
                 self.outcome = self.accepted_pending
-            case Replaced(old=old, new=new):
-                self._replace(old, new)
+            case Replaced(old=old, new=new, role=role):
+                if role in ("tester", "solver", "verifier"):
+                    self._replace_verification(old, new, role)
+                else:
+                    self._replace(old, new)
             case Failed(reason=reason):
                 self._finish("failed", "failed", reason)
+            case VerificationPlanned(kind=kind, testers=testers, verifier=verifier):
+                if self.item is None or self.verification_planned or not self._verify_applies():
+                    raise ProtocolError("no verification is to be planned")
+                self.verification_planned = True
+                self.verify_kind, self.testers, self.verifier = kind, testers, verifier
+                if kind is not None and verifier is None:
+                    self._verified(
+                        VerificationOutput(
+                            "cannot_verify", "none", "no verifier in the fleet to run the code"
+                        )
+                    )
+            case EvidenceWritten(model=model, seat=seat):
+                if not self._verification_pending() or seat >= len(self.testers):
+                    raise ProtocolError(f"no test set is pending for seat {seat}")
+                if self.testers[seat] != model or seat in self.tests:
+                    raise ProtocolError(f"{model} does not hold test seat {seat}")
+                self.tests[seat] = event
+            case Verified(model=model, output=output):
+                if not self._verification_pending() or model != self.verifier:
+                    raise ProtocolError(f"{model} is not the pending verifier")
+                if len(self.tests) < len(self.testers):
+                    raise ProtocolError("verified before every test seat was answered")
+                self._verified(output)
 
     def _replace(self, old: str, new: str) -> None:
         if self.accepted_pending is not None and old == self.annotator:
@@ -454,8 +600,81 @@ class InstanceState:
         else:
             raise ProtocolError(f"{old} has no pending work to hand over")
 
+    def _replace_verification(self, old: str, new: str, role: str) -> None:
+        if role == "verifier":
+            if old != self.verifier or self.verification is not None:
+                raise ProtocolError(f"{old} has no pending verification to hand over")
+            self.verifier = new
+            return
+        seats = [i for i, m in enumerate(self.testers) if m == old and i not in self.tests]
+        if not seats or new == self.generator:
+            raise ProtocolError(f"{old} has no pending test set to hand over to {new}")
+        self.testers = tuple(new if i in seats else m for i, m in enumerate(self.testers))
+
+    # -- verification --------------------------------------------------------
+
+    def _verify_applies(self) -> bool:
+        return self.verify is not None and self.verify.enabled
+
+    def _verification_pending(self) -> bool:
+        return (
+            self.verification_planned and self.verify_kind is not None and self.verification is None
+        )
+
+    def _awaits_verification(self, decision: CommitteeDecision) -> bool:
+        """Whether a committee decision must wait for the verification's verdict."""
+        if not self._verify_applies():
+            return False
+        if self.verification_planned and not self._verification_pending():
+            return False  # verified already, or nothing to verify
+        if decision.verdict in (Verdict.ACCEPT, Verdict.ADJUDICATE):
+            return True  # a failed verification still rejects
+        assert self.verify is not None
+        return self.verify.on_pass == "accept"  # a pass would overturn the rejection
+
+    def _verified(self, output: VerificationOutput) -> None:
+        assert self.verify is not None
+        self.verification = output
+        if output.verdict == "failed":
+            # Final: execution evidence is not a matter of opinion to revise against.
+            self._finish("rejected", "verification", f"verification failed: {output.reason}")
+        elif output.verdict == "passed" and self.verify.on_pass == "accept":
+            self._finish("accepted", "accepted", f"verification passed: {output.reason}")
+        elif self.committee is not None:
+            self._decide(self.committee)
+
+    def _verification_steps(self) -> list[Step]:
+        assert self.item is not None and self.verify is not None
+        pending = [i for i in range(len(self.testers)) if i not in self.tests]
+        if pending:
+            if self.verify_kind == "math":
+                request: UnitTestRequest | SolverRequest = SolverRequest(
+                    self.verify_kind, self.item.instruction
+                )
+                role = "solver"
+            else:
+                request = UnitTestRequest(
+                    "coding", self.item.instruction, self.verify.tests_per_set
+                )
+                role = "tester"
+            return [WriteTests(self.testers[i], request, i, role) for i in pending]
+        assert self.verifier is not None and self.verify_kind is not None
+        written = [self.tests[i] for i in sorted(self.tests)]
+        request = VerifyRequest(
+            self.verify_kind,
+            self.item.instruction,
+            self.item.response,
+            test_sets=tuple(w.tests for w in written if w.tests),
+            programs=tuple(w.program for w in written if w.program),
+            wall_s=self.verify.timeout_s,
+            test_timeout_s=self.verify.test_timeout_s,
+            test_agreement=self.verify.test_agreement,
+            min_solver_agreement=self.verify.min_solver_agreement,
+        )
+        return [Verify(self.verifier, request)]
+
     def _after_review(self, review: ReviewOutput) -> None:
-        if not review.checks.passed():
+        if not review.checks.passed() and self.policy.reject_when_decided:
             decision = decide([review], self.policy)
             self._end_round(CommitteeDecision(Verdict.REJECT_CHECK, None, None, decision.reason))
             return
@@ -475,6 +694,10 @@ class InstanceState:
 
     def _end_round(self, decision: CommitteeDecision) -> None:
         self.committee = decision
+        if not self._awaits_verification(decision):
+            self._decide(decision)
+
+    def _decide(self, decision: CommitteeDecision) -> None:
         match decision.verdict:
             case Verdict.ACCEPT:
                 self._finish("accepted", "accepted", decision.reason)
@@ -496,6 +719,8 @@ class InstanceState:
         self.item = None
         self.reviews = {}
         self.committee = None
+        self.verification_planned, self.verify_kind = False, None
+        self.testers, self.tests, self.verifier, self.verification = (), {}, None, None
 
     def _finish(self, decision: Literal["accepted", "rejected", "failed"], stage, reason) -> None:  # type: ignore[no-untyped-def]
         mean = self.committee.mean if self.committee else None
@@ -526,9 +751,22 @@ class InstanceState:
                 )
                 return [Generate(self.generator, refine, role="refiner")]
             return [Generate(self.generator, self._generate_request())]
+        if self._verify_applies() and not self.verification_planned:
+            excluded = frozenset({self.generator} if self.generator else ())
+            return [PlanVerification(excluded)]
+        steps: list[Step] = []
+        if self._verification_pending():
+            steps = self._verification_steps()
         if self.committee is None:
-            request = ReviewRequest(self.domain, self.item.instruction, self.item.response)
-            return [Review(m, request) for m in self.reviewers if m not in self.reviews]
+            request = ReviewRequest(
+                self.domain,
+                self.item.instruction,
+                self.item.response,
+                self.policy.reviewer_prompt,
+            )
+            return steps + [Review(m, request) for m in self.reviewers if m not in self.reviews]
+        if steps:
+            return steps  # the committee has spoken; its decision waits for the verdict
         if not self.adjudicator_drawn:
             return [DrawAdjudicator(frozenset(self.involved))]
         assert self.adjudicator is not None

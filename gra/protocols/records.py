@@ -11,7 +11,7 @@ from typing import Literal
 import msgspec
 
 from gra.protocols.peer_review import InstanceState, ReviewRound
-from gra.protocols.roles import Checks, ReviewOutput, Scores
+from gra.protocols.roles import Checks, ReviewOutput, Scores, VerificationOutput
 
 
 class GeneratorInfo(msgspec.Struct):
@@ -31,6 +31,27 @@ class AdjudicationRecord(msgspec.Struct):
     scores: Scores
     score: float
     feedback: str
+
+
+class VerificationRecord(msgspec.Struct):
+    """What execution showed, and who wrote the tests it ran (they saw the instruction only)."""
+
+    kind: str
+    verdict: str
+    method: str
+    reason: str
+    evidence: str
+    verifier: str | None
+    testers: list[str]
+    examples_run: int = 0
+    examples_failed: int = 0
+    tests_run: int = 0
+    tests_failed: int = 0
+    sets_usable: int = 0
+    sets_failed: int = 0
+    # The testers' asserts (coding) or the solvers' programs (math), per seat.
+    test_sets: list[list[str]] = []
+    programs: list[str] = []
 
 
 class PriorRound(msgspec.Struct):
@@ -58,7 +79,9 @@ class ItemRecord(msgspec.Struct):
     std: float | None
     adjudication: AdjudicationRecord | None
     decision: Literal["accepted", "rejected", "failed"]
-    stage: Literal["instruction_check", "score", "adjudication", "dedup", "accepted", "failed"]
+    stage: Literal[
+        "instruction_check", "score", "adjudication", "verification", "dedup", "accepted", "failed"
+    ]
     reason: str
     review_rounds: int = 1
     prior_rounds: list[PriorRound] = []
@@ -66,6 +89,8 @@ class ItemRecord(msgspec.Struct):
     annotator: str | None = None
     # Set when deduplication rejected the item: the pool item it repeats.
     duplicate_of: str | None = None
+    # Verification by execution, when the run verifies and the item was checked.
+    verification: VerificationRecord | None = None
 
 
 def _review_records(reviews: dict[str, ReviewOutput]) -> list[ReviewRecord]:
@@ -86,6 +111,30 @@ def _prior(history: list[ReviewRound]) -> list[PriorRound]:
         )
         for h in history
     ]
+
+
+def _verification(state: InstanceState) -> VerificationRecord | None:
+    output: VerificationOutput | None = state.verification
+    if state.verify_kind is None or output is None:
+        return None
+    written = [state.tests[i] for i in sorted(state.tests)]
+    return VerificationRecord(
+        kind=state.verify_kind,
+        verdict=output.verdict,
+        method=output.method,
+        reason=output.reason,
+        evidence=output.evidence,
+        verifier=state.verifier,
+        testers=list(state.testers),
+        examples_run=output.examples_run,
+        examples_failed=output.examples_failed,
+        tests_run=output.tests_run,
+        tests_failed=output.tests_failed,
+        sets_usable=output.sets_usable,
+        sets_failed=output.sets_failed,
+        test_sets=[list(w.tests) for w in written if w.tests],
+        programs=[w.program for w in written if w.program],
+    )
 
 
 def build_record(state: InstanceState, *, synthesis_round: int, seed_ids: list[str]) -> ItemRecord:
@@ -121,6 +170,7 @@ def build_record(state: InstanceState, *, synthesis_round: int, seed_ids: list[s
         review_rounds=state.round,
         prior_rounds=_prior(state.history),
         annotator=state.annotator if annotation else None,
+        verification=_verification(state),
     )
 
 
@@ -144,6 +194,7 @@ class VerdictRecord(msgspec.Struct):
     original_response: str | None = None
     refined_response: str | None = None
     instance: str = ""
+    verification: VerificationRecord | None = None
 
 
 def build_verdict(state: InstanceState, *, item_id: str) -> VerdictRecord:
@@ -170,4 +221,5 @@ def build_verdict(state: InstanceState, *, item_id: str) -> VerdictRecord:
         original_response=original.response if refine else None,
         refined_response=rewrite,
         instance=state.instance_id,
+        verification=record.verification,
     )

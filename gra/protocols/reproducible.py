@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
-from gra.protocols.peer_review import InstanceState, Review, TaskStep
+from gra.protocols.peer_review import InstanceState, Review, TaskStep, step_seat
 
 Item = TypeVar("Item")
 
@@ -94,5 +94,5 @@ def output_try_seed(seed: int, output_try: int) -> int:
 
 def step_seed(run_seed: int, state: InstanceState, step: TaskStep, attempt: int) -> int:
     """``task_seed`` of a step the instance asks for now, its seat read off the committee."""
-    seat = state.reviewers.index(step.model) if isinstance(step, Review) else 0
+    seat = state.reviewers.index(step.model) if isinstance(step, Review) else step_seat(step)
     return task_seed(run_seed, state.instance_id, state.round, step.role, seat, attempt)

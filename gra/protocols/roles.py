@@ -7,7 +7,7 @@ output.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -112,10 +112,16 @@ class GeneratedItem(msgspec.Struct, frozen=True):
     keywords: tuple[str, ...] = ()
 
 
+ReviewStyle = Literal["plain", "reasoned"]
+
+
 class ReviewRequest(msgspec.Struct, frozen=True):
     domain: str
     instruction: str
     response: str
+    # "reasoned": the reviewer writes its analysis, and a reason per check,
+    # before it answers and scores (see ReasonedReview).
+    style: ReviewStyle = "plain"
 
 
 class ReviewOutput(msgspec.Struct, frozen=True):
@@ -123,9 +129,55 @@ class ReviewOutput(msgspec.Struct, frozen=True):
     scores: Scores
     strengths: Brief
     weaknesses: Brief
+    # A reasoned review's analysis, written before its checks and scores.
+    analysis: Feedback = ""
 
     def feedback(self) -> str:
-        return f"Strengths: {self.strengths}\nWeaknesses: {self.weaknesses}"
+        text = f"Strengths: {self.strengths}\nWeaknesses: {self.weaknesses}"
+        return f"Analysis: {self.analysis}\n{text}" if self.analysis else text
+
+
+class PlainReview(msgspec.Struct, frozen=True):
+    """What a model writes as a plain review: checks and scores straight away."""
+
+    checks: Checks
+    scores: Scores
+    strengths: Brief
+    weaknesses: Brief
+
+    def review(self) -> ReviewOutput:
+        return ReviewOutput(self.checks, self.scores, self.strengths, self.weaknesses)
+
+
+class CheckAnswer(msgspec.Struct, frozen=True):
+    """One instruction check, its reason first: a small model that must say why
+    answers each check on its own instead of all three alike."""
+
+    reason: Brief
+    ok: bool
+
+
+class ReasonedChecks(msgspec.Struct, frozen=True):
+    rationality: CheckAnswer
+    completeness: CheckAnswer
+    clarity: CheckAnswer
+
+
+class ReasonedReview(msgspec.Struct, frozen=True):
+    """A review whose fields come in thinking order: what the response does and
+    where it goes wrong, then the checks with reasons, then the scores."""
+
+    analysis: Brief
+    checks: ReasonedChecks
+    scores: Scores
+    strengths: Brief
+    weaknesses: Brief
+
+    def review(self) -> ReviewOutput:
+        checks = Checks(
+            self.checks.rationality.ok, self.checks.completeness.ok, self.checks.clarity.ok
+        )
+        return ReviewOutput(checks, self.scores, self.strengths, self.weaknesses, self.analysis)
 
 
 class ReviewerFeedback(msgspec.Struct, frozen=True):
@@ -170,3 +222,72 @@ class Annotation(msgspec.Struct, frozen=True):
     domain: Annotated[str, msgspec.Meta(min_length=1, max_length=60)]
     keywords: KeywordTriple
     summary: Brief
+
+
+# ---- verification by execution (coding and math items) ----------------------
+#
+# Testers and solvers are models that see the instruction ALONE, never the
+# response: a tester writes assert statements for a coding task, a solver a
+# short program that prints a math task's final answer. The verifier runs the
+# response's code against the instruction's own examples and the testers'
+# asserts (or the solvers' programs) in the sandbox and reports what happened.
+
+TestLine = Annotated[str, msgspec.Meta(min_length=1, max_length=1_000)]
+VerifyVerdict = Literal["passed", "failed", "cannot_verify"]
+
+
+class UnitTestRequest(msgspec.Struct, frozen=True):
+    domain: str
+    instruction: str
+    # How many asserts to ask for.
+    count: int = 6
+
+
+class UnitTestOutput(msgspec.Struct, frozen=True):
+    """A tester's independent test set: one Python ``assert`` statement per entry."""
+
+    tests: Annotated[tuple[TestLine, ...], msgspec.Meta(min_length=1, max_length=16)]
+
+
+class SolverRequest(msgspec.Struct, frozen=True):
+    domain: str
+    instruction: str
+
+
+class SolverOutput(msgspec.Struct, frozen=True):
+    """A solver's program: Python (sympy allowed) whose last printed line is the answer."""
+
+    program: Annotated[str, msgspec.Meta(min_length=1, max_length=6_000)]
+
+
+class VerifyRequest(msgspec.Struct, frozen=True):
+    domain: str
+    instruction: str
+    response: str
+    # Coding: the testers' test sets. Math: the solvers' programs.
+    test_sets: tuple[tuple[str, ...], ...] = ()
+    programs: tuple[str, ...] = ()
+    # The run's [verify] settings, so the supervisor's config governs every verifier.
+    wall_s: float = 10.0
+    test_timeout_s: float = 2.0
+    test_agreement: float = 0.5
+    min_solver_agreement: int = 2
+
+
+class VerificationOutput(msgspec.Struct, frozen=True):
+    """What execution showed. ``evidence`` is cut to stay readable in a record."""
+
+    verdict: VerifyVerdict
+    # "tests" (coding), "answer" (math) or "none" (nothing could be run)
+    method: str
+    reason: str
+    evidence: str = ""
+    # Coding: stated examples and model-written asserts that ran, and failed.
+    examples_run: int = 0
+    examples_failed: int = 0
+    tests_run: int = 0
+    tests_failed: int = 0
+    # Test sets (coding) or solver programs (math) that gave a usable result,
+    # and how many of them disagree with the response.
+    sets_usable: int = 0
+    sets_failed: int = 0

@@ -50,17 +50,24 @@ from gra.protocols.peer_review import (
     DrawAdjudicator,
     DrawAnnotator,
     Enriched,
+    EvidenceWritten,
     Failed,
     Generate,
     Generated,
     InstanceEvent,
     InstanceState,
     Outcome,
+    PlanVerification,
     ProtocolError,
     Replaced,
     Review,
     Reviewed,
     TaskStep,
+    VerificationPlanned,
+    Verified,
+    Verify,
+    WriteTests,
+    step_seat,
 )
 from gra.protocols.records import build_record, build_verdict
 from gra.protocols.reproducible import (
@@ -78,7 +85,11 @@ from gra.protocols.roles import (
     Inspiration,
     RefinedResponse,
     ReviewOutput,
+    SolverOutput,
+    UnitTestOutput,
+    VerificationOutput,
 )
+from gra.report.agreement import read_records, reviewer_agreement
 from gra.supervisor.fleet import AgentInfo, Fleet
 from gra.supervisor.journal import (
     InstanceChanged,
@@ -101,22 +112,41 @@ from gra.supervisor.outputs import (
 from gra.supervisor.queues import Key, TaskQueues
 from gra.supervisor.resume import ResumePoint
 from gra.supervisor.rounds import SynthesisRounds
+from gra.verify.domain import verifiable_domain
 
 log = structlog.get_logger("gra.supervisor")
 
 # How a role's output becomes a protocol event.
-_OUTPUTS: dict[str, tuple[type, Callable[[InstanceState, str, Any], InstanceEvent]]] = {
-    "generator": (GeneratorOutput, lambda _state, model, out: Generated(model, out.item())),
+_OUTPUTS: dict[str, tuple[type, Callable[[InstanceState, Any, Any], InstanceEvent]]] = {
+    "generator": (GeneratorOutput, lambda _state, step, out: Generated(step.model, out.item())),
     "refiner": (
         RefinedResponse,
-        lambda state, model, out: Generated(
-            model, GeneratedItem(state.original.instruction, out.response)
+        lambda state, step, out: Generated(
+            step.model, GeneratedItem(state.original.instruction, out.response)
         ),
     ),
-    "reviewer": (ReviewOutput, lambda _state, model, out: Reviewed(model, out)),
-    "adjudicator": (AdjudicationOutput, lambda _state, model, out: Adjudicated(model, out)),
-    "annotator": (Annotation, lambda _state, model, out: Enriched(model, out)),
+    "reviewer": (ReviewOutput, lambda _state, step, out: Reviewed(step.model, out)),
+    "adjudicator": (AdjudicationOutput, lambda _state, step, out: Adjudicated(step.model, out)),
+    "annotator": (Annotation, lambda _state, step, out: Enriched(step.model, out)),
+    "tester": (
+        UnitTestOutput,
+        lambda _state, step, out: EvidenceWritten(step.model, step.seat, tests=out.tests),
+    ),
+    "solver": (
+        SolverOutput,
+        lambda _state, step, out: EvidenceWritten(step.model, step.seat, program=out.program),
+    ),
+    "verifier": (VerificationOutput, lambda _state, step, out: Verified(step.model, out)),
 }
+# Roles whose failure costs the instance one piece of evidence, not the instance.
+_VERIFICATION_ROLES = ("tester", "solver", "verifier")
+
+
+def _task_key(state: InstanceState, step: TaskStep) -> tuple[int, str, str, int]:
+    """(review round, role, model, seat): one task per step of an instance."""
+    return (state.round, step.role, step.model, step_seat(step))
+
+
 _encoder = msgspec.msgpack.Encoder()
 SEED_ANNOTATIONS = "seed_annotations.jsonl"
 
@@ -172,8 +202,8 @@ class LiveInstance:
     state: InstanceState
     synthesis_round: int
     seed_ids: list[str]
-    # (review round, role, model) -> id of the task doing that step now
-    tasks: dict[tuple[int, str, str], str] = field(default_factory=dict)
+    # (review round, role, model, seat) -> id of the task doing that step now
+    tasks: dict[tuple[int, str, str, int], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -328,6 +358,7 @@ class Conductor:
             self._seed_annotations.close()
             self.journal.close()
             summary = self._summary(running=False)
+            summary["agreement"] = self._agreement()
             with contextlib.suppress(OutputError):
                 write_summary(self.out_dir, summary)
         return summary
@@ -538,8 +569,8 @@ class Conductor:
         instance = self.instances.get(flight.pending.instance_id)
         if instance is None:
             return
-        instance.tasks.pop((instance.state.round, step.role, step.model), None)
-        self._apply(instance, to_event(instance.state, step.model, output))
+        instance.tasks.pop(_task_key(instance.state, step), None)
+        self._apply(instance, to_event(instance.state, step, output))
         self._advance(instance)
 
     async def _on_task_error(
@@ -686,8 +717,13 @@ class Conductor:
                     case DrawAnnotator():
                         self._apply(instance, AnnotatorDrawn(self._draw_seat("annotator")))
                         break
-                    case Generate() | Review() | Adjudicate() | Annotate():
-                        key = (state.round, step.role, step.model)
+                    case PlanVerification(excluded=excluded):
+                        self._apply(instance, self._plan_verification(state, excluded))
+                        break
+                    case (
+                        Generate() | Review() | Adjudicate() | Annotate() | WriteTests() | Verify()
+                    ):
+                        key = _task_key(state, step)
                         if key not in instance.tasks:
                             task = PendingTask(
                                 self._new_task_id(state.instance_id), state.instance_id, step
@@ -696,6 +732,37 @@ class Conductor:
                             self.pending.push(task)
             else:
                 return
+
+    def _given_up(self, step: TaskStep, reason: str) -> InstanceEvent:
+        """A step that will not be done: verification loses that piece of evidence
+        (a test set, or the whole check: cannot verify); any other step fails the
+        instance."""
+        match step:
+            case WriteTests(model=model, seat=seat):
+                return EvidenceWritten(model, seat, failed=reason)
+            case Verify(model=model):
+                return Verified(model, VerificationOutput("cannot_verify", "none", reason))
+        return Failed(reason)
+
+    def _plan_verification(
+        self, state: InstanceState, excluded: frozenset[str]
+    ) -> VerificationPlanned:
+        """What the item is checked as, which models write its test sets (seats
+        filled from the other models in random order, a model taking several seats
+        when there are fewer models than seats) and which verifier runs them."""
+        policy = self.config.verify
+        assert state.item is not None
+        if policy.recognise:
+            kind = verifiable_domain(state.item.instruction, state.item.response, state.domain)
+        else:
+            kind = state.domain if state.domain in ("coding", "math") else None
+        if kind not in policy.domains:
+            return VerificationPlanned(None)
+        role = "solver" if kind == "math" else "tester"
+        models = sorted(self.fleet.models(role) - excluded)
+        self.rng.shuffle(models)
+        testers = tuple(models[i % len(models)] for i in range(policy.test_sets)) if models else ()
+        return VerificationPlanned(kind, testers, self._draw_seat("verifier"))
 
     def _finish(self, instance: LiveInstance) -> None:
         state = instance.state
@@ -784,11 +851,9 @@ class Conductor:
         )
         if pending.attempt > self.config.limits.task_retries:
             step = pending.step
-            instance.tasks.pop((instance.state.round, step.role, step.model), None)
-            self._apply(
-                instance,
-                Failed(f"{step.role} task failed {pending.attempt} times; last: {reason[:500]}"),
-            )
+            instance.tasks.pop(_task_key(instance.state, step), None)
+            why = f"{step.role} task failed {pending.attempt} times; last: {reason[:500]}"
+            self._apply(instance, self._given_up(step, why))
             self._advance(instance)
             return
         retry = PendingTask(
@@ -798,8 +863,7 @@ class Conductor:
             pending.attempt + 1,
             pending.avoid | {agent.agent_id},
         )
-        step = pending.step
-        instance.tasks[(instance.state.round, step.role, step.model)] = retry.task_id
+        instance.tasks[_task_key(instance.state, pending.step)] = retry.task_id
         self.pending.push(retry, front=True)
 
     def _new_task_id(self, instance_id: str) -> str:
@@ -973,6 +1037,7 @@ class Conductor:
             enrich=self.mode == "generate"
             and (self.config.annotate.enrich or started.kind == "seed_annotation"),
             labels=self.config.annotate.labels,
+            verify=self.config.verify if started.kind == "item" else None,
         )
         instance = LiveInstance(state, started.round, list(started.seed_ids))
         self.instances[started.instance] = instance
@@ -1014,7 +1079,7 @@ class Conductor:
             instance = self.instances.get(pending.instance_id)
             if (
                 instance is None
-                or instance.tasks.get((instance.state.round, role, model)) != pending.task_id
+                or instance.tasks.get(_task_key(instance.state, pending.step)) != pending.task_id
             ):
                 continue  # the instance finished or moved on
             agent = self.fleet.pick(model, role, pending.avoid)
@@ -1052,14 +1117,20 @@ class Conductor:
         or, if there is none, wait ``model_grace_s`` for the model to come back, then
         fail the instance. Returns False while the task should keep waiting."""
         step = pending.step
-        taken = {step.model} if step.role == "annotator" else instance.state.involved
+        state = instance.state
+        if step.role == "annotator" or step.role == "verifier":
+            taken = {step.model}
+        elif step.role in _VERIFICATION_ROLES:
+            taken = {step.model, *([state.generator] if state.generator else [])}
+        else:
+            taken = state.involved
         candidates = sorted(self.fleet.models(step.role) - taken)
         now = time.monotonic()
         if pending.hostless_since is None:
             pending.hostless_since = now
         if not candidates and now - pending.hostless_since < self.config.limits.model_grace_s:
             return False
-        instance.tasks.pop((instance.state.round, step.role, step.model), None)
+        instance.tasks.pop(_task_key(state, step), None)
         if candidates:
             new = self.rng.choice(candidates)
             log.warning(
@@ -1069,9 +1140,12 @@ class Conductor:
                 old=step.model,
                 new=new,
             )
-            self._apply(instance, Replaced(step.model, new))
+            role = step.role if step.role in _VERIFICATION_ROLES else ""
+            self._apply(instance, Replaced(step.model, new, role))
         else:
-            self._apply(instance, Failed(f"no live model left for the {step.role} role"))
+            self._apply(
+                instance, self._given_up(step, f"no live model left for the {step.role} role")
+            )
         self._advance(instance)
         return True
 
@@ -1088,6 +1162,12 @@ class Conductor:
             len(self.fleet.live()),
             len(self.inflight),
         )
+
+    def _agreement(self) -> dict[str, Any]:
+        """How much the reviewers agreed, from the records written (no labels needed)."""
+        names = (ACCEPTED, REJECTED) if self.mode == "generate" else (VERDICTS,)
+        records = read_records(self.out_dir / name for name in names)
+        return reviewer_agreement(records, tau=self.config.protocol.tau)
 
     def _summary(self, running: bool = True) -> dict[str, Any]:
         now = time.monotonic()

@@ -65,6 +65,7 @@ COUNT_KEYS = (
     "rejected_score",
     "adjudicated",
     "rejected_adjudication",
+    "rejected_verification",
     "deduplicated",
     "failed",
     "accepted",
@@ -82,6 +83,8 @@ class RunStats:
     # Results for tasks already reassigned (a frozen agent woke up): ignored.
     late_results: int = 0
     rounds: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Verified items by verdict: passed, failed, cannot_verify.
+    verification: dict[str, int] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
     previous_wall_seconds: float = 0.0
 
@@ -93,10 +96,14 @@ class RunStats:
             self.counts["generated"] += 1
         if record.adjudication is not None:
             self.counts["adjudicated"] += 1
+        if record.verification is not None:
+            verdict = record.verification.verdict
+            self.verification[verdict] = self.verification.get(verdict, 0) + 1
         key = {
             "instruction_check": "rejected_instruction_check",
             "score": "rejected_score",
             "adjudication": "rejected_adjudication",
+            "verification": "rejected_verification",
             "dedup": "deduplicated",
             "failed": "failed",
             "accepted": "accepted",
@@ -144,6 +151,7 @@ class RunStats:
             "agents_lost": self.agents_lost,
             "late_results_ignored": self.late_results,
             "rounds": self.rounds,
+            "verification": dict(self.verification),
             **extra,
         }
 

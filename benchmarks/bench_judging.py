@@ -1,0 +1,113 @@
+"""Judging accuracy on the project's labelled sets: each model alone, the
+committee per the paper's rules, and the committee with the verifier.
+
+Runs `gra calibrate` (real models on llama.cpp, real agent processes, the real
+sandbox) over one split of `benchmarks/labelled/{coding,math}.jsonl`. The
+pairs go in WITHOUT their domain (as `gra review` users' pairs often come),
+so the verifier must recognise what it can check; labels are read only after
+the runs, to score the verdicts.
+
+    python benchmarks/bench_judging.py --set coding            # report split, the shipped fleet
+    python benchmarks/bench_judging.py --set math --limit 20   # the first 20 tasks (40 pairs)
+    python benchmarks/bench_judging.py --set coding --split calibration
+
+Writes benchmarks/results/judging-<set>-<UTC time>.json and prints the
+README's rows (markdown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gra.bench import machine_info, write_result
+from gra.report.calibration import metrics_markdown
+
+ROOT = Path(__file__).resolve().parent.parent
+LABELLED = ROOT / "benchmarks" / "labelled"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def split_pairs(name: str, split: str, limit: int | None) -> list[dict[str, Any]]:
+    """The split's pairs, a task's good and bad pair together, first ``limit`` tasks."""
+    rows = [json.loads(line) for line in (LABELLED / f"{name}.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["split"] == split]
+    tasks = list(dict.fromkeys(r["task"] for r in rows))[:limit]
+    keep = set(tasks)
+    return [r for r in rows if r["task"] in keep]
+
+
+def commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", choices=["coding", "math"], required=True)
+    parser.add_argument("--split", choices=["report", "calibration"], default="report")
+    parser.add_argument("--limit", type=int, help="tasks to take (each has a good and a bad pair)")
+    parser.add_argument("--config", default=str(ROOT / "examples" / "quickstart.toml"))
+    parser.add_argument("--out", help="calibration directory (default: a temporary one)")
+    args = parser.parse_args()
+
+    pairs = split_pairs(args.set, args.split, args.limit)
+    work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gra-judging-"))
+    work.mkdir(parents=True, exist_ok=True)
+    unlabelled_domain = work / "pairs.jsonl"
+    unlabelled_domain.write_text(
+        "".join(
+            json.dumps({k: v for k, v in row.items() if k in ("id", "instruction", "response", "label")})
+            + "\n"
+            for row in pairs
+        )
+    )
+    started = time.monotonic()
+    command = [
+        sys.executable,
+        "-m",
+        "gra",
+        "calibrate",
+        args.config,
+        "--input",
+        str(unlabelled_domain),
+        "--out",
+        str(work / "calibration"),
+        "--no-progress",
+    ]
+    print(" ".join(command), flush=True)
+    subprocess.run(command, check=True)
+    calibration = json.loads((work / "calibration" / "calibration.json").read_text())
+    result = {
+        "set": args.set,
+        "split": args.split,
+        "pairs": len(pairs),
+        "config": args.config,
+        "commit": commit(),
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "machine": machine_info(),
+        "calibration": calibration,
+    }
+    path = write_result(RESULTS, f"judging-{args.set}", result)
+    print(metrics_markdown(calibration["configurations"]))
+    print(f"verification verdicts by label: {calibration.get('verification')}")
+    print(f"{path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""`gra calibrate`: how well does this fleet judge, measured on labelled pairs.
+
+Two real review runs over the same pairs, each a full fleet over the bus:
+
+1. ``committee``: verification off, every review completed
+   (``reject_when_decided = false`` changes no decision, only keeps the
+   reviews an early rejection would cancel). Each reviewer judges alone in it
+   (reviewers never see each other), so the same run gives every model's own
+   accuracy under the paper's rule for one reviewer (all checks pass and its
+   score >= tau), and the committee's accuracy under the whole rule.
+2. ``verified``: verification on, with ``on_pass = "accept"`` so that every
+   decision waits for the verifier and every verifiable item's verdict is
+   recorded.
+
+The committee-with-verifier figures under either ``on_pass`` setting follow
+from the two runs, since the protocol's decision is a function of the
+committee's verdict and the verification's: a failed verification rejects; a
+pass accepts (``accept``) or defers to the committee (``committee``); "cannot
+verify" defers. The live verdicts of run 2 are reported as well.
+
+Labels are read only here, after the runs, to score verdicts: no agent ever
+sees them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gra.config import AgentConfig, Config, ConfigError
+from gra.report.agreement import read_records, reviewer_agreement
+from gra.report.calibration import judge_metrics, metrics_table, reliability_weights
+
+CALIBRATION = "calibration.json"
+_SANDBOX = AgentConfig(model="sandbox", backend="sandbox", roles=("verifier",))
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    config_path: Path
+    input: Path
+    out_dir: Path
+    show_progress: bool = True
+    with_verifier: bool = True
+
+
+def read_labels(path: Path) -> dict[str, str]:
+    """``id`` -> "good" | "bad" from a labelled JSONL file; a bad line is an error naming it."""
+    labels: dict[str, str] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read labelled pairs: {exc.strerror}") from exc
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{number}: not JSON: {exc}") from exc
+        label = row.get("label") if isinstance(row, dict) else None
+        if label not in ("good", "bad") or not isinstance(row.get("id"), str):
+            raise ConfigError(f"{path}:{number}: needs a string 'id' and 'label' good or bad")
+        labels[row["id"]] = label
+    if not labels:
+        raise ConfigError(f"{path}: no labelled pairs")
+    return labels
+
+
+def committee_config(config: Config) -> Config:
+    """The configured committee, verification off, every review completed."""
+    protocol = msgspec.structs.replace(config.protocol, reject_when_decided=False)
+    verify = msgspec.structs.replace(config.verify, enabled=False)
+    return msgspec.structs.replace(config, protocol=protocol, verify=verify)
+
+
+def verified_config(config: Config) -> Config:
+    """The configured committee with verification on (a sandbox verifier added if
+    the config has none), every decision waiting for the verifier."""
+    verify = msgspec.structs.replace(config.verify, enabled=True, on_pass="accept")
+    agents = config.agents
+    if not any("verifier" in a.roles for a in agents):
+        agents = (*agents, _SANDBOX)
+    protocol = msgspec.structs.replace(config.protocol, reject_when_decided=False)
+    return msgspec.structs.replace(config, agents=agents, verify=verify, protocol=protocol)
+
+
+def _verdicts(out_dir: Path) -> dict[str, dict[str, Any]]:
+    return {row["id"]: row for row in read_records([out_dir / "verdicts.jsonl"])}
+
+
+def alone_predictions(
+    verdicts: Mapping[str, Mapping[str, Any]], tau: float
+) -> dict[str, dict[str, bool]]:
+    """Each reviewer's own verdict per item under the paper's rule for one reviewer."""
+    per_model: dict[str, dict[str, bool]] = {}
+    for item_id, verdict in verdicts.items():
+        for review in verdict.get("reviews", []):
+            passed = all(review["checks"].values()) and review["score"] >= tau
+            per_model.setdefault(review["model"], {})[item_id] = passed
+    return per_model
+
+
+def combined_predictions(
+    committee: Mapping[str, Mapping[str, Any]],
+    verified: Mapping[str, Mapping[str, Any]],
+    on_pass: str,
+) -> dict[str, bool]:
+    """The protocol's decision from the committee's verdict and the verification's."""
+    out: dict[str, bool] = {}
+    for item_id, verdict in committee.items():
+        accepted = verdict["decision"] == "accepted"
+        verification = (verified.get(item_id) or {}).get("verification") or {}
+        match verification.get("verdict"):
+            case "failed":
+                accepted = False
+            case "passed" if on_pass == "accept":
+                accepted = True
+        out[item_id] = accepted
+    return out
+
+
+def verification_breakdown(
+    verified: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str]
+) -> dict[str, dict[str, int]]:
+    """How often each verification verdict met a good or a bad pair."""
+    table: dict[str, dict[str, int]] = {}
+    for item_id, verdict in verified.items():
+        verification = verdict.get("verification") or {}
+        key = verification.get("verdict", "not_verifiable")
+        row = table.setdefault(key, {"good": 0, "bad": 0})
+        if item_id in labels:
+            row[labels[item_id]] += 1
+    return table
+
+
+def calibrate(config: Config, options: CalibrationOptions) -> dict[str, Any]:
+    from gra.supervisor.job import JobOptions, run_sync
+
+    labels = read_labels(options.input)
+    tau = config.protocol.tau
+
+    def review(name: str, run_config: Config) -> dict[str, dict[str, Any]]:
+        out = options.out_dir / name
+        job = JobOptions(
+            options.config_path,
+            out,
+            show_progress=options.show_progress,
+            mode="review",
+            input=options.input,
+        )
+        run_sync(run_config, job)
+        return _verdicts(out)
+
+    committee = review("committee", committee_config(config))
+    rows: dict[str, dict[str, Any]] = {}
+    models: dict[str, dict[str, Any]] = {}
+    for model, predictions in sorted(alone_predictions(committee, tau).items()):
+        models[model] = judge_metrics(predictions, labels)
+        rows[f"{model} alone"] = models[model]
+    rows["committee (paper)"] = judge_metrics(
+        {i: v["decision"] == "accepted" for i, v in committee.items()}, labels
+    )
+    result: dict[str, Any] = {
+        "input": str(options.input),
+        "tau": tau,
+        "models": models,
+        "weights": reliability_weights(models),
+        "agreement": reviewer_agreement(committee.values(), tau=tau),
+    }
+    if options.with_verifier:
+        verified = review("verified", verified_config(config))
+        for on_pass in ("committee", "accept"):
+            predictions = combined_predictions(committee, verified, on_pass)
+            rows[f"committee + verifier (on_pass={on_pass})"] = judge_metrics(predictions, labels)
+        rows["committee + verifier (live run, on_pass=accept)"] = judge_metrics(
+            {i: v["decision"] == "accepted" for i, v in verified.items()}, labels
+        )
+        result["verification"] = verification_breakdown(verified, labels)
+    result["configurations"] = rows
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    (options.out_dir / CALIBRATION).write_text(json.dumps(result, indent=2) + "\n")
+    result["table"] = metrics_table(rows)
+    return result

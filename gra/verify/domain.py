@@ -1,0 +1,99 @@
+"""Which items can be verified by execution: coding and math, given or recognised.
+
+``gra review`` sees pairs that carry no domain, so the content must tell: code
+that defines something (or an instruction asking for a Python function) makes a
+coding item; a math problem with a numeric or symbolic final answer a math item.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Literal
+
+from gra.verify.code import extract_python
+from gra.verify.math_answers import final_answer, parses_as_answer
+
+__all__ = ["normalise_domain", "verifiable_domain"]
+
+VerifiableDomain = Literal["coding", "math"]
+
+_CODING_LABELS = {
+    "coding", "code", "programming", "python", "software", "codegen", "code generation",
+    "code_generation", "computer science", "cs", "algorithms", "algorithm",
+}  # fmt: skip
+_MATH_LABELS = {
+    "math", "maths", "mathematics", "arithmetic", "algebra", "geometry", "calculus",
+    "number theory", "probability", "statistics", "math word problem", "word problem",
+    "gsm8k", "competition math",
+}  # fmt: skip
+
+_ASKS_FOR_CODE = re.compile(
+    r"\b(?:write|implement|create|define|complete|code|fix|finish)\b[^.?!\n]{0,60}?"
+    r"\b(?:python\s+)?(?:function|method|class|program|script|code)\b"
+    r"|\bin\s+python\b|\bpython\s+(?:function|program|script|code|class)\b|\bdef\s+\w+\s*\(",
+    re.IGNORECASE,
+)
+_MATH_WORDS = re.compile(
+    r"\b(?:solve|calculate|compute|evaluate|simplify|find|determine|how\s+many|how\s+much|"
+    r"what\s+is|total|sum|product|difference|quotient|remainder|percent(?:age)?|ratio|"
+    r"probability|equation|integral|derivative|area|perimeter|volume|average|mean|"
+    r"factor|prime|divisible|fraction)\b|[=^]|\\frac|\\sqrt",
+    re.IGNORECASE,
+)
+_EQUATION = re.compile(r"[\w)]\s*[=<>]\s*[-\w(]")
+_NUMBER = re.compile(r"\d")
+
+
+def normalise_domain(label: str | None) -> VerifiableDomain | None:
+    """``coding`` or ``math`` for a label that means one of them, else None."""
+    if not label:
+        return None
+    key = " ".join(label.strip().lower().replace("-", " ").split())
+    if key in _CODING_LABELS or key.replace(" ", "_") in _CODING_LABELS:
+        return "coding"
+    if key in _MATH_LABELS:
+        return "math"
+    return None
+
+
+def _defines_something(source: str) -> bool:
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return any(
+        isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) for n in ast.walk(tree)
+    )
+
+
+def _is_math_problem(instruction: str) -> bool:
+    """Numbers and a question or a math word, or an equation."""
+    numbers = len(_NUMBER.findall(instruction))
+    asks = "?" in instruction or bool(_MATH_WORDS.search(instruction))
+    return bool(numbers and _MATH_WORDS.search(instruction)) or (
+        numbers >= 2 and asks and bool(_EQUATION.search(instruction))
+    )
+
+
+def verifiable_domain(
+    instruction: str, response: str, given: str | None
+) -> VerifiableDomain | None:
+    """The domain to verify an item as, or None when it is neither.
+
+    A given label that means coding or math wins; otherwise the content decides:
+    Python code in the response that defines a function or class, or an
+    instruction asking for Python code, makes it coding; a math problem whose
+    response has a final numeric or symbolic answer makes it math.
+    """
+    label = normalise_domain(given)
+    if label is not None:
+        return label
+    code = extract_python(response)
+    if (code is not None and _defines_something(code)) or _ASKS_FOR_CODE.search(instruction):
+        return "coding"
+    if _is_math_problem(instruction):
+        answer = final_answer(response)
+        if answer is not None and parses_as_answer(answer):
+            return "math"
+    return None

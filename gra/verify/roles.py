@@ -1,0 +1,117 @@
+"""The verification roles, registered the way any plugin role is (``gra.roles``
+entry points in pyproject.toml).
+
+- ``tester``: a model writes assert statements for a coding task from the
+  instruction ALONE (it never sees the response, so its tests do not inherit
+  the response's mistakes);
+- ``solver``: a model writes a program that prints a math task's answer, from
+  the instruction alone;
+- ``verifier``: runs the response against the instruction's own examples and
+  the tests (or compares it with the programs' answers) in the sandbox. It
+  prompts no model, so a ``sandbox`` agent (no model) can serve it.
+"""
+
+from __future__ import annotations
+
+from gra.agents.roles import InvalidOutput, Role
+from gra.backends.base import ChatMessages, Sampling
+from gra.protocols.roles import (
+    SolverOutput,
+    SolverRequest,
+    UnitTestOutput,
+    UnitTestRequest,
+    VerificationOutput,
+    VerifyRequest,
+)
+from gra.sandbox import SandboxLimits
+from gra.verify.verifier import VerifySettings, verify
+
+_JSON_ONLY = "Answer with one JSON object only, exactly in the requested shape."
+
+_TESTER_SYSTEM = (
+    "You write unit tests for programming tasks. You see only the task, never a solution.\n"
+    "Write Python assert statements that any correct solution must pass. Rules: call the "
+    "function exactly by the name and with the arguments the task gives; one assert per "
+    "entry, on one line, in the form `assert CALL == EXPECTED`; work out each expected "
+    "value carefully from the task's words; cover the ordinary case and the edge cases the "
+    "task describes (empty input, zero, negative numbers, ties, boundaries); use only "
+    "inputs the task allows; do not define functions or import anything.\n"
+    f"Reply as JSON with one key: tests (a list of assert statements). {_JSON_ONLY}"
+)
+
+
+def _tester_prompt(request: UnitTestRequest) -> ChatMessages:
+    user = f"Task:\n{request.instruction}\n\nWrite {request.count} assert statements."
+    return [
+        {"role": "system", "content": _TESTER_SYSTEM},
+        {"role": "user", "content": user},
+    ]
+
+
+def _check_tests(request: UnitTestRequest, output: UnitTestOutput) -> None:
+    asserts = [t for t in output.tests if t.strip().startswith("assert ")]
+    if not asserts:
+        raise InvalidOutput("tester wrote no assert statement")
+
+
+_SOLVER_SYSTEM = (
+    "You solve math problems by writing a short Python program. You see only the problem.\n"
+    "Write a program that computes the problem's final answer and prints it, alone, on the "
+    "last line of its output. Use exact arithmetic where you can (fractions.Fraction, or "
+    "sympy, which is available); no input(), no files, no network.\n"
+    f"Reply as JSON with one key: program (the Python source). {_JSON_ONLY}"
+)
+
+
+def _solver_prompt(request: SolverRequest) -> ChatMessages:
+    return [
+        {"role": "system", "content": _SOLVER_SYSTEM},
+        {"role": "user", "content": f"Problem:\n{request.instruction}"},
+    ]
+
+
+def _check_program(request: SolverRequest, output: SolverOutput) -> None:
+    if "print" not in output.program:
+        raise InvalidOutput("solver program prints nothing")
+
+
+async def _verify(request: VerifyRequest) -> VerificationOutput:
+    settings = VerifySettings(
+        limits=SandboxLimits(wall_s=request.wall_s),
+        test_timeout_s=request.test_timeout_s,
+        test_agreement=request.test_agreement,
+        min_solver_agreement=request.min_solver_agreement,
+    )
+    return await verify(request, settings)
+
+
+def _no_prompt(request: VerifyRequest) -> ChatMessages:
+    raise InvalidOutput("the verifier runs code; it has no prompt")
+
+
+TESTER = Role(
+    "tester",
+    UnitTestRequest,
+    UnitTestOutput,
+    _tester_prompt,
+    Sampling(max_tokens=320, temperature=0.7),
+    _check_tests,
+    warmup=UnitTestRequest("coding", "..."),
+)
+SOLVER = Role(
+    "solver",
+    SolverRequest,
+    SolverOutput,
+    _solver_prompt,
+    Sampling(max_tokens=320, temperature=0.5),
+    _check_program,
+    warmup=SolverRequest("math", "..."),
+)
+VERIFIER = Role(
+    "verifier",
+    VerifyRequest,
+    VerificationOutput,
+    _no_prompt,
+    Sampling(max_tokens=1),
+    execute=_verify,
+)

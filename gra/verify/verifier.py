@@ -1,0 +1,152 @@
+"""The verifier's entry point: run a coding or math item in the sandbox and judge it.
+
+The judge sees only the item and what the testers and solvers wrote from its
+instruction; it never sees a benchmark's own tests or labels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+from dataclasses import dataclass, field, replace
+
+from gra.protocols.roles import VerificationOutput, VerifyRequest
+from gra.sandbox import SandboxLimits, SandboxResult, run_python_async
+from gra.verify.code import build_harness, extract_python, judge_code, parse_harness_output
+from gra.verify.code import stated_examples as _stated_examples
+from gra.verify.domain import normalise_domain
+from gra.verify.math_answers import judge_math
+
+__all__ = ["VerifySettings", "verify"]
+
+# Room the harness leaves the sandbox's own wall clock: interpreter start-up and
+# teardown, so the harness stops starting tests before the sandbox kills it.
+_WALL_MARGIN_S = 1.5
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """How verification runs.
+
+    ``limits`` bound each sandbox run (the harness with all tests is one run;
+    each solver program is one run). ``test_timeout_s`` bounds each assert
+    inside the harness; ``test_agreement`` is the fraction of usable test sets
+    that must fail to fail an item; ``min_solver_agreement`` how many solvers
+    must agree on another answer to fail a math item.
+    """
+
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    test_timeout_s: float = 2.0
+    test_agreement: float = 0.5
+    min_solver_agreement: int = 2
+    evidence_chars: int = 1500
+
+    @classmethod
+    def for_request(
+        cls, request: VerifyRequest, limits: SandboxLimits | None = None
+    ) -> VerifySettings:
+        """The settings a request carries (the run's [verify] config); the CPU limit
+        is raised to the wall-clock limit so that slow tests time out, not crash."""
+        base = limits or SandboxLimits()
+        wall = request.wall_s
+        return cls(
+            limits=replace(base, wall_s=wall, cpu_s=max(base.cpu_s, math.ceil(wall))),
+            test_timeout_s=request.test_timeout_s,
+            test_agreement=request.test_agreement,
+            min_solver_agreement=request.min_solver_agreement,
+        )
+
+
+def _cannot(reason: str, evidence: str = "") -> VerificationOutput:
+    return VerificationOutput("cannot_verify", "none", reason, evidence)
+
+
+def _unfence(test: str) -> str:
+    """A tester's line without a stray Markdown fence around it."""
+    lines = [line for line in test.strip().splitlines() if not line.strip().startswith("```")]
+    return "\n".join(lines).strip()
+
+
+async def verify_code(
+    instruction: str,
+    response: str,
+    test_sets: tuple[tuple[str, ...], ...],
+    settings: VerifySettings,
+) -> VerificationOutput:
+    """Run the response's code against the instruction's stated examples and the
+    testers' asserts (one sandbox run) and judge it (see ``judge_code``)."""
+    solution = extract_python(response)
+    if solution is None:
+        return _cannot("no Python code in the response")
+    examples = _stated_examples(instruction)
+    sets = [[t for t in (_unfence(line) for line in tests) if t] for tests in test_sets]
+    limits = settings.limits
+    source, files = build_harness(
+        solution,
+        examples,
+        sets,
+        test_timeout_s=settings.test_timeout_s,
+        budget_s=max(0.5, limits.wall_s - _WALL_MARGIN_S),
+        cpu_budget_s=max(0.5, limits.cpu_s - 0.5),
+    )
+    nonce = secrets.token_hex(12)
+    result = await run_python_async(source, files=files, stdin=nonce + "\n", limits=limits)
+    return judge_code(
+        parse_harness_output(result.stdout, nonce),
+        status=result.status,
+        reason=result.reason,
+        exit_code=result.exit_code,
+        stderr=result.stderr,
+        examples=examples,
+        test_sets=sets,
+        test_agreement=settings.test_agreement,
+        evidence_chars=settings.evidence_chars,
+    )
+
+
+async def _run_program(program: str, limits: SandboxLimits) -> SandboxResult:
+    source = extract_python(program) or program
+    return await run_python_async(source, limits=limits)
+
+
+async def verify_math(
+    response: str, programs: tuple[str, ...], settings: VerifySettings
+) -> VerificationOutput:
+    """Run the solvers' programs (concurrently) and compare their answers with the
+    response's (see ``judge_math``)."""
+    if not programs:
+        return _cannot("no solver programs")
+    results = await asyncio.gather(*(_run_program(p, settings.limits) for p in programs))
+    unavailable = [r for r in results if r.status == "unavailable"]
+    if unavailable:
+        return _cannot(f"sandbox unavailable: {unavailable[0].reason}")
+    return judge_math(response, results, settings)
+
+
+async def verify(request: VerifyRequest, settings: VerifySettings) -> VerificationOutput:
+    """Verify one item by execution: coding items by tests, math items by answer.
+
+    The request's domain decides (coding, math, or a label that maps to one);
+    otherwise what it carries does: test sets mean coding, programs mean math.
+    Anything else, and any unexpected error, is cannot_verify: a verifier that
+    cannot judge must not decide.
+    """
+    domain = normalise_domain(request.domain)
+    if domain is None:
+        if request.test_sets:
+            domain = "coding"
+        elif request.programs:
+            domain = "math"
+    try:
+        if domain == "coding":
+            return await verify_code(
+                request.instruction, request.response, request.test_sets, settings
+            )
+        if domain == "math":
+            return await verify_math(request.response, request.programs, settings)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        return _cannot(f"verification failed: {type(exc).__name__}: {exc}"[:400])
+    return _cannot(f"no execution check for domain {request.domain!r}")
