@@ -71,7 +71,9 @@ def main() -> int:
     unlabelled_domain = work / "pairs.jsonl"
     unlabelled_domain.write_text(
         "".join(
-            json.dumps({k: v for k, v in row.items() if k in ("id", "instruction", "response", "label")})
+            json.dumps(
+                {k: v for k, v in row.items() if k in ("id", "instruction", "response", "label")}
+            )
             + "\n"
             for row in pairs
         )

@@ -24,8 +24,8 @@ from gra.sandbox import (
     run_python,
     run_python_async,
     sandbox_unavailable,
+    seccomp,
 )
-from gra.sandbox import seccomp
 from gra.sandbox.layout import SANDBOX_UID
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def test_without_bubblewrap_nothing_runs(tmp_path: Path) -> None:
     # A real interpreter whose PATH holds no bwrap: it must refuse, not run unsandboxed.
     code = (
         "from gra.sandbox import run_python\n"
-        "r = run_python('open(\"ran\", \"w\").close(); print(\"ran\")')\n"
+        'r = run_python(\'open("ran", "w").close(); print("ran")\')\n'
         "print(r.status, r.stdout == '', r.reason, sep='|')\n"
     )
     env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}
@@ -108,6 +108,21 @@ def test_fork_bomb_is_contained_and_leaves_nothing_behind() -> None:
     elapsed = time.monotonic() - start
     _assert_contained(result, "limit", "error", "timeout")
     assert elapsed < limits.wall_s + SLACK_S
+    assert _sandbox_processes(token) == []
+
+
+def test_a_daemonised_grandchild_dies_with_the_program() -> None:
+    token = f"gra-daemon-{secrets.token_hex(4)}"
+    source = _tagged(
+        token,
+        "import subprocess\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', sys.argv[-1]],"
+        " start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,"
+        " stderr=subprocess.DEVNULL)\n"
+        "print('detached')\n",
+    )
+    result = run_python(source, limits=LIMITS)
+    assert (result.status, result.stdout) == ("ok", "detached\n"), result
     assert _sandbox_processes(token) == []
 
 
@@ -344,14 +359,18 @@ async def test_cancelling_the_async_variant_kills_the_program() -> None:
         assert time.monotonic() < deadline, "the program never started"
         assert not task.done(), task.result()
         await asyncio.sleep(0.05)
+    cancelled = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert time.monotonic() - cancelled < 2.0
     assert _sandbox_processes(token) == []
     assert set(staging.glob("gra-sandbox-*")) - before == set()
 
 
-@pytest.mark.parametrize("name", ["/etc/passwd", "../escape.py", "a/../../escape.py", "", "main.py"])
+@pytest.mark.parametrize(
+    "name", ["/etc/passwd", "../escape.py", "a/../../escape.py", "", "main.py"]
+)
 async def test_file_names_outside_the_directory_are_refused(name: str) -> None:
     with pytest.raises(ValueError):
         run_python("print(1)", files={name: "x"})

@@ -32,6 +32,7 @@ WORKDIR = "/sandbox"
 STAGING = "/.sandbox"
 INPUTS = "work"  # staging subdirectory copied into WORKDIR
 BOOT = "boot.py"
+REAPER = "reaper.py"
 SCRIPT = "main.py"
 OPEN_FILES = 256
 PAGE = 4096
@@ -131,13 +132,19 @@ def command(
     input_bytes: int,
     input_entries: int,
     limits: SandboxLimits,
-    status_fd: int,
+    reaper: str,
     ready_fd: int,
     seccomp_fd: int | None,
 ) -> list[str]:
-    """The full argv: bwrap builds the namespaces and mounts, setpriv drops to the sandbox uid,
-    boot.py applies the limits and execs the program."""
+    """The full argv: reaper.py waits out the whole sandbox, bwrap builds the namespaces and
+    mounts, setpriv drops to the sandbox uid, boot.py applies the limits and execs the
+    program."""
+    python = interpreter()
     args = [
+        python,
+        "-I",
+        "-S",
+        reaper,
         bwrap,
         "--unshare-pid",
         "--unshare-net",
@@ -148,8 +155,6 @@ def command(
         "sandbox",
         "--die-with-parent",
         "--new-session",
-        "--json-status-fd",
-        str(status_fd),
         *(["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []),
         "--tmpfs",
         "/",
@@ -182,7 +187,6 @@ def command(
     args += ["--remount-ro", "/", "--chdir", WORKDIR, "--clearenv"]
     for name, value in ENVIRONMENT.items():
         args += ["--setenv", name, value]
-    python = interpreter()
     config = {
         "inputs": f"{STAGING}/{INPUTS}",
         "workdir": WORKDIR,

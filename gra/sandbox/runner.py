@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import os
 import selectors
 import shutil
@@ -34,9 +33,9 @@ from gra.sandbox.model import SandboxLimits, SandboxResult
 from gra.sandbox.outcome import CHUNK, Capture, classify, unavailable
 
 DEFAULT_LIMITS = SandboxLimits()
-KILL_GRACE_S = 5.0  # how long the sandbox gets to tear down after SIGKILL before its parent goes
-_PIPE_BYTES = 64 * 1024
+KILL_GRACE_S = 5.0  # how long the sandbox gets to go down when stopped, before SIGKILL
 _BOOT_SOURCE = Path(__file__).with_name(layout.BOOT)
+_REAPER_SOURCE = Path(__file__).with_name(layout.REAPER)
 _SECCOMP = seccomp.program()
 
 
@@ -93,16 +92,13 @@ def _stage(source: str, files: dict[str, str]) -> _Staged:
 
 
 class _Pipes:
-    """Pipes between the caller and bubblewrap: the seccomp filter in; bwrap's JSON status
-    out (the host pid of the sandbox's init, which is what to kill); boot.py's "ready" out
-    (the sandbox was built: without it a failure is bubblewrap's, not the program's). The
-    program itself holds none of them."""
+    """Pipes between the caller and the sandbox: the seccomp filter in, and boot.py's "ready"
+    out (the sandbox was built: without it a failure is bubblewrap's, not the program's).
+    The program itself holds neither."""
 
     def __init__(self) -> None:
-        self.status_r, self.status_w = os.pipe()
         self.ready_r, self.ready_w = os.pipe()
-        for fd in (self.status_r, self.ready_r):
-            os.set_blocking(fd, False)
+        os.set_blocking(self.ready_r, False)
         self.seccomp_r: int | None = None
         if _SECCOMP is not None:
             self.seccomp_r, seccomp_w = os.pipe()
@@ -110,14 +106,12 @@ class _Pipes:
                 os.write(seccomp_w, _SECCOMP)  # a few hundred bytes: fits the pipe buffer
             finally:
                 os.close(seccomp_w)
-        self._status = bytearray()
-        self._ready = bytearray()
+        self._ready = b""
         self._child_ends_open = True
 
     @property
     def child_fds(self) -> tuple[int, ...]:
-        ends = (self.status_w, self.ready_w)
-        return ends if self.seccomp_r is None else (*ends, self.seccomp_r)
+        return (self.ready_w,) if self.seccomp_r is None else (self.ready_w, self.seccomp_r)
 
     def close_child_ends(self) -> None:
         if self._child_ends_open:
@@ -127,31 +121,12 @@ class _Pipes:
 
     def close(self) -> None:
         self.close_child_ends()
-        os.close(self.status_r)
         os.close(self.ready_r)
 
-    @staticmethod
-    def _drain(fd: int, into: bytearray) -> None:
-        while len(into) < _PIPE_BYTES:
-            try:
-                data = os.read(fd, _PIPE_BYTES)
-            except BlockingIOError:
-                return
-            if not data:
-                return
-            into += data
-
-    def sandbox_init_pid(self) -> int | None:
-        self._drain(self.status_r, self._status)
-        for line in bytes(self._status).splitlines():
-            with contextlib.suppress(ValueError):
-                pid = json.loads(line).get("child-pid")
-                if isinstance(pid, int) and pid > 0:
-                    return pid
-        return None
-
     def started(self) -> bool:
-        self._drain(self.ready_r, self._ready)
+        """Read once the run is over (every writer has exited)."""
+        with contextlib.suppress(BlockingIOError):
+            self._ready += os.read(self.ready_r, 64)
         return b"ready" in self._ready
 
 
@@ -165,25 +140,21 @@ def _command(staged: _Staged, limits: SandboxLimits, pipes: _Pipes) -> list[str]
         input_bytes=staged.input_bytes,
         input_entries=staged.entries,
         limits=limits,
-        status_fd=pipes.status_w,
+        reaper=str(_REAPER_SOURCE),
         ready_fd=pipes.ready_w,
         seccomp_fd=pipes.seccomp_r,
     )
 
 
-def _kill_sandbox(pid: int, pipes: _Pipes) -> None:
-    """SIGKILL the sandbox's init, whose death makes the kernel kill everything in its pid
-    namespace; bwrap (our child, ``pid``) reaps it only once they are all gone, then exits.
-    Without an init pid yet, kill bwrap itself (--die-with-parent takes the rest)."""
-    init = pipes.sandbox_init_pid()
-    if init is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(init, signal.SIGKILL)
-    else:
-        _kill_group(pid)
+def _stop(pid: int) -> None:
+    """Ask reaper.py (``pid``) to kill bubblewrap; it exits once the sandbox is empty."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
 
 
 def _kill_group(pid: int) -> None:
+    """Last resort, should reaper.py not exit: SIGKILL it and bubblewrap (one process group);
+    --die-with-parent takes the sandbox down after them."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
 
@@ -270,7 +241,7 @@ def _execute_blocking(
                     timed_out = True
         finally:
             if proc.poll() is None:
-                _kill_sandbox(proc.pid, pipes)
+                _stop(proc.pid)
                 try:
                     proc.wait(timeout=KILL_GRACE_S)
                 except subprocess.TimeoutExpired:
@@ -353,7 +324,7 @@ async def _execute_async(
         finally:
             # Also reached on cancellation: the sandbox never outlives the call.
             if proc.returncode is None:
-                _kill_sandbox(proc.pid, pipes)
+                _stop(proc.pid)
                 try:
                     await asyncio.wait_for(proc.wait(), KILL_GRACE_S)
                 except TimeoutError:

@@ -262,6 +262,15 @@ _EXAMPLE_ARROW = re.compile(
 )
 
 
+# Words after a value that make it no plain result: "returns 4 times the input",
+# "returns True if ...".
+_QUALIFIED = re.compile(
+    r"^`?\s*(?:[-+*/%^]|times\b|more\b|less\b|or\b|plus\b|minus\b|if\b|when\b|unless\b|"
+    r"percent\b|only\b|for\s+(?:all|any|every)\b)",
+    re.IGNORECASE,
+)
+
+
 def _literal(text: str) -> Any:
     """The Python literal ``text`` denotes; raises ValueError when it is none."""
     stripped = text.strip()
@@ -462,8 +471,9 @@ def _prose_examples(instruction: str) -> list[str]:
             separator = _SEPARATOR.match(line[end:])
             if not separator or not _literal_call(call):
                 continue
-            expected = _longest_literal_prefix(line[end + separator.end() :])
-            if expected is None:
+            rest = line[end + separator.end() :].strip().strip("`")
+            expected = _longest_literal_prefix(rest)
+            if expected is None or _QUALIFIED.match(rest[len(expected) :]):
                 continue
             out.append(
                 f"assert {ast.unparse(ast.parse(call, mode='eval'))} == {_norm_literal(expected)}"
@@ -711,11 +721,16 @@ def _describe(exc, n=400):
     frames = [
         f for f in traceback.extract_tb(exc.__traceback__) if f.filename in (_SOL, "<test>")
     ]
-    where = ""
-    if frames:
-        f = frames[-1]
-        name = "solution.py" if f.filename == _SOL else "the test"
-        where = " (%s line %s: %s)" % (name, f.lineno, _cut((f.line or "").strip(), 80))
+    where = "; ".join(
+        "%s line %s: %s"
+        % (
+            "solution.py" if f.filename == _SOL else "the test",
+            f.lineno,
+            _cut((f.line or "").strip(), 80),
+        )
+        for f in frames[-3:]
+    )
+    where = " (%s)" % where if where else ""
     try:
         message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     except BaseException:
@@ -919,6 +934,7 @@ def _foreign_attribute(exc):
 def _test_globals(aliases):
     scope = dict(_NS)
     scope["__name__"] = "__gra_test__"
+    scope.setdefault("math", math)  # testers often forget to import it
     scope["_gra_check_eq"] = _check_eq
     scope["_gra_same_items"] = _same_items
     scope["_gra_expected"] = _expected

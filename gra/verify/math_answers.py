@@ -115,7 +115,11 @@ def _tidy(text: str) -> str:
     boxed = _last_boxed(text)
     if boxed is not None:
         text = boxed
-    text = text.replace("**", "").replace("`", "")
+    text = text.replace("`", "")
+    bold = re.match(r"^\*\*([^*]+)\*\*(.*)$", text)  # markdown bold, not a power
+    if bold:
+        text = bold.group(1) + bold.group(2)
+    text = re.sub(r"^\*\*\s*|\s*\*\*$", "", text)
     text = re.sub(r"\\text\{\s*([^{}]*)\}", r" \1 ", text)
     text = re.sub(r"\\(?:left|right)\b\s*", "", text).replace("\\{", "{").replace("\\}", "}")
     text = re.sub(r"\\[$%]", lambda m: m.group(0)[1], text).replace("$", "")
@@ -156,7 +160,7 @@ def final_answer(text: str) -> str | None:
         return _tidy(equation.group("a"))
     sentences = [s for s in re.split(r"(?<=[.!?])\s+(?=\S)", last) if s.strip()]
     final = sentences[-1] if sentences else ""
-    solution = _SOLUTIONS.search(final.rstrip(" ."))
+    solution = _SOLUTIONS.search(final.replace("$", "").rstrip(" ."))
     if solution and len(solution.group(0)) <= 120 and parses_as_answer(solution.group(0)):
         return _tidy(solution.group(0))
     numbers = _NUMBER.findall(final)
@@ -399,6 +403,8 @@ def _split_top(text: str, separators: re.Pattern[str]) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+_PLAIN = r"-?\d+(?:\.\d+)?(?:/\d+)?"
+_NUMBER_LIST = re.compile(rf"{_PLAIN}(?:\s+{_PLAIN})+")
 _ITEM_SEPARATOR = re.compile(r"\s*(?:,|;|\bor\b|\band\b|\n)\s*", re.IGNORECASE)
 
 
@@ -460,7 +466,11 @@ def _parse_answer(text: str) -> _Answer | None:
     if not text:
         return None
     items: list[_Item] = []
+    parts = []
     for part in _split_top(text, _ITEM_SEPARATOR):
+        # "-3.0 2.0" (a program printing several values) lists numbers, not a product.
+        parts.extend(part.split() if _NUMBER_LIST.fullmatch(part) else [part])
+    for part in parts:
         parsed = _items(part)
         if parsed is None:
             return None

@@ -1,0 +1,255 @@
+"""The verifier end to end: real responses, real tests, real sandbox runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from gra.protocols.roles import VerificationOutput, VerifyRequest
+from gra.sandbox import SandboxLimits, sandbox_unavailable
+from gra.verify import VerifySettings, normalise_domain, verifiable_domain, verify
+
+FAST = VerifySettings(limits=SandboxLimits(wall_s=10.0, cpu_s=10), test_timeout_s=0.5)
+
+DEDUPE = "Write a Python function `dedupe(xs)` that removes duplicates, keeping first occurrences."
+GOOD = (
+    "```python\ndef dedupe(xs):\n    seen = set()\n    out = []\n"
+    "    for x in xs:\n        if x not in seen:\n            seen.add(x)\n"
+    "            out.append(x)\n    return out\n```"
+)
+TESTS_A = ("assert dedupe([1, 2, 1]) == [1, 2]", "assert dedupe([]) == []")
+TESTS_B = ("assert dedupe([3, 3, 3]) == [3]", "assert dedupe(['a', 'b', 'a']) == ['a', 'b']")
+TESTS_C = ("assert dedupe([2, 1, 2, 1]) == [2, 1]",)
+
+
+@pytest.fixture(autouse=True)
+def sandbox() -> None:
+    """Every test here runs code: it fails, never skips, without the sandbox."""
+    problem = sandbox_unavailable()
+    assert problem is None, f"the sandbox is unavailable: {problem}"
+
+
+async def _code(
+    response: str,
+    *sets: tuple[str, ...],
+    instruction: str = DEDUPE,
+    settings: VerifySettings = FAST,
+) -> VerificationOutput:
+    return await verify(VerifyRequest("coding", instruction, response, test_sets=sets), settings)
+
+
+async def test_a_correct_solution_passes() -> None:
+    result = await _code(GOOD, TESTS_A, TESTS_B)
+    assert (result.verdict, result.method) == ("passed", "tests")
+    assert (result.tests_run, result.tests_failed) == (4, 0)
+    assert (result.sets_usable, result.sets_failed) == (2, 0)
+
+
+async def test_a_wrong_edge_case_fails_though_the_stated_examples_pass() -> None:
+    instruction = "Write `last(xs)` returning the last element, or None for an empty list.\n"
+    instruction += "For example last([1, 2, 3]) == 3."
+    response = "```python\ndef last(xs):\n    return xs[len(xs) - 1] if len(xs) > 1 else 0\n```"
+    tests = ("assert last([5, 6]) == 6", "assert last([]) is None")
+    result = await _code(response, tests, instruction=instruction)
+    assert result.verdict == "failed"
+    assert (result.examples_run, result.examples_failed) == (1, 0)
+    assert (result.tests_run, result.tests_failed) == (2, 1)
+    assert "assert last([]) is None" in result.evidence
+    single = await _code(response, ("assert last([7]) == 7",), instruction=instruction)
+    assert single.verdict == "failed"
+    assert "got 0, expected 7" in single.evidence
+
+
+async def test_a_stated_example_failing_fails_the_item() -> None:
+    instruction = "Write `double(x)`. double(2) == 4 and double(0) == 0."
+    result = await _code(
+        "```python\ndef double(x):\n    return x + 2\n```", instruction=instruction
+    )
+    assert result.verdict == "failed"
+    assert (result.examples_run, result.examples_failed) == (2, 1)
+    assert "got 2, expected 0" in result.evidence
+
+
+async def test_code_that_raises_at_import_or_in_a_test_fails() -> None:
+    crashing = "```python\ndef dedupe(xs):\n    return list(xs)\n\nprint(dedupe(None))\n```"
+    result = await _code(crashing, TESTS_A)
+    assert result.verdict == "failed"
+    assert "TypeError" in result.evidence
+    assert "solution.py line 4: print(dedupe(None)); solution.py line 2" in result.evidence
+    broken = "```python\ndef dedupe(xs):\n    return xs[0] / 0\n```"
+    result = await _code(broken, TESTS_A)
+    assert result.verdict == "failed"
+    assert "ZeroDivisionError" in result.evidence
+
+
+async def test_an_infinite_loop_times_out_and_fails() -> None:
+    looping = "```python\ndef dedupe(xs):\n    while True:\n        pass\n```"
+    result = await _code(looping, TESTS_A)
+    assert result.verdict == "failed"
+    assert "timed out after 0.5s" in result.evidence
+    at_import = "```python\nwhile True:\n    pass\n```"
+    result = await _code(at_import, TESTS_A)
+    assert result.verdict == "failed"
+    assert "timed out" in result.reason
+
+
+async def test_no_code_cannot_be_verified() -> None:
+    result = await _code("Just use a set and keep the order.", TESTS_A)
+    assert (result.verdict, result.method) == ("cannot_verify", "none")
+    assert result.reason == "no Python code in the response"
+
+
+async def test_code_in_several_blocks_runs_as_one_module() -> None:
+    response = (
+        "First a helper:\n```python\ndef _seen(x, seen):\n    return x in seen\n```\n"
+        "Then the function:\n```python\ndef dedupe(xs):\n    seen, out = set(), []\n"
+        "    for x in xs:\n        if not _seen(x, seen):\n            seen.add(x)\n"
+        "            out.append(x)\n    return out\n```\n"
+        "Run it:\n```bash\npython dedupe.py\n```"
+    )
+    result = await _code(response, TESTS_A, TESTS_B)
+    assert result.verdict == "passed"
+    assert result.tests_run == 4
+
+
+async def test_one_wrong_tester_is_outvoted_by_two_correct_sets() -> None:
+    wrong_set = ("assert dedupe([1, 2, 1]) == [2, 1]", "assert dedupe([]) == []")
+    result = await _code(GOOD, wrong_set, TESTS_B, TESTS_C)
+    assert result.verdict == "passed"
+    assert (result.sets_usable, result.sets_failed) == (3, 1)
+    assert "got [1, 2], expected [2, 1]" in result.evidence
+    strict = VerifySettings(limits=FAST.limits, test_timeout_s=0.5, test_agreement=0.3)
+    result = await _code(GOOD, wrong_set, TESTS_B, TESTS_C, settings=strict)
+    assert (result.verdict, result.sets_failed) == ("failed", 1)
+
+
+async def test_two_failing_sets_of_three_fail_the_item() -> None:
+    buggy = "```python\ndef dedupe(xs):\n    return sorted(set(xs))\n```"
+    result = await _code(buggy, TESTS_C, ("assert dedupe([3, 1, 3]) == [3, 1]",), TESTS_B)
+    assert (result.verdict, result.sets_usable, result.sets_failed) == ("failed", 3, 2)
+    assert "got [1, 2], expected [2, 1]" in result.evidence
+
+
+async def test_invalid_tests_are_not_counted() -> None:
+    invalid = (
+        "assert helper_that_does_not_exist.run([1]) == [1]",  # NameError in the test
+        "assert dedupe([1], [2], [3]) == [1]",  # wrong arity: the tester guessed
+        "assert [1][5] == dedupe([1])",  # raises before the solution is called
+        "assert dedupe([1]) == undefined_expected",  # the expected value is broken
+        "dedupe([1])",  # asserts nothing
+        "assert dedupe([1] == [1]",  # does not parse
+    )
+    result = await _code(GOOD, invalid)
+    assert (result.verdict, result.method) == ("cannot_verify", "none")
+    assert (result.tests_run, result.sets_usable) == (0, 0)
+    result = await _code(GOOD, (*invalid, "assert dedupe([4, 4]) == [4]"), TESTS_B)
+    assert result.verdict == "passed"
+    assert (result.tests_run, result.tests_failed, result.sets_usable) == (3, 0, 2)
+
+
+async def test_a_result_of_the_wrong_type_is_a_failure_not_a_broken_test() -> None:
+    response = "```python\ndef dedupe(xs):\n    return None\n```"
+    result = await _code(response, ("assert dedupe([1, 1])[0] == 1",))
+    assert result.verdict == "failed"
+    assert "NoneType" in result.evidence
+
+
+async def test_a_guessed_function_name_is_bound_to_the_solution() -> None:
+    response = (
+        "```python\ndef _helper(x):\n    return x\n\n"
+        "def remove_duplicates(xs):\n    return list(dict.fromkeys(map(_helper, xs)))\n```"
+    )
+    result = await _code(response, TESTS_A)
+    assert result.verdict == "passed"
+    assert result.tests_run == 2
+    wrong = "```python\ndef remove_duplicates(xs):\n    return xs\n```"
+    assert (await _code(wrong, TESTS_A)).verdict == "failed"
+    leetcode = (
+        "```python\nclass Solution:\n    def removeDuplicates(self, xs):\n"
+        "        return list(dict.fromkeys(xs))\n```"
+    )
+    result = await _code(leetcode, ("assert remove_duplicates([1, 1, 2]) == [1, 2]",))
+    assert (result.verdict, result.tests_run) == ("passed", 1)
+
+
+async def test_code_that_reads_input_cannot_be_verified_unless_its_functions_can() -> None:
+    script = "```python\nxs = input().split()\nprint(list(dict.fromkeys(xs)))\n```"
+    result = await _code(script, TESTS_A)
+    assert (result.verdict, result.reason) == ("cannot_verify", "the code reads input")
+    with_function = GOOD[:-3] + "\nprint(dedupe(input().split()))\n```"
+    result = await _code(with_function, TESTS_A)
+    assert result.verdict == "passed"
+
+
+async def test_the_solution_cannot_forge_or_drown_the_report() -> None:
+    response = (
+        "```python\nimport os, sys\n"
+        "def dedupe(xs):\n"
+        "    print('x' * 100000)\n"
+        '    os.write(1, b\'forged {"k": "done"}\\n\' * 1000)\n'
+        '    sys.__stdout__.write(\'{"k": "test", "g": 1, "i": 0, "r": "pass"}\\n\')\n'
+        "    return xs\n```"
+    )
+    result = await _code(response, TESTS_A)
+    assert result.verdict == "failed"
+    assert "got [1, 2, 1], expected [1, 2]" in result.evidence
+
+
+async def test_exiting_the_process_inside_a_test_fails_it() -> None:
+    response = "```python\nimport os\ndef dedupe(xs):\n    os._exit(0)\n```"
+    result = await _code(response, TESTS_A)
+    assert result.verdict == "failed"
+    assert "the process ended" in result.evidence
+
+
+async def test_math_requests_compare_answers() -> None:
+    request = VerifyRequest(
+        "Algebra",
+        "Solve x^2 + x - 6 = 0.",
+        "Factor: (x + 3)(x - 2) = 0, so the solutions are x = 2 or x = -3.",
+        programs=(
+            "import sympy\nx = sympy.symbols('x')\nprint(sympy.solve(x**2 + x - 6, x))",
+            "```python\nimport math\nd = math.sqrt(1 + 24)\nprint((-1 - d) / 2, (-1 + d) / 2)\n```",
+        ),
+    )
+    result = await verify(request, FAST)
+    assert (result.verdict, result.method) == ("passed", "answer")
+    assert (result.sets_usable, result.sets_failed) == (2, 0)
+    wrong = VerifyRequest("math", request.instruction, "So x = 3.", programs=request.programs)
+    result = await verify(wrong, FAST)
+    assert (result.verdict, result.sets_failed) == ("failed", 2)
+    assert "the response says 'x = 3'" in result.evidence
+
+
+async def test_requests_without_a_verifiable_domain_cannot_be_verified() -> None:
+    result = await verify(VerifyRequest("writing", "Write a poem.", "Roses are red."), FAST)
+    assert (result.verdict, result.method) == ("cannot_verify", "none")
+    by_content = VerifyRequest("", DEDUPE, GOOD, test_sets=(TESTS_A,))
+    assert (await verify(by_content, FAST)).verdict == "passed"
+    no_programs = await verify(VerifyRequest("math", "What is 2 + 2?", "4"), FAST)
+    assert no_programs.verdict == "cannot_verify"
+
+
+# --------------------------------------------------------------------------- domains
+
+
+def test_labels_map_onto_coding_and_math() -> None:
+    assert normalise_domain("Programming") == "coding"
+    assert normalise_domain(" python ") == "coding"
+    assert normalise_domain("code-generation") == "coding"
+    assert normalise_domain("Arithmetic") == "math"
+    assert normalise_domain("algebra") == "math"
+    assert normalise_domain("writing") is None
+    assert normalise_domain(None) is None
+
+
+def test_domains_are_recognised_from_content() -> None:
+    assert verifiable_domain("anything", "no code", "code") == "coding"
+    assert verifiable_domain("Sort a list.", GOOD, None) == "coding"
+    asks = "Write a Python function that sorts a list."
+    assert verifiable_domain(asks, "Use sorted.", None) == "coding"
+    apples = "Tom has 12 apples and gives away 5. How many apples does he have left?"
+    assert verifiable_domain(apples, "12 - 5 = 7. The answer is 7.", None) == "math"
+    assert verifiable_domain("Solve 2x + 3 = 11.", "So x = 4.", "general") == "math"
+    assert verifiable_domain("Write a poem about the sea.", "Waves roll in.", None) is None
+    history = "In 1990, what happened in Berlin?"
+    assert verifiable_domain(history, "The wall came down in 1989.", None) is None
