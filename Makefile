@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch (for deduplication embeddings); any other pulls CUDA.
 	$(BIN)/pip install --quiet torch==2.13.0
+	# llama.cpp built for any AVX2 CPU: a native build's AMX kernels crash in some VMs.
+	bash scripts/install_llamacpp.sh $(BIN)/pip
 	$(BIN)/pip install --quiet -e ".[llamacpp,models,dedup,data,test]"
 	touch $@
 

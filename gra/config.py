@@ -6,6 +6,8 @@ key's path in the message. Relative paths are relative to the config file.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -170,8 +172,46 @@ def load_config(path: str | Path) -> Config:
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     config = msgspec.structs.replace(config, base_dir=str(path.resolve().parent))
+    config = _load_reviewer_weights(config, path)
     _check(config, path)
     return config
+
+
+def _load_reviewer_weights(config: Config, path: Path) -> Config:
+    """Replace ``[protocol] reviewer_weights = "calibration.json"`` by the weights
+    that file holds (``gra calibrate`` writes them under "weights")."""
+    weights = config.protocol.reviewer_weights
+    where = f"{path}: protocol.reviewer_weights"
+    if isinstance(weights, str):
+        if not weights:
+            weights = {}
+        else:
+            file = config.resolve(weights)
+            try:
+                data = json.loads(file.read_text())
+            except OSError as exc:
+                raise ConfigError(f"{where}: cannot read {file}: {exc.strerror}") from exc
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {file} is not JSON: {exc}") from exc
+            found = data.get("weights") if isinstance(data, dict) else None
+            try:
+                weights = msgspec.convert(found, dict[str, Annotated[float, msgspec.Meta(ge=0)]])
+            except msgspec.ValidationError as exc:
+                raise ConfigError(
+                    f'{where}: {file} has no valid "weights" table '
+                    f"(model -> number >= 0; gra calibrate writes one): {exc}"
+                ) from exc
+    bad = [m for m, w in weights.items() if not math.isfinite(w)]
+    if bad:
+        raise ConfigError(f"{where}: weights must be finite numbers: {bad}")
+    models = {a.model_id for a in config.agents if a.backend != "sandbox"}
+    if weights and not set(weights) & models:
+        raise ConfigError(
+            f"{where}: no weight is for a model of this fleet "
+            f"(weights for {sorted(weights)}; fleet {sorted(models)})"
+        )
+    protocol = msgspec.structs.replace(config.protocol, reviewer_weights=weights)
+    return msgspec.structs.replace(config, protocol=protocol)
 
 
 def _check(config: Config, path: Path) -> None:

@@ -86,6 +86,24 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # "plain" checks and scores at once; "reasoned" first writes an analysis and a
     # reason per check (gra calibrate measures both).
     reviewer_prompt: ReviewStyle = "plain"
+    # Reviewer reliability (not in the paper; empty: every reviewer counts alike):
+    # model -> weight >= 0, as `gra calibrate` measures it. In a config file, the
+    # path of a calibration.json (its "weights") or an inline table; the config
+    # loader turns a path into the table. A reviewer's score counts in proportion
+    # to its weight, a reviewer of weight 0 neither scores nor vetoes by a failed
+    # check, and a model without a weight counts as the mean of the known weights.
+    reviewer_weights: str | dict[str, Annotated[float, msgspec.Meta(ge=0)]] = {}
+
+    def weight_of(self, model: str) -> float:
+        """How much ``model``'s review counts (1.0 for every model without weights)."""
+        weights = self.reviewer_weights
+        if isinstance(weights, str):
+            raise ProtocolError(f"reviewer_weights {weights!r} was never loaded from its file")
+        if not weights:
+            return 1.0
+        if model in weights:
+            return weights[model]
+        return math.fsum(weights.values()) / len(weights)
 
     def committee_size(self, n_models: int, *, with_generator: bool = True) -> int:
         needed = 2 if with_generator else 1
@@ -144,13 +162,21 @@ class CommitteeDecision:
     reason: str
 
 
-def committee_stats(scores: Sequence[float], policy: Policy) -> tuple[float, float]:
-    """Mean and standard deviation of the review scores.
+def committee_stats(
+    scores: Sequence[float], policy: Policy, weights: Sequence[float] | None = None
+) -> tuple[float, float]:
+    """Mean and standard deviation of the review scores, each weighted by its
+    reviewer's weight when ``weights`` are given (and not all zero).
 
     Two passes of ``math.fsum`` rather than ``statistics.pstdev``: the latter
     works in exact fractions, which cost more than the rest of a decision.
     """
     n = len(scores)
+    if weights is not None and math.fsum(weights) > 0:
+        total = math.fsum(weights)
+        mean = math.fsum(w * x for w, x in zip(weights, scores, strict=True)) / total
+        squares = math.fsum(w * (x - mean) ** 2 for w, x in zip(weights, scores, strict=True))
+        return mean, math.sqrt(squares / total)
     mean = math.fsum(scores) / n
     if n < 2:
         return mean, 0.0
@@ -159,7 +185,10 @@ def committee_stats(scores: Sequence[float], policy: Policy) -> tuple[float, flo
 
 
 def score_out_of_reach(
-    scores: Sequence[float], committee: int, policy: Policy
+    scores: Sequence[float],
+    committee: int,
+    policy: Policy,
+    weights: Sequence[float] | None = None,
 ) -> CommitteeDecision | None:
     """A score rejection that the pending reviews cannot change, if there is one.
 
@@ -167,13 +196,21 @@ def score_out_of_reach(
     can reach is every pending reviewer scoring the maximum; when even that
     mean is below tau the item is rejected whatever they say (mean < tau
     rejects before std is looked at). Mean and std are over the scores in.
+    ``weights``, if given, holds every committee member's weight, those whose
+    scores are in first.
     """
     if not scores or len(scores) >= committee:
         return None
-    best = (math.fsum(scores) + SCORE_MAX * (committee - len(scores))) / committee
+    if weights is not None and math.fsum(weights) > 0:
+        scored = weights[: len(scores)]
+        reach = math.fsum(w * x for w, x in zip(scored, scores, strict=True))
+        best = (reach + SCORE_MAX * math.fsum(weights[len(scores) :])) / math.fsum(weights)
+    else:
+        scored = None
+        best = (math.fsum(scores) + SCORE_MAX * (committee - len(scores))) / committee
     if best >= policy.tau:
         return None
-    mean, std = committee_stats(scores, policy)
+    mean, std = committee_stats(scores, policy, scored)
     return CommitteeDecision(
         Verdict.REJECT_SCORE,
         mean,
@@ -183,15 +220,24 @@ def score_out_of_reach(
     )
 
 
-def decide(reviews: Sequence[ReviewOutput], policy: Policy) -> CommitteeDecision:
-    """The committee rule over a complete set of reviews."""
-    for review in reviews:
-        if not review.checks.passed():
+def vetoes(weight: float, weights: Sequence[float] | None) -> bool:
+    """Whether a reviewer of ``weight`` can reject by a failed check: every reviewer
+    can, unless weights are in use and it has none (no weight anywhere: all can)."""
+    return weights is None or weight > 0 or math.fsum(weights) == 0
+
+
+def decide(
+    reviews: Sequence[ReviewOutput], policy: Policy, weights: Sequence[float] | None = None
+) -> CommitteeDecision:
+    """The committee rule over a complete set of reviews (``weights``: one per review,
+    from ``Policy.reviewer_weights``; None: the paper's equal say)."""
+    for i, review in enumerate(reviews):
+        if not review.checks.passed() and vetoes(weights[i] if weights else 1.0, weights):
             failed = ", ".join(review.checks.failed_names())
             return CommitteeDecision(
                 Verdict.REJECT_CHECK, None, None, f"instruction check failed: {failed}"
             )
-    mean, std = committee_stats([r.scores.mean() for r in reviews], policy)
+    mean, std = committee_stats([r.scores.mean() for r in reviews], policy, weights)
     if mean < policy.tau:
         return CommitteeDecision(
             Verdict.REJECT_SCORE, mean, std, f"committee mean {mean:.2f} < tau {policy.tau}"
@@ -518,7 +564,7 @@ class InstanceState:
                     raise ProtocolError(f"{model} already reviewed this item")
                 self.reviews[model] = review
                 if self.committee is None:  # else decided, awaiting verification
-                    self._after_review(review)
+                    self._after_review(model, review)
             case AdjudicatorDrawn(model=model):
                 if self.committee is None or self.committee.verdict is not Verdict.ADJUDICATE:
                     raise ProtocolError("no adjudication is pending")
@@ -673,19 +719,34 @@ class InstanceState:
         )
         return [Verify(self.verifier, request)]
 
-    def _after_review(self, review: ReviewOutput) -> None:
-        if not review.checks.passed() and self.policy.reject_when_decided:
+    def _weights(self, models: Sequence[str]) -> list[float] | None:
+        """The reviewers' weights in the order of ``models`` (None: equal say)."""
+        if not self.policy.reviewer_weights:
+            return None
+        return [self.policy.weight_of(m) for m in models]
+
+    def _after_review(self, model: str, review: ReviewOutput) -> None:
+        committee = self._weights(self.reviewers)
+        if (
+            not review.checks.passed()
+            and self.policy.reject_when_decided
+            and vetoes(self.policy.weight_of(model), committee)
+        ):
             decision = decide([review], self.policy)
             self._end_round(CommitteeDecision(Verdict.REJECT_CHECK, None, None, decision.reason))
             return
         if len(self.reviews) < len(self.reviewers):
             if self.policy.reject_when_decided and self._last_round():
                 scores = [r.scores.mean() for r in self.reviews.values()]
-                early = score_out_of_reach(scores, len(self.reviewers), self.policy)
+                order = [*self.reviews, *(m for m in self.reviewers if m not in self.reviews)]
+                early = score_out_of_reach(
+                    scores, len(self.reviewers), self.policy, self._weights(order)
+                )
                 if early is not None:
                     self._end_round(early)
             return
-        self._end_round(decide(list(self.reviews.values()), self.policy))
+        weights = self._weights(list(self.reviews))
+        self._end_round(decide(list(self.reviews.values()), self.policy, weights))
 
     def _last_round(self) -> bool:
         """No revision follows a rejection now, so a partial committee may decide it

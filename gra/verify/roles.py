@@ -23,7 +23,6 @@ from gra.protocols.roles import (
     VerificationOutput,
     VerifyRequest,
 )
-from gra.sandbox import SandboxLimits
 from gra.verify.verifier import VerifySettings, verify
 
 _JSON_ONLY = "Answer with one JSON object only, exactly in the requested shape."
@@ -76,13 +75,7 @@ def _check_program(request: SolverRequest, output: SolverOutput) -> None:
 
 
 async def _verify(request: VerifyRequest) -> VerificationOutput:
-    settings = VerifySettings(
-        limits=SandboxLimits(wall_s=request.wall_s),
-        test_timeout_s=request.test_timeout_s,
-        test_agreement=request.test_agreement,
-        min_solver_agreement=request.min_solver_agreement,
-    )
-    return await verify(request, settings)
+    return await verify(request, VerifySettings.for_request(request))
 
 
 def _no_prompt(request: VerifyRequest) -> ChatMessages:
