@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gra.protocols.roles import VerificationOutput, VerifyRequest
@@ -253,3 +255,54 @@ def test_domains_are_recognised_from_content() -> None:
     assert verifiable_domain("Write a poem about the sea.", "Waves roll in.", None) is None
     history = "In 1990, what happened in Berlin?"
     assert verifiable_domain(history, "The wall came down in 1989.", None) is None
+
+
+_HOSTILE = {
+    "fork bomb": (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    ),
+    "memory hog": "hog = []\nwhile True:\n    hog.append(bytearray(64 * 1024 * 1024))\n",
+    "file outside": "open({target!r}, 'w').write('owned')\n",
+    "delete outside": "import os\nos.remove({victim!r})\n",
+    "socket": (
+        "import socket\n"
+        "socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'hi')\n"
+    ),
+    "read a secret": "print(open({secret!r}).read())\n",
+    "megabytes": "import sys\nsys.stdout.write('x' * 50_000_000)\n",
+}
+
+
+@pytest.mark.parametrize("attack", sorted(_HOSTILE))
+async def test_hostile_responses_are_contained_and_judged(attack: str, tmp_path: Path) -> None:
+    """Each attack, as the response's module body before a correct dedupe: contained,
+    judged failed or cannot_verify with a reason, and the host untouched."""
+    import os
+    import socket
+
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    secret = tmp_path / "secret.key"
+    secret.write_text("CURVE-SECRET")
+    secret.chmod(0o600)
+    target = tmp_path / "owned.txt"
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    body = _HOSTILE[attack].format(
+        target=str(target), victim=str(victim), secret=str(secret), port=listener.getsockname()[1]
+    )
+    response = "```python\n" + body + GOOD.split("```python\n")[1]
+    try:
+        result = await _code(response, TESTS_A)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    finally:
+        listener.close()
+    assert result.verdict in ("failed", "cannot_verify"), result
+    assert result.reason
+    assert victim.read_text() == "keep me" and not target.exists()
+    assert "CURVE-SECRET" not in result.evidence + result.reason
+    assert len(result.evidence) <= FAST.evidence_chars + 200
+    assert os.path.exists(secret)

@@ -623,12 +623,14 @@ class _Tail(io.TextIOBase):
     def __init__(self, limit):
         self.limit = limit
         self.text = ""
+        self.total = 0
 
     def writable(self):
         return True
 
     def write(self, s):
         s = str(s)
+        self.total += len(s)
         self.text = (self.text + s)[-self.limit:]
         return len(s)
 
@@ -1049,6 +1051,9 @@ def _main():
             outcome = "file"
         else:
             outcome = "error"
+    if outcome == "ok" and tail.total > _CFG["flood_chars"]:
+        outcome = "flood"
+        detail = "it printed %d characters while importing" % tail.total
     _emit(k="import", r=outcome, d=detail, out=tail.text)
     if outcome not in ("ok", "exit", "input"):
         return
@@ -1083,13 +1088,15 @@ def build_harness(
     budget_s: float = 8.0,
     cpu_budget_s: float = 8.0,
     output_chars: int = 2000,
+    flood_chars: int = 1_000_000,
 ) -> tuple[str, dict[str, str]]:
     """The sandbox ``source`` and ``files`` (solution.py, tests.json) that run the
     stated examples (group 0) and each test set (groups 1..n) against the solution.
 
     The run's first stdin line must be the nonce that will prefix its report lines.
     ``budget_s``/``cpu_budget_s`` stop it starting tests it could not finish before
-    the sandbox's own limits end the process.
+    the sandbox's own limits end the process. A solution that prints more than
+    ``flood_chars`` while importing fails: no training example floods its output.
     """
     config = {
         "groups": [list(examples), *[list(tests) for tests in test_sets]],
@@ -1098,6 +1105,7 @@ def build_harness(
         "budget_s": budget_s,
         "cpu_budget_s": cpu_budget_s,
         "output_chars": output_chars,
+        "flood_chars": flood_chars,
     }
     return _HARNESS, {"solution.py": solution, "tests.json": json.dumps(config)}
 
@@ -1111,7 +1119,7 @@ TestResult = Literal["pass", "fail", "invalid", "skip"]
 class HarnessRun:
     """What the harness reported (only lines carrying the run's nonce count)."""
 
-    import_status: str | None = None  # ok | exit | input | error | timeout | module | file
+    import_status: str | None = None  # ok | exit | input | error | timeout | module | file | flood
     import_detail: str = ""
     output: str = ""
     results: dict[tuple[int, int], tuple[TestResult, str]] = field(default_factory=dict)
@@ -1240,8 +1248,11 @@ def judge_code(
             _cut(stderr[-evidence_chars:], evidence_chars),
         )
     imported = run.import_status
-    if imported in ("error", "timeout"):
-        why = "importing the code timed out" if imported == "timeout" else "the code raises"
+    if imported in ("error", "timeout", "flood"):
+        why = {
+            "timeout": "importing the code timed out",
+            "flood": "the code floods its output",
+        }.get(imported, "the code raises")
         return out("failed", why, run.import_detail + output_tail)
     if imported in ("module", "file"):
         why = (
