@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from gra.bench import machine_info, write_result
+from gra.calibrate import rescore
+from gra.config import load_config
 from gra.report.calibration import metrics_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +65,14 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="tasks to take (each has a good and a bad pair)")
     parser.add_argument("--config", default=str(ROOT / "examples" / "quickstart.toml"))
     parser.add_argument("--out", help="calibration directory (default: a temporary one)")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score the runs already in --out again (after a change to the scoring only)",
+    )
     args = parser.parse_args()
+    if args.rescore and not args.out:
+        parser.error("--rescore needs --out, the directory of an earlier run")
 
     pairs = split_pairs(args.set, args.split, args.limit)
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gra-judging-"))
@@ -79,20 +88,10 @@ def main() -> int:
         )
     )
     started = time.monotonic()
-    command = [
-        sys.executable,
-        "-m",
-        "gra",
-        "calibrate",
-        args.config,
-        "--input",
-        str(unlabelled_domain),
-        "--out",
-        str(work / "calibration"),
-        "--no-progress",
-    ]
-    print(" ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    if args.rescore:
+        rescore(load_config(args.config), unlabelled_domain, work / "calibration")
+    else:
+        run_calibration(args.config, unlabelled_domain, work / "calibration")
     calibration = json.loads((work / "calibration" / "calibration.json").read_text())
     result = {
         "set": args.set,
@@ -100,6 +99,7 @@ def main() -> int:
         "pairs": len(pairs),
         "config": args.config,
         "commit": commit(),
+        "rescored": args.rescore,
         "wall_seconds": round(time.monotonic() - started, 1),
         "machine": machine_info(),
         "calibration": calibration,
@@ -109,6 +109,23 @@ def main() -> int:
     print(f"verification verdicts by label: {calibration.get('verification')}")
     print(f"{path}")
     return 0
+
+
+def run_calibration(config: str, pairs: Path, out: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "gra",
+        "calibrate",
+        config,
+        "--input",
+        str(pairs),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    print(" ".join(command), flush=True)
+    subprocess.run(command, check=True)
 
 
 if __name__ == "__main__":

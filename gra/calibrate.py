@@ -25,7 +25,7 @@ sees them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ from typing import Any
 import msgspec
 
 from gra.config import AgentConfig, Config, ConfigError
+from gra.protocols.peer_review import Policy, Verdict, decide
+from gra.protocols.roles import Checks, ReviewOutput, Scores
 from gra.report.agreement import read_records, reviewer_agreement
 from gra.report.calibration import judge_metrics, metrics_table, reliability_weights
 
@@ -106,15 +108,39 @@ def alone_predictions(
     return per_model
 
 
+def committee_predictions(verdicts: Mapping[str, Mapping[str, Any]]) -> dict[str, bool]:
+    """What the run decided, per item."""
+    return {i: v["decision"] == "accepted" for i, v in verdicts.items()}
+
+
+def _review_output(review: Mapping[str, Any]) -> ReviewOutput:
+    return ReviewOutput(Checks(**review["checks"]), Scores(**review["scores"]), "", "")
+
+
+def subcommittee_predictions(
+    verdicts: Mapping[str, Mapping[str, Any]], models: Collection[str], policy: Policy
+) -> dict[str, bool]:
+    """The paper's decision had only ``models`` reviewed, from the same completed reviews
+    (every review is kept in the committee run). An item that would need adjudication
+    counts as rejected: the run has no adjudication by a model left out to draw on.
+    Items none of ``models`` reviewed (failed ones) are left out."""
+    out: dict[str, bool] = {}
+    for item_id, verdict in verdicts.items():
+        reviews = [_review_output(r) for r in verdict.get("reviews", []) if r["model"] in models]
+        if reviews:
+            out[item_id] = decide(reviews, policy).verdict is Verdict.ACCEPT
+    return out
+
+
 def combined_predictions(
-    committee: Mapping[str, Mapping[str, Any]],
+    committee: Mapping[str, bool],
     verified: Mapping[str, Mapping[str, Any]],
     on_pass: str,
 ) -> dict[str, bool]:
-    """The protocol's decision from the committee's verdict and the verification's."""
+    """The protocol's decision from the committee's (id -> accepted) and the
+    verification's verdict."""
     out: dict[str, bool] = {}
-    for item_id, verdict in committee.items():
-        accepted = verdict["decision"] == "accepted"
+    for item_id, accepted in committee.items():
         verification = (verified.get(item_id) or {}).get("verification") or {}
         match verification.get("verdict"):
             case "failed":
@@ -140,10 +166,10 @@ def verification_breakdown(
 
 
 def calibrate(config: Config, options: CalibrationOptions) -> dict[str, Any]:
+    """Run the committee (and the verifier) over the labelled pairs, then score them."""
     from gra.supervisor.job import JobOptions, run_sync
 
     labels = read_labels(options.input)
-    tau = config.protocol.tau
 
     def review(name: str, run_config: Config) -> dict[str, dict[str, Any]]:
         out = options.out_dir / name
@@ -158,32 +184,67 @@ def calibrate(config: Config, options: CalibrationOptions) -> dict[str, Any]:
         return _verdicts(out)
 
     committee = review("committee", committee_config(config))
+    verified = review("verified", verified_config(config)) if options.with_verifier else None
+    result = score_runs(config.protocol, labels, committee, verified)
+    result["input"] = str(options.input)
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    (options.out_dir / CALIBRATION).write_text(json.dumps(result, indent=2) + "\n")
+    result["table"] = metrics_table(result["configurations"])
+    return result
+
+
+def rescore(config: Config, labelled: Path, out_dir: Path) -> dict[str, Any]:
+    """Score the runs a calibration directory already holds (no model runs again)."""
+    verified_dir = out_dir / "verified"
+    verified = _verdicts(verified_dir) if (verified_dir / "verdicts.jsonl").exists() else None
+    result = score_runs(
+        config.protocol, read_labels(labelled), _verdicts(out_dir / "committee"), verified
+    )
+    result["input"] = str(labelled)
+    (out_dir / CALIBRATION).write_text(json.dumps(result, indent=2) + "\n")
+    result["table"] = metrics_table(result["configurations"])
+    return result
+
+
+def score_runs(
+    policy: Policy,
+    labels: Mapping[str, str],
+    committee: Mapping[str, Mapping[str, Any]],
+    verified: Mapping[str, Mapping[str, Any]] | None,
+) -> dict[str, Any]:
+    """Per model and per configuration metrics from the recorded verdicts."""
+    tau = policy.tau
     rows: dict[str, dict[str, Any]] = {}
     models: dict[str, dict[str, Any]] = {}
     for model, predictions in sorted(alone_predictions(committee, tau).items()):
         models[model] = judge_metrics(predictions, labels)
         rows[f"{model} alone"] = models[model]
-    rows["committee (paper)"] = judge_metrics(
-        {i: v["decision"] == "accepted" for i, v in committee.items()}, labels
-    )
+    paper = committee_predictions(committee)
+    rows["committee (paper)"] = judge_metrics(paper, labels)
+    others: dict[str, dict[str, bool]] = {}
+    if len(models) >= 3:  # would the committee do better without one of its models?
+        for model in models:
+            kept = [m for m in models if m != model]
+            others[model] = subcommittee_predictions(committee, kept, policy)
+            rows[f"committee without {model}"] = judge_metrics(others[model], labels)
     result: dict[str, Any] = {
-        "input": str(options.input),
         "tau": tau,
         "models": models,
         "weights": reliability_weights(models),
         "agreement": reviewer_agreement(committee.values(), tau=tau),
     }
-    if options.with_verifier:
-        verified = review("verified", verified_config(config))
+    if verified is not None:
         for on_pass in ("committee", "accept"):
-            predictions = combined_predictions(committee, verified, on_pass)
+            predictions = combined_predictions(paper, verified, on_pass)
             rows[f"committee + verifier (on_pass={on_pass})"] = judge_metrics(predictions, labels)
+        for model, predictions in others.items():
+            for on_pass in ("committee", "accept"):
+                combined = combined_predictions(predictions, verified, on_pass)
+                name = f"committee without {model} + verifier (on_pass={on_pass})"
+                rows[name] = judge_metrics(combined, labels)
         rows["committee + verifier (live run, on_pass=accept)"] = judge_metrics(
-            {i: v["decision"] == "accepted" for i, v in verified.items()}, labels
+            committee_predictions(verified), labels
         )
         result["verification"] = verification_breakdown(verified, labels)
     result["configurations"] = rows
-    options.out_dir.mkdir(parents=True, exist_ok=True)
-    (options.out_dir / CALIBRATION).write_text(json.dumps(result, indent=2) + "\n")
-    result["table"] = metrics_table(rows)
     return result
