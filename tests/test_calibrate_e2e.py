@@ -52,7 +52,11 @@ roles = ["reviewer"]
     assert set(result["models"]) == {"qwen2.5-coder-0.5b", "gemma-3-270m"}
     for metrics in result["models"].values():
         assert metrics["n"] == 3
-        assert metrics["verdict"] in ("better than chance", "no better than chance", "worse than chance")
+        assert metrics["verdict"] in (
+            "better than chance",
+            "no better than chance",
+            "worse than chance",
+        )
     rows = result["configurations"]
     assert {"committee (paper)", "committee + verifier (on_pass=accept)"} <= set(rows)
     assert set(result["weights"]) == set(result["models"])

@@ -265,8 +265,7 @@ _HOSTILE = {
     "file outside": "open({target!r}, 'w').write('owned')\n",
     "delete outside": "import os\nos.remove({victim!r})\n",
     "socket": (
-        "import socket\n"
-        "socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'hi')\n"
+        "import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'hi')\n"
     ),
     "read a secret": "print(open({secret!r}).read())\n",
     "megabytes": "import sys\nsys.stdout.write('x' * 50_000_000)\n",
