@@ -77,7 +77,10 @@ class ScriptedBackend:
                 "response": f"def add_{n}(a, b):\n    return a {'-' if self.wrong else '+'} b",
             }
         if "tests" in properties:  # a tester: the name is a guess, as a real one's would be
-            return {"tests": ["assert add(2, 3) == 5", "assert add(-4, 4) == 0"]}
+            return {
+                "tests": ["assert add(2, 3) == 5", "assert add(-4, 4) == 0"],
+                "solution": "def add(a, b):\n    return a + b",
+            }
         if "program" in properties:
             return {"program": "print(2 + 2)"}
         if "summary" in properties:

@@ -244,9 +244,11 @@ class UnitTestRequest(msgspec.Struct, frozen=True):
 
 
 class UnitTestOutput(msgspec.Struct, frozen=True):
-    """A tester's independent test set: one Python ``assert`` statement per entry."""
+    """A tester's independent test set: one Python ``assert`` statement per entry, and
+    the tester's own solution, which settles the asserts' expected values by vote."""
 
     tests: Annotated[tuple[TestLine, ...], msgspec.Meta(min_length=1, max_length=16)]
+    solution: Annotated[str, msgspec.Meta(max_length=6_000)]
 
 
 class SolverRequest(msgspec.Struct, frozen=True):

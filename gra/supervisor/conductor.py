@@ -130,7 +130,9 @@ _OUTPUTS: dict[str, tuple[type, Callable[[InstanceState, Any, Any], InstanceEven
     "annotator": (Annotation, lambda _state, step, out: Enriched(step.model, out)),
     "tester": (
         UnitTestOutput,
-        lambda _state, step, out: EvidenceWritten(step.model, step.seat, tests=out.tests),
+        lambda _state, step, out: EvidenceWritten(
+            step.model, step.seat, tests=out.tests, program=out.solution
+        ),
     ),
     "solver": (
         SolverOutput,

@@ -776,7 +776,33 @@ def _eq(a, b, depth=0):
     return False
 
 
+_SEEN = [None, None]  # the last ``==`` test's actual and expected values, as _key()s
+
+
+def _key(value, depth=0):
+    """A value's comparable text across runs: floats to 9 significant digits."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, float):
+        return repr(float("%.9g" % value))
+    if depth < 20 and isinstance(value, (list, tuple)):
+        inner = ",".join(_key(v, depth + 1) for v in value)
+        return ("[%s]" if isinstance(value, list) else "(%s)") % inner
+    if depth < 20 and isinstance(value, dict):
+        try:
+            items = sorted(value.items(), key=lambda kv: repr(kv[0]))
+        except Exception:
+            items = list(value.items())
+        return "{%s}" % ",".join(_key(k, depth + 1) + ":" + _key(v, depth + 1) for k, v in items)
+    try:
+        text = repr(value)
+    except Exception:
+        return "<unrepresentable %s>" % type(value).__name__
+    return text if len(text) <= 2000 else text[:2000] + "..."
+
+
 def _check_eq(actual, expected):
+    _SEEN[0], _SEEN[1] = _key(actual), _key(expected)
     if not _eq(actual, expected):
         raise _Mismatch(actual, expected)
 
@@ -1061,8 +1087,9 @@ def _main():
     for group, tests in enumerate(_CFG["groups"]):
         for index, text in enumerate(tests):
             _write("b %d %d" % (group, index))
+            _SEEN[0] = _SEEN[1] = None
             result, detail = _run_test(text)
-            _emit(k="test", g=group, i=index, r=result, d=detail)
+            _emit(k="test", g=group, i=index, r=result, d=detail, v=_SEEN[0], e=_SEEN[1])
     _emit(k="end", out=tail.text)
 
 
@@ -1123,6 +1150,9 @@ class HarnessRun:
     import_detail: str = ""
     output: str = ""
     results: dict[tuple[int, int], tuple[TestResult, str]] = field(default_factory=dict)
+    # For ``==`` tests: the value the code gave and the value the test expected (as text
+    # comparable across runs), when the comparison was reached.
+    values: dict[tuple[int, int], tuple[str | None, str | None]] = field(default_factory=dict)
     # The test that had begun and not finished when the report stopped.
     unfinished: tuple[int, int] | None = None
     in_import: bool = False
@@ -1163,6 +1193,12 @@ def parse_harness_output(stdout: str, nonce: str) -> HarnessRun:
             result = record.get("r")
             if result in ("pass", "fail", "invalid", "skip"):
                 run.results[key] = (result, str(record.get("d", "")))
+                actual, expected = record.get("v"), record.get("e")
+                if isinstance(actual, str) or isinstance(expected, str):
+                    run.values[key] = (
+                        actual if isinstance(actual, str) else None,
+                        expected if isinstance(expected, str) else None,
+                    )
             if begun == key:
                 begun = None
         elif kind == "end":

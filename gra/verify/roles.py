@@ -34,8 +34,11 @@ _TESTER_SYSTEM = (
     "entry, on one line, in the form `assert CALL == EXPECTED`; work out each expected "
     "value carefully from the task's words; cover the ordinary case and the edge cases the "
     "task describes (empty input, zero, negative numbers, ties, boundaries); use only "
-    "inputs the task allows; do not define functions or import anything.\n"
-    f"Reply as JSON with one key: tests (a list of assert statements). {_JSON_ONLY}"
+    "inputs the task allows; do not define functions or import anything in the tests.\n"
+    "Then write your own complete, correct solution to the task: the whole function, with "
+    "any imports it needs, as Python source.\n"
+    "Reply as JSON with two keys: tests (a list of assert statements) and solution (the "
+    f"Python source). {_JSON_ONLY}"
 )
 
 
@@ -87,7 +90,7 @@ TESTER = Role(
     UnitTestRequest,
     UnitTestOutput,
     _tester_prompt,
-    Sampling(max_tokens=320, temperature=0.7),
+    Sampling(max_tokens=640, temperature=0.7),
     _check_tests,
     warmup=UnitTestRequest("coding", "..."),
 )

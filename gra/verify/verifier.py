@@ -13,8 +13,15 @@ from dataclasses import dataclass, field, replace
 
 from gra.protocols.roles import VerificationOutput, VerifyRequest
 from gra.sandbox import SandboxLimits, SandboxResult, run_python_async
-from gra.verify.code import build_harness, extract_python, judge_code, parse_harness_output
+from gra.verify.code import (
+    HarnessRun,
+    build_harness,
+    extract_python,
+    judge_code,
+    parse_harness_output,
+)
 from gra.verify.code import stated_examples as _stated_examples
+from gra.verify.differential import reconcile
 from gra.verify.domain import normalise_domain
 from gra.verify.math_answers import judge_math
 
@@ -68,19 +75,10 @@ def _unfence(test: str) -> str:
     return "\n".join(lines).strip()
 
 
-async def verify_code(
-    instruction: str,
-    response: str,
-    test_sets: tuple[tuple[str, ...], ...],
-    settings: VerifySettings,
-) -> VerificationOutput:
-    """Run the response's code against the instruction's stated examples and the
-    testers' asserts (one sandbox run) and judge it (see ``judge_code``)."""
-    solution = extract_python(response)
-    if solution is None:
-        return _cannot("no Python code in the response")
-    examples = _stated_examples(instruction)
-    sets = [[t for t in (_unfence(line) for line in tests) if t] for tests in test_sets]
+async def _run_harness(
+    solution: str, examples: list[str], sets: list[list[str]], settings: VerifySettings
+) -> tuple[HarnessRun, SandboxResult]:
+    """One sandbox run of ``solution`` against the stated examples and the test sets."""
     limits = settings.limits
     source, files = build_harness(
         solution,
@@ -92,8 +90,36 @@ async def verify_code(
     )
     nonce = secrets.token_hex(12)
     result = await run_python_async(source, files=files, stdin=nonce + "\n", limits=limits)
+    return parse_harness_output(result.stdout, nonce), result
+
+
+async def verify_code(
+    instruction: str,
+    response: str,
+    test_sets: tuple[tuple[str, ...], ...],
+    settings: VerifySettings,
+    references: tuple[str, ...] = (),
+) -> VerificationOutput:
+    """Run the response's code against the instruction's stated examples and the
+    testers' asserts and judge it (see ``judge_code``). With ``references`` (the
+    testers' own solutions), each assert's expected value is settled by vote
+    (``gra.verify.differential``), so one tester's slip does not fail a right answer."""
+    solution = extract_python(response)
+    if solution is None:
+        return _cannot("no Python code in the response")
+    examples = _stated_examples(instruction)
+    sets = [[t for t in (_unfence(line) for line in tests) if t] for tests in test_sets]
+    codes = [code for code in (extract_python(r) for r in references) if code]
+    runs = await asyncio.gather(
+        *(_run_harness(code, examples, sets, settings) for code in (solution, *codes))
+    )
+    (run, result), others = runs[0], runs[1:]
+    if codes and sets:
+        run = reconcile(
+            run, [r for r, _ in others], min_votes=max(2, settings.min_solver_agreement)
+        )
     return judge_code(
-        parse_harness_output(result.stdout, nonce),
+        run,
         status=result.status,
         reason=result.reason,
         exit_code=result.exit_code,
@@ -141,7 +167,11 @@ async def verify(request: VerifyRequest, settings: VerifySettings) -> Verificati
     try:
         if domain == "coding":
             return await verify_code(
-                request.instruction, request.response, request.test_sets, settings
+                request.instruction,
+                request.response,
+                request.test_sets,
+                settings,
+                references=request.programs,
             )
         if domain == "math":
             return await verify_math(request.response, request.programs, settings)

@@ -1,0 +1,101 @@
+"""Testers' asserts re-judged by independent solutions (differential testing).
+
+A small model writes good test inputs but often a wrong expected value: it must
+work the answer out in its head. Each tester therefore also writes its own
+solution from the instruction alone, and every solution runs the same asserts.
+For each assert the tester's expected value is one vote and each reference
+solution's result another; a value with at least ``min_votes`` votes, and more
+than any other value, is the oracle. The response passes the assert when it
+gives the oracle's value and fails it when it gives another; with no oracle the
+assert is not counted (nobody agrees what it should give). A reference solution
+that fails any example the instruction itself states does not vote.
+
+Asserts that are not ``A == B`` vote on the outcome instead: the tester says
+"passes", each reference solution says what it did.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+
+from gra.verify.code import HarnessRun, TestResult
+
+_PASSES = "<the assert passes>"
+_FAILS = "<the assert fails>"
+_NO_VALUE = "<no value: the code raised or timed out>"
+
+
+def _examples_hold(run: HarnessRun) -> bool:
+    """The reference imported and passed every stated example it ran."""
+    if run.import_status not in ("ok", "exit", "input"):
+        return False
+    return all(result != "fail" for (g, _), (result, _) in run.results.items() if g == 0)
+
+
+def _value(run: HarnessRun, key: tuple[int, int], equality: bool) -> str | None:
+    """What ``run`` says the assert gives (None: it has no say)."""
+    if key not in run.results:
+        return None
+    result, _ = run.results[key]
+    if result not in ("pass", "fail"):
+        return None
+    if not equality:
+        return _PASSES if result == "pass" else _FAILS
+    actual = run.values.get(key, (None, None))[0]
+    return actual
+
+
+def _oracle(votes: Counter[str], min_votes: int) -> str | None:
+    ranked = votes.most_common(2)
+    if not ranked or ranked[0][1] < min_votes:
+        return None
+    if len(ranked) == 2 and ranked[1][1] == ranked[0][1]:
+        return None
+    return ranked[0][0]
+
+
+def _short(text: str, n: int = 120) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def reconcile(
+    response: HarnessRun, references: Sequence[HarnessRun], *, min_votes: int = 2
+) -> HarnessRun:
+    """The response's run with every tester's assert (groups 1..n) judged by vote.
+
+    Stated examples (group 0) are the instruction's own word and stay as they are.
+    """
+    voters = [r for r in references if _examples_hold(r)]
+    results: dict[tuple[int, int], tuple[TestResult, str]] = {}
+    for key, (result, detail) in response.results.items():
+        if key[0] == 0 or result in ("invalid", "skip"):
+            results[key] = (result, detail)
+            continue
+        expected = next(
+            (v[1] for v in (response.values.get(key), *(r.values.get(key) for r in voters))
+             if v is not None and v[1] is not None),
+            None,
+        )  # fmt: skip
+        equality = expected is not None
+        votes: Counter[str] = Counter({expected if equality else _PASSES: 1})
+        for reference in voters:
+            value = _value(reference, key, equality)
+            if value is not None:
+                votes[value] += 1
+        oracle = _oracle(votes, min_votes)
+        given = _value(response, key, equality) or _NO_VALUE
+        if oracle is None:
+            tally = ", ".join(f"{_short(v, 60)} x{n}" for v, n in votes.most_common(4))
+            results[key] = ("invalid", f"no agreement on what it should give ({tally})")
+        elif given == oracle:
+            results[key] = ("pass", "")
+        else:
+            agreeing = votes[oracle]
+            why = detail if given == _NO_VALUE and detail else f"got {_short(given)}"
+            results[key] = (
+                "fail",
+                f"{why}; {agreeing} independent derivations give {_short(oracle)}",
+            )
+    return replace(response, results=results)

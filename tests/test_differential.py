@@ -1,0 +1,71 @@
+"""Testers' asserts settled by vote with their own solutions, in the real sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from gra.protocols.roles import VerificationOutput, VerifyRequest
+from gra.sandbox import SandboxLimits, sandbox_unavailable
+from gra.verify import VerifySettings, verify
+
+SETTINGS = VerifySettings(limits=SandboxLimits(wall_s=10.0, cpu_s=10), test_timeout_s=1.0)
+TASK = "Write `count_even(xs)` returning how many numbers in the list xs are even."
+RIGHT = "```python\ndef count_even(xs):\n    return sum(1 for x in xs if x % 2 == 0)\n```"
+# Wrong on zero, which it does not count as even.
+WRONG = "```python\ndef count_even(xs):\n    return sum(1 for x in xs if x % 2 == 0 and x)\n```"
+REFERENCE = "def count_even(xs):\n    return len([x for x in xs if not x % 2])\n"
+OTHER_REFERENCE = "def count_even(xs):\n    n = 0\n    for x in xs:\n        n += x % 2 == 0\n    return n\n"
+BROKEN_REFERENCE = "def count_even(xs):\n    return len(xs)\n"
+
+
+@pytest.fixture(autouse=True)
+def sandbox() -> None:
+    problem = sandbox_unavailable()
+    assert problem is None, f"the sandbox is unavailable: {problem}"
+
+
+async def _verify(
+    response: str, *sets: tuple[str, ...], references: tuple[str, ...] = (), task: str = TASK
+) -> VerificationOutput:
+    request = VerifyRequest("coding", task, response, test_sets=sets, programs=references)
+    return await verify(request, SETTINGS)
+
+
+async def test_a_testers_wrong_expected_value_is_outvoted() -> None:
+    slip = ("assert count_even([1, 2, 4]) == 3", "assert count_even([]) == 0")
+    alone = await _verify(RIGHT, slip)
+    assert alone.verdict == "failed"  # the tester's slip alone fails a right answer
+    voted = await _verify(RIGHT, slip, references=(REFERENCE, OTHER_REFERENCE))
+    assert voted.verdict == "passed", voted
+    assert voted.tests_failed == 0
+
+
+async def test_a_wrong_response_fails_where_the_derivations_agree() -> None:
+    tests = ("assert count_even([0, 1]) == 1", "assert count_even([2]) == 1")
+    result = await _verify(WRONG, tests, references=(REFERENCE,))
+    assert result.verdict == "failed"
+    assert "got 0; 2 independent derivations give 1" in result.evidence
+
+
+async def test_an_assert_nobody_agrees_on_is_not_counted() -> None:
+    tests = ("assert count_even([0, 3, 6]) == 7",)
+    result = await _verify(RIGHT, tests, references=(BROKEN_REFERENCE,))
+    # Tester says 7, the reference says 3, the response says 2: no value has two votes.
+    assert result.verdict == "cannot_verify", result
+    assert result.tests_failed == 0
+
+
+async def test_a_reference_that_fails_a_stated_example_does_not_vote() -> None:
+    task = TASK + "\nFor example count_even([1, 2, 3]) == 1."
+    tests = ("assert count_even([5, 6, 8]) == 3",)  # wrong; the broken reference agrees
+    result = await _verify(RIGHT, tests, references=(BROKEN_REFERENCE,), task=task)
+    assert result.verdict == "passed", result  # the stated example passes; no test counts
+    assert result.tests_failed == 0
+
+
+async def test_asserts_without_equality_vote_on_the_outcome() -> None:
+    tests = ("assert count_even([1, 3]) < 1", "assert isinstance(count_even([2]), int)")
+    right = await _verify(RIGHT, tests, references=(REFERENCE,))
+    assert right.verdict == "passed"
+    broken = await _verify(BROKEN_REFERENCE, tests, references=(REFERENCE, OTHER_REFERENCE))
+    assert broken.verdict == "failed"
