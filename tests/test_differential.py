@@ -14,7 +14,9 @@ RIGHT = "```python\ndef count_even(xs):\n    return sum(1 for x in xs if x % 2 =
 # Wrong on zero, which it does not count as even.
 WRONG = "```python\ndef count_even(xs):\n    return sum(1 for x in xs if x % 2 == 0 and x)\n```"
 REFERENCE = "def count_even(xs):\n    return len([x for x in xs if not x % 2])\n"
-OTHER_REFERENCE = "def count_even(xs):\n    n = 0\n    for x in xs:\n        n += x % 2 == 0\n    return n\n"
+OTHER_REFERENCE = (
+    "def count_even(xs):\n    n = 0\n    for x in xs:\n        n += x % 2 == 0\n    return n\n"
+)
 BROKEN_REFERENCE = "def count_even(xs):\n    return len(xs)\n"
 
 
