@@ -66,6 +66,11 @@ def main() -> int:
     parser.add_argument("--config", default=str(ROOT / "examples" / "quickstart.toml"))
     parser.add_argument("--out", help="calibration directory (default: a temporary one)")
     parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the runs already finished in --out; run only what is missing",
+    )
+    parser.add_argument(
         "--rescore",
         action="store_true",
         help="score the runs already in --out again (after a change to the scoring only)",
@@ -91,7 +96,7 @@ def main() -> int:
     if args.rescore:
         rescore(load_config(args.config), unlabelled_domain, work / "calibration")
     else:
-        run_calibration(args.config, unlabelled_domain, work / "calibration")
+        run_calibration(args.config, unlabelled_domain, work / "calibration", args.reuse)
     calibration = json.loads((work / "calibration" / "calibration.json").read_text())
     result = {
         "set": args.set,
@@ -111,7 +116,7 @@ def main() -> int:
     return 0
 
 
-def run_calibration(config: str, pairs: Path, out: Path) -> None:
+def run_calibration(config: str, pairs: Path, out: Path, reuse: bool) -> None:
     command = [
         sys.executable,
         "-m",
@@ -123,6 +128,7 @@ def run_calibration(config: str, pairs: Path, out: Path) -> None:
         "--out",
         str(out),
         "--no-progress",
+        *(["--reuse"] if reuse else []),
     ]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)

@@ -49,6 +49,9 @@ class CalibrationOptions:
     out_dir: Path
     show_progress: bool = True
     with_verifier: bool = True
+    # Keep a run already finished in out_dir (its summary.json written) instead of
+    # running it again: after a change that only affects the other run.
+    reuse: bool = False
 
 
 def read_labels(path: Path) -> dict[str, str]:
@@ -173,6 +176,8 @@ def calibrate(config: Config, options: CalibrationOptions) -> dict[str, Any]:
 
     def review(name: str, run_config: Config) -> dict[str, dict[str, Any]]:
         out = options.out_dir / name
+        if options.reuse and (out / "summary.json").exists():
+            return _verdicts(out)
         job = JobOptions(
             options.config_path,
             out,

@@ -103,6 +103,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         out_dir,
         show_progress=not args.no_progress,
         with_verifier=not args.no_verifier,
+        reuse=args.reuse,
     )
     from gra.supervisor.job import OutputDirError
 
@@ -264,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument("--out", required=True, help="output directory")
     calibrate.add_argument("--no-verifier", action="store_true", help="the committee only")
+    calibrate.add_argument(
+        "--reuse", action="store_true", help="keep runs already finished in --out"
+    )
     calibrate.add_argument("--no-progress", action="store_true")
     calibrate.add_argument("--log-level", default="warning")
     calibrate.set_defaults(handler=_cmd_calibrate)
