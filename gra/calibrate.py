@@ -139,9 +139,10 @@ def combined_predictions(
     committee: Mapping[str, bool],
     verified: Mapping[str, Mapping[str, Any]],
     on_pass: str,
+    unverified: str = "committee",
 ) -> dict[str, bool]:
     """The protocol's decision from the committee's (id -> accepted) and the
-    verification's verdict."""
+    verification's verdict (none: the item was not recognised as verifiable)."""
     out: dict[str, bool] = {}
     for item_id, accepted in committee.items():
         verification = (verified.get(item_id) or {}).get("verification") or {}
@@ -150,6 +151,10 @@ def combined_predictions(
                 accepted = False
             case "passed" if on_pass == "accept":
                 accepted = True
+            case "passed":
+                pass
+            case _ if unverified == "reject":
+                accepted = False
         out[item_id] = accepted
     return out
 
@@ -242,6 +247,10 @@ def score_runs(
         for on_pass in ("committee", "accept"):
             predictions = combined_predictions(paper, verified, on_pass)
             rows[f"committee + verifier (on_pass={on_pass})"] = judge_metrics(predictions, labels)
+        verified_only = combined_predictions(paper, verified, "accept", unverified="reject")
+        rows["verifier alone (on_pass=accept, unverified=reject)"] = judge_metrics(
+            verified_only, labels
+        )
         for model, predictions in others.items():
             for on_pass in ("committee", "accept"):
                 combined = combined_predictions(predictions, verified, on_pass)

@@ -77,3 +77,22 @@ def test_a_failed_verification_rejects_and_a_pass_accepts_only_with_on_pass_acce
         "z": False,
         "failed": False,
     }
+
+
+def test_unverified_reject_rejects_what_was_not_verified() -> None:
+    committee = {"x": True, "y": True, "z": True}
+    verified = {
+        "x": {"verification": {"verdict": "passed"}},
+        "y": {"verification": {"verdict": "cannot_verify"}},
+        "z": {"verification": None},
+    }
+    assert combined_predictions(committee, verified, "accept", unverified="reject") == {
+        "x": True,
+        "y": False,
+        "z": False,
+    }
+    assert combined_predictions(committee, verified, "committee", unverified="reject") == {
+        "x": True,
+        "y": False,
+        "z": False,
+    }

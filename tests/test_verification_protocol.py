@@ -236,3 +236,27 @@ def test_adjudicate_step_after_a_pass_under_the_committee_rule() -> None:
 
     state.apply(AdjudicatorDrawn("adj"))
     assert isinstance(state.next_steps()[0], Adjudicate)
+
+
+def test_unverified_reject_keeps_only_what_execution_confirmed() -> None:
+    state = planned(instance(on_pass="accept", unverified="reject"))
+    state.apply(Reviewed("r1", review(10)))
+    evidence_in(state)
+    state.apply(Verified("sandbox", UNKNOWN))
+    assert state.outcome is not None
+    assert (state.outcome.decision, state.outcome.stage) == ("rejected", "verification")
+    assert state.outcome.reason == "could not be verified: no Python code in the response"
+    passed = planned(instance(on_pass="accept", unverified="reject"))
+    evidence_in(passed)
+    passed.apply(Verified("sandbox", PASSED))
+    assert passed.outcome is not None and passed.outcome.decision == "accepted"
+
+
+def test_unverified_reject_rejects_items_nothing_could_check() -> None:
+    state = planned(instance(unverified="reject"), kind=None)  # type: ignore[arg-type]
+    assert state.outcome is not None
+    assert (state.outcome.decision, state.outcome.stage) == ("rejected", "verification")
+    assert "not recognised as a coding or math item" in state.outcome.reason
+    no_verifier = instance(unverified="reject")
+    no_verifier.apply(VerificationPlanned("coding", ("r1", "r2"), None))
+    assert no_verifier.outcome is not None and no_verifier.outcome.stage == "verification"

@@ -127,7 +127,10 @@ class VerifyPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     them in the sandbox. A failed verification rejects (stage
     "verification"); "cannot verify" leaves the decision to the committee; a
     pass leaves it to the committee too, unless ``on_pass = "accept"``, where
-    execution evidence decides for the items it could check.
+    execution evidence decides for the items it could check. With ``unverified =
+    "reject"`` an item that could not be verified (not recognised as coding or
+    math, or "cannot verify") is rejected instead of left to the committee: only
+    what execution confirmed is kept.
     """
 
     enabled: bool = False
@@ -142,6 +145,7 @@ class VerifyPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Math: solver answers that must agree with each other to refute the response.
     min_solver_agreement: Annotated[int, msgspec.Meta(ge=1, le=8)] = 2
     on_pass: Literal["committee", "accept"] = "committee"
+    unverified: Literal["committee", "reject"] = "committee"
     # Per program run in the sandbox, and per assert inside it.
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
     test_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
@@ -610,7 +614,13 @@ class InstanceState:
                     raise ProtocolError("no verification is to be planned")
                 self.verification_planned = True
                 self.verify_kind, self.testers, self.verifier = kind, testers, verifier
-                if kind is not None and verifier is None:
+                if kind is None and self._rejects_unverified() and self.outcome is None:
+                    self._finish(
+                        "rejected",
+                        "verification",
+                        "not verifiable: not recognised as a coding or math item",
+                    )
+                elif kind is not None and verifier is None:
                     self._verified(
                         VerificationOutput(
                             "cannot_verify", "none", "no verifier in the fleet to run the code"
@@ -667,6 +677,9 @@ class InstanceState:
             self.verification_planned and self.verify_kind is not None and self.verification is None
         )
 
+    def _rejects_unverified(self) -> bool:
+        return self.verify is not None and self.verify.unverified == "reject"
+
     def _awaits_verification(self, decision: CommitteeDecision) -> bool:
         """Whether a committee decision must wait for the verification's verdict."""
         if not self._verify_applies():
@@ -686,6 +699,8 @@ class InstanceState:
             self._finish("rejected", "verification", f"verification failed: {output.reason}")
         elif output.verdict == "passed" and self.verify.on_pass == "accept":
             self._finish("accepted", "accepted", f"verification passed: {output.reason}")
+        elif output.verdict == "cannot_verify" and self._rejects_unverified():
+            self._finish("rejected", "verification", f"could not be verified: {output.reason}")
         elif self.committee is not None:
             self._decide(self.committee)
 
