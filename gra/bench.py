@@ -950,6 +950,7 @@ def _write_job(settings: SchedulerSettings, directory: Path) -> Path:
     ]
     for m in range(settings.models):
         lines += ["[[agents]]", f'model = "sim-{m}"', "remote = true"]
+        lines += [f"replicas = {settings.agents_per_model}"]
     path = directory / "bench.toml"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -63,6 +63,10 @@ class AgentConfig(_Strict):
     factory: str | None = None
     # Agents on other machines join by themselves (``gra agent --connect``).
     remote: bool = False
+    # Remote agents on a CURVE bus: the name of the authorised key
+    # (keys/authorized/NAME.key) they hold. That key may register as this
+    # entry's model only, with its roles, at most ``replicas`` agents at once.
+    key: str | None = None
 
     @property
     def model_id(self) -> str:
@@ -137,6 +141,9 @@ class BusSettings(_Strict):
     heartbeat_misses: Annotated[int, msgspec.Meta(ge=2)] = 5
     # A `gra keys` directory: the tcp bus then admits only CURVE-authorised agents.
     curve_keys: str | None = None
+    # A tcp bus without CURVE lets anyone who reaches the port join and write
+    # data; it is refused unless this says the risk is taken knowingly.
+    allow_unauthenticated: bool = False
 
 
 class Config(_Strict):
@@ -231,6 +238,27 @@ def _check(config: Config, path: Path) -> None:
             raise ConfigError(
                 f"{where}.roles: a sandbox agent hosts no model; it can only be a verifier"
             )
+        if agent.key is not None and not agent.remote:
+            raise ConfigError(f"{where}.key: only remote agents name a key (local ones share one)")
+        if agent.remote and config.bus.curve_keys and not agent.key:
+            raise ConfigError(
+                f"{where}.key: a remote agent on a CURVE bus needs the name of the key its "
+                "agents hold (keys/authorized/NAME.key): that key may then register as this "
+                "model and nothing else"
+            )
+        if agent.key == "local":
+            raise ConfigError(f"{where}.key: 'local' is the supervisor's own agents' key")
+    endpoint = config.bus.endpoint or ""
+    if (
+        endpoint.startswith("tcp://")
+        and not config.bus.curve_keys
+        and not config.bus.allow_unauthenticated
+    ):
+        raise ConfigError(
+            f"{path}: bus.endpoint: {endpoint} without curve_keys lets anyone who reaches "
+            "the port join the fleet and write data; set bus.curve_keys (make keys with "
+            "`gra keys`), or allow_unauthenticated = true on a network you trust"
+        )
     models = {a.model_id for a in config.agents if a.backend != "sandbox"}
     if len(models) < 2:
         raise ConfigError(

@@ -53,6 +53,8 @@ def scripted_config(
     rounds: int = 1,
     curve_keys: Path | None = None,
     seed: int = 0,
+    remote_keys: dict[str, str] | None = None,
+    allow_unauthenticated: bool = False,
 ) -> Path:
     """A config whose agents are real processes backed by the scripted test double."""
     lines = [
@@ -69,6 +71,7 @@ def scripted_config(
         "heartbeat_misses = 5",
         f'endpoint = "{endpoint}"' if endpoint else "",
         f'curve_keys = "{curve_keys}"' if curve_keys else "",
+        "allow_unauthenticated = true" if allow_unauthenticated else "",
         "[dedup]",
         f"enabled = {'true' if dedup else 'false'}",
         "[limits]",
@@ -87,6 +90,8 @@ def scripted_config(
         ]
     for model in remote:
         lines += ["[[agents]]", f'model = "{model}"', "remote = true"]
+        if model in (remote_keys or {}):
+            lines += [f'key = "{(remote_keys or {})[model]}"']
     path = directory / "fleet.toml"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -60,6 +60,7 @@ async def test_frozen_remote_agent_is_replaced_and_its_late_results_ignored(
         target=40,
         remote=("remote",),
         endpoint=f"tcp://127.0.0.1:{port}",
+        allow_unauthenticated=True,
     )
     conductor = make_conductor(config, tmp_path / "out", expected_remote=1)
     command = [sys.executable, "-m", "gra", "agent", "--connect", f"tcp://127.0.0.1:{port}"]
@@ -141,6 +142,7 @@ async def test_network_partition_between_hosts(
         target=100_000,
         remote=("remote",),
         endpoint=f"tcp://{address}:{port}",
+        allow_unauthenticated=True,
     )
     conductor = make_conductor(config, tmp_path / "out", expected_remote=1)
     command = ["ip", "netns", "exec", namespace, sys.executable, "-m", "gra", "agent"]

@@ -16,7 +16,7 @@ import zmq.asyncio
 from gra.bus import Dealer, Router
 from gra.bus.security import KeyFileError, create_keys, load_secret
 from gra.cli import main
-from gra.protocols.messages import Heartbeat
+from gra.protocols.messages import Heartbeat, Hello
 from tests.conftest import scripted_config
 from tests.test_fleet import _free_port, check_outputs, make_conductor
 
@@ -81,7 +81,11 @@ async def test_only_authorised_keys_get_frames_in(secured, tmp_path: Path) -> No
         for _ in range(5):
             await mallory.send(Heartbeat(sent_at=1.0))
             await plain.send(Heartbeat(sent_at=2.0))
+        hello = Hello("alice", "m", ("reviewer",), 1, "b", 1, "h")
+        await alice.send(hello)
         await alice.send(Heartbeat(sent_at=3.0))
+        assert await asyncio.wait_for(router.recv(), 10) == (b"alice", hello)
+        assert router.peer_key(b"alice") == "alice"
         identity, frame = await asyncio.wait_for(router.recv(), 10)
         assert (identity, frame) == (b"alice", Heartbeat(sent_at=3.0))
         with pytest.raises(TimeoutError):
@@ -107,6 +111,7 @@ async def test_fleet_on_curve_tcp_with_a_remote_agent_and_an_intruder(
         remote=("remote",),
         endpoint=f"tcp://127.0.0.1:{port}",
         curve_keys=keys,
+        remote_keys={"remote": "remote-1"},
     )
     conductor = make_conductor(config, tmp_path / "out", expected_remote=1)
 
@@ -129,3 +134,39 @@ async def test_fleet_on_curve_tcp_with_a_remote_agent_and_an_intruder(
     assert "intruder" not in summary["agents"]
     assert summary["bus"]["dropped_frames"] == 0
     check_outputs(tmp_path / "out", summary)
+
+
+async def test_frames_count_only_over_the_key_that_said_hello(secured, tmp_path: Path) -> None:
+    """An authorised key cannot speak for another key's agent: a frame over key B on
+    the identity that said hello over key A (or before any hello) is dropped."""
+    _, keys, _ = secured
+    create_keys(keys, ["bob"])
+    # A context of its own: one ZAP handler per context.
+    context = zmq.asyncio.Context()
+    other = Router(context, f"tcp://127.0.0.1:{_free_port()}", curve_keys=keys)
+    server_key = keys / "supervisor.key"
+    alice = Dealer(
+        context, other.bound, "agent-x", curve=(keys / "agents" / "alice.key_secret", server_key)
+    )
+    try:
+        await alice.send(Heartbeat(sent_at=1.0))  # before its hello: dropped
+        await alice.send(Hello("agent-x", "m", ("reviewer",), 1, "b", 1, "h"))
+        identity, frame = await asyncio.wait_for(other.recv(), 10)
+        assert isinstance(frame, Hello) and other.peer_key(identity) == "alice"
+        assert other.drop_reasons == {"key_mismatch": 1}
+        alice.close()
+        # bob takes the identity over once alice is gone and sends as her.
+        bob = Dealer(
+            context, other.bound, "agent-x", curve=(keys / "agents" / "bob.key_secret", server_key)
+        )
+        try:
+            for _ in range(3):
+                await bob.send(Heartbeat(sent_at=2.0))
+            while other.drop_reasons.get("key_mismatch", 0) < 4:
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(other.recv(), 0.3)
+        finally:
+            bob.close()
+    finally:
+        other.close()
+        context.term()

@@ -287,7 +287,12 @@ def _free_port() -> int:
 async def test_remote_agent_joins_over_tcp(tmp_path: Path, double_env) -> None:
     port = _free_port()
     config = scripted_config(
-        tmp_path, ["a", "b"], target=6, remote=("remote",), endpoint=f"tcp://127.0.0.1:{port}"
+        tmp_path,
+        ["a", "b"],
+        target=6,
+        remote=("remote",),
+        endpoint=f"tcp://127.0.0.1:{port}",
+        allow_unauthenticated=True,
     )
     conductor = make_conductor(config, tmp_path / "out", expected_remote=1)
     remote = subprocess.Popen(

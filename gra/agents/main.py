@@ -16,6 +16,7 @@ from gra.agents.runtime import AgentRuntime
 from gra.backends import Backend, LlamaCppBackend, NoModelBackend, OpenAIBackend
 from gra.backends.llamacpp import DEFAULT_PROMPT_CACHE_MIB
 from gra.logs import configure
+from gra.protocols.messages import AGENT_TOKEN_ENV
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ def run_agent(options: AgentOptions) -> int:
         if not (options.curve_secret and options.server_key):
             raise ValueError("CURVE needs both --curve-secret and --server-key")
         curve = (Path(options.curve_secret), Path(options.server_key))
+    # Taken out of the environment so that nothing this process starts inherits it.
+    token = os.environ.pop(AGENT_TOKEN_ENV, "")
     backend = build_backend(options)
     runtime = AgentRuntime(
         options.agent_id,
@@ -115,6 +118,7 @@ def run_agent(options: AgentOptions) -> int:
         output_retries=options.output_retries,
         parent_pid=options.parent_pid,
         curve=curve,
+        token=token,
     )
     asyncio.run(runtime.run())
     return 0

@@ -67,8 +67,10 @@ class AgentRuntime:
         heartbeat_misses: int = 5,
         drain_timeout_s: float = 30.0,
         curve: tuple[Path, Path] | None = None,
+        token: str = "",
     ) -> None:
         self.agent_id = agent_id
+        self.token = token
         self.backend = backend
         self.roles = roles
         self.endpoint = endpoint
@@ -95,6 +97,7 @@ class AgentRuntime:
             backend=type(self.backend).__name__,
             pid=os.getpid(),
             host=socket.gethostname(),
+            token=self.token,
         )
 
     async def run(self) -> None:

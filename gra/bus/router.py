@@ -21,7 +21,7 @@ import zmq
 import zmq.asyncio
 
 from gra.bus.endpoints import cleanup, prepare_bind
-from gra.bus.security import secure_server
+from gra.bus.security import authorised_key_names, secure_server
 from gra.bus.socket_io import (
     COPY_THRESHOLD,
     DECODE_ERRORS,
@@ -32,7 +32,8 @@ from gra.bus.socket_io import (
     RECV_REFILL,
     Readiness,
 )
-from gra.protocols.messages import FRAME_DECODER, FRAME_ENCODER, Frame, Message
+from gra.log_budget import LogBudget
+from gra.protocols.messages import FRAME_DECODER, FRAME_ENCODER, Frame, Hello, Message
 
 log = structlog.get_logger("gra.bus")
 
@@ -62,6 +63,12 @@ class Router:
         self._authenticator = (
             secure_server(context, self._socket, curve_keys) if curve_keys is not None else None
         )
+        # With CURVE: the authorised keys by their z85 public key, and the key
+        # each routing identity said hello with. A frame from that identity over
+        # any other key is dropped, so no key can speak for another's agent.
+        self._key_names = authorised_key_names(curve_keys) if curve_keys is not None else None
+        self._peer_keys: dict[bytes, str | None] = {}
+        self._log_budget = LogBudget()
         prepare_bind(endpoint)
         self._socket.bind(endpoint)
         # A tcp endpoint may name port 0; report the port actually bound.
@@ -112,15 +119,32 @@ class Router:
                 self._drop("frame_count", identity, f"{2 + extra} parts")
                 continue
             try:
-                batch.append((identity, decode(payload)))
+                frame = decode(payload)
             except DECODE_ERRORS as exc:
                 self._drop("undecodable", identity, str(exc)[:200])
+                continue
+            if self._key_names is not None:
+                key = self._key_names.get(payload.get("User-Id"))
+                if type(frame) is Hello:
+                    self._peer_keys[identity] = key
+                elif identity not in self._peer_keys or self._peer_keys[identity] != key:
+                    self._drop("key_mismatch", identity, f"frame over key {key!r}")
+                    continue
+            batch.append((identity, frame))
         return batch
+
+    def peer_key(self, identity: bytes) -> str | None:
+        """The name of the authorised key ``identity`` said hello with (None without CURVE)."""
+        return self._peer_keys.get(identity)
 
     def _drop(self, reason: str, identity: bytes, detail: str) -> None:
         self.dropped += 1
         self.drop_reasons[reason] = self.drop_reasons.get(reason, 0) + 1
-        log.warning("frame_dropped", reason=reason, peer=identity[:64].hex(), detail=detail)
+        allowed, missed = self._log_budget.take("frame_dropped")
+        if missed:
+            log.warning("frames_dropped_unlogged", count=missed)
+        if allowed:
+            log.warning("frame_dropped", reason=reason, peer=identity[:64].hex(), detail=detail)
 
     def send_now(self, identity: bytes, message: Message) -> bool:
         """Send without blocking; False if the peer is gone or its pipe is full."""
@@ -148,6 +172,8 @@ class Router:
     def close(self) -> None:
         self._ready.detach(zmq.ZMQError(zmq.ENOTSOCK, "the router was closed"))
         self._socket.close(linger=0)
+        for count in self._log_budget.drain().values():
+            log.warning("frames_dropped_unlogged", count=count)
         if self._authenticator is not None:
             self._authenticator.stop()
         cleanup(self.endpoint)

@@ -80,6 +80,14 @@ def load_public(path: Path) -> bytes:
     return public
 
 
+def authorised_key_names(keys_dir: Path) -> dict[str, str]:
+    """NAME of each ``authorized/NAME.key``, by its z85 public key (the CURVE User-Id)."""
+    names = {}
+    for path in sorted((keys_dir / "authorized").glob("*.key")):
+        names[load_public(path).decode("ascii")] = path.stem
+    return names
+
+
 def secure_server(
     context: zmq.asyncio.Context, socket: zmq.Socket, keys_dir: Path
 ) -> zmq.auth.asyncio.AsyncioAuthenticator:

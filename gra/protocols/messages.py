@@ -17,6 +17,10 @@ import msgspec
 
 PROTOCOL_VERSION = 1
 
+# The environment variable through which a launched agent receives the token
+# its hello must carry (``Hello.token``).
+AGENT_TOKEN_ENV = "GRA_AGENT_TOKEN"
+
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Capacity = Annotated[int, msgspec.Meta(ge=1, le=4096)]
 SamplingSeed = Annotated[int, msgspec.Meta(ge=0, lt=1 << 32)]
@@ -37,6 +41,9 @@ class Hello(Message, tag="hello"):
     pid: int
     host: str
     version: int = PROTOCOL_VERSION
+    # A local agent's per-run secret from the supervisor that launched it;
+    # remote agents prove who they are by their CURVE key instead.
+    token: Annotated[str, msgspec.Meta(max_length=256)] = ""
 
 
 class Welcome(Message, tag="welcome"):

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import random
+import secrets
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ import zmq.asyncio
 from gra.bus.router import Router
 from gra.config import Config
 from gra.data.seeds import SeedItem
+from gra.log_budget import LogBudget
 from gra.protocols.assignment import BalancedDraw
 from gra.protocols.messages import (
     PROTOCOL_VERSION,
@@ -90,6 +93,7 @@ from gra.protocols.roles import (
     VerificationOutput,
 )
 from gra.report.agreement import read_records, reviewer_agreement
+from gra.supervisor.admission import Admission, Member
 from gra.supervisor.fleet import AgentInfo, Fleet
 from gra.supervisor.journal import (
     InstanceChanged,
@@ -242,7 +246,16 @@ class Conductor:
         self.out_dir = out_dir
         self.endpoint = endpoint
         self.launcher = launcher
-        self.local_agents = {spec.agent_id: spec for spec in local_agents}
+        # Each launched agent proves it is ours with this per-run token.
+        token = secrets.token_hex(16)
+        self.local_agents = {
+            spec.agent_id: dataclasses.replace(spec, token=token) for spec in local_agents
+        }
+        self.admission = Admission.from_config(
+            config, {spec.agent_id: spec.model for spec in local_agents}, token
+        )
+        self._members: dict[bytes, Member] = {}
+        self._log_budget = LogBudget()
         self.expected_agents = len(local_agents) + expected_remote
         self.on_progress = on_progress
         self.max_restarts = config.limits.agent_restarts
@@ -260,8 +273,9 @@ class Conductor:
         self.instances: dict[str, LiveInstance] = {}
         self.pending: TaskQueues[PendingTask] = TaskQueues()
         self.inflight: dict[str, InflightTask] = {}
-        # Results of this batch whose agents got their credit back before processing.
-        self._settled: dict[str, InflightTask] = {}
+        # Results of this batch whose agents got their credit back before
+        # processing, by (task, the agent it was sent to).
+        self._settled: dict[tuple[str, bytes], InflightTask] = {}
         self._task_ids = itertools.count(1)
         self.assignment = BalancedDraw(config.protocol.assignment_slack)
         self._restarts: dict[str, int] = {}
@@ -332,6 +346,12 @@ class Conductor:
             curve_keys=self.config.resolve(curve_keys) if curve_keys else None,
         )
         log.info("supervisor_listening", endpoint=self.router.bound)
+        if self.router.bound.startswith("tcp://") and not curve_keys:
+            log.warning(
+                "bus_unauthenticated",
+                endpoint=self.router.bound,
+                risk="anyone who reaches this port can join the fleet and write data",
+            )
         for spec in self.local_agents.values():
             self.launcher.start(spec, self.router.bound)
         self._fleet_deadline = time.monotonic() + self.config.limits.startup_timeout_s
@@ -404,7 +424,7 @@ class Conductor:
                 if type(frame) is Result:
                     flight = self._take_inflight(frame.task_id, identity)
                     if flight is not None:
-                        self._settled[frame.task_id] = flight
+                        self._settled[(frame.task_id, identity)] = flight
         return bool(self._settled)
 
     def _commit(self) -> None:
@@ -522,7 +542,17 @@ class Conductor:
             case Goodbye(reason=reason):
                 await self._agent_lost(identity, f"goodbye: {reason}")
             case _:
-                log.warning("unexpected_frame", kind=type(frame).__name__, peer=identity[:64].hex())
+                if self._may_log("unexpected_frame"):
+                    log.warning(
+                        "unexpected_frame", kind=type(frame).__name__, peer=identity[:64].hex()
+                    )
+
+    def _may_log(self, event: str) -> bool:
+        """Whether a line of ``event`` fits the log budget (a flood logs a count)."""
+        allowed, missed = self._log_budget.take(event)
+        if missed:
+            log.warning("log_lines_suppressed", event=event, count=missed)
+        return allowed
 
     async def _on_hello(self, identity: bytes, hello: Hello) -> None:
         assert self.router is not None
@@ -534,6 +564,22 @@ class Conductor:
         if identity.decode(errors="replace") != hello.agent_id:
             await self.router.send(identity, Reject("agent_id does not match the socket identity"))
             return
+        seat = self.admission.admit(
+            hello, self.router.peer_key(identity), identity, self._live_members()
+        )
+        if isinstance(seat, str):
+            self.stats.refused_hellos += 1
+            if self._may_log("agent_refused"):
+                log.warning(
+                    "agent_refused",
+                    agent=hello.agent_id[:64],
+                    model=hello.model[:64],
+                    key=self.router.peer_key(identity),
+                    why=seat,
+                )
+            await self.router.send(identity, Reject(f"not admitted: {seat}"))
+            return
+        self._members[identity] = Member(identity, hello.agent_id, seat)
         info, lost = self.fleet.register(identity, hello, time.monotonic())
         for task_id in lost:
             await self._retry(task_id, "agent re-registered and lost its tasks")
@@ -551,13 +597,23 @@ class Conductor:
             host=info.host,
         )
 
+    def _live_members(self) -> list[Member]:
+        return [
+            m
+            for identity, m in self._members.items()
+            if (agent := self.fleet.get(identity)) is not None and agent.alive
+        ]
+
     async def _on_result(self, identity: bytes, result: Result) -> None:
-        flight = self._settled.pop(result.task_id, None) or self._take_inflight(
+        # Only the agent the task was sent to can settle it: a result for the
+        # same id from anyone else is ignored, whatever the order in the batch.
+        flight = self._settled.pop((result.task_id, identity), None) or self._take_inflight(
             result.task_id, identity
         )
         if flight is None:
             self.stats.late_results += 1
-            log.info("late_result_ignored", task_id=result.task_id)
+            if self._may_log("late_result_ignored"):
+                log.info("late_result_ignored", task_id=result.task_id[:64])
             return
         step = flight.pending.step
         self.stats.add_usage(step.model, step.role, result.usage)
@@ -619,12 +675,18 @@ class Conductor:
                 log.info("fleet_ready", agents=registered, models=sorted(models))
                 self._restore_instances()
             elif now > self._fleet_deadline:
+                missing = self.admission.missing(self._live_members())
                 if len(models) >= 2:
-                    log.warning("fleet_incomplete_starting_anyway", agents=registered)
+                    log.warning(
+                        "fleet_incomplete_starting_anyway", agents=registered, missing=missing
+                    )
                     self._fleet_ready = True
                     self._restore_instances()
                 else:
-                    raise RunError(self._startup_failure("the fleet did not come up in time"))
+                    what = "the fleet did not come up in time"
+                    if missing:
+                        what += "; missing: " + "; ".join(missing)
+                    raise RunError(self._startup_failure(what))
             elif self.local_agents and all(
                 self._restarts.get(a, 0) >= self.max_restarts for a in self.local_agents
             ):

@@ -71,7 +71,8 @@ def agent_specs(config: Config) -> list[AgentSpec]:
     for agent in local:
         args = _agent_args(config, agent, threads)
         for replica in range(agent.replicas):
-            specs.append(AgentSpec(_safe_id(f"{agent.model_id}-{replica}"), tuple(args)))
+            agent_id = _safe_id(f"{agent.model_id}-{replica}")
+            specs.append(AgentSpec(agent_id, tuple(args), model=agent.model_id))
     return specs
 
 

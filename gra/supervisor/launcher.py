@@ -16,6 +16,8 @@ from typing import Protocol
 
 import structlog
 
+from gra.protocols.messages import AGENT_TOKEN_ENV
+
 log = structlog.get_logger("gra.launcher")
 
 
@@ -25,6 +27,11 @@ class AgentSpec:
 
     agent_id: str
     args: tuple[str, ...]
+    # The model id it hosts, for admission (gra.supervisor.admission).
+    model: str = ""
+    # The per-run secret its hello must carry: handed over in the environment
+    # (not argv, which any user can read in the process list).
+    token: str = ""
 
 
 class Launcher(Protocol):
@@ -70,8 +77,9 @@ class LocalLauncher:
             *spec.args,
         ]
         stderr = (self.log_dir / f"agent-{spec.agent_id}.stderr").open("ab")
+        env = {**os.environ, AGENT_TOKEN_ENV: spec.token}
         self.processes[spec.agent_id] = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
+            command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env
         )
         self._reported.discard(spec.agent_id)
         stderr.close()

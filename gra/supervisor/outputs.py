@@ -7,6 +7,7 @@ crash leaves at most a torn last line, which is cut when the file is next read.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections import defaultdict
@@ -80,8 +81,13 @@ class RunStats:
     )
     retries: int = 0
     agents_lost: int = 0
-    # Results for tasks already reassigned (a frozen agent woke up): ignored.
+    # Results for tasks already reassigned (a frozen agent woke up), or sent by
+    # an agent the task was never given to: ignored.
     late_results: int = 0
+    # Usage reports with a number out of range (NaN, negative, absurd): not counted.
+    invalid_usage: int = 0
+    # Hellos refused admission (a model, key or seat they may not claim).
+    refused_hellos: int = 0
     rounds: dict[str, dict[str, int]] = field(default_factory=dict)
     # Verified items by verdict: passed, failed, cannot_verify.
     verification: dict[str, int] = field(default_factory=dict)
@@ -111,6 +117,13 @@ class RunStats:
         self.counts[key] += 1
 
     def add_usage(self, model: str, role: str, usage: Usage) -> None:
+        """Count what a task cost; a report with any number out of range counts nothing.
+
+        The numbers come from agents, which are not trusted to be sane.
+        """
+        if not usage_is_valid(usage):
+            self.invalid_usage += 1
+            return
         slot = self.usage[model][role]
         slot["calls"] += usage.calls
         slot["prompt_tokens"] += usage.prompt_tokens
@@ -127,10 +140,13 @@ class RunStats:
             total = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
             for numbers in roles.values():
                 for key in total:
-                    total[key] += numbers[key]
+                    total[key] += _bounded(numbers[key])
             total = {k: (round(v, 3) if k == "seconds" else int(v)) for k, v in total.items()}
             total["roles"] = {
-                role: {k: (round(v, 3) if k == "seconds" else int(v)) for k, v in numbers.items()}
+                role: {
+                    k: (round(_bounded(v), 3) if k == "seconds" else int(_bounded(v)))
+                    for k, v in numbers.items()
+                }
                 for role, numbers in roles.items()
             }
             models[model] = total
@@ -150,10 +166,38 @@ class RunStats:
             "retries": self.retries,
             "agents_lost": self.agents_lost,
             "late_results_ignored": self.late_results,
+            "invalid_usage_reports": self.invalid_usage,
+            "refused_hellos": self.refused_hellos,
             "rounds": self.rounds,
             "verification": dict(self.verification),
             **extra,
         }
+
+
+# Bounds on what one task can report: far above any real task, far below overflow.
+MAX_TOKENS = 1 << 40
+MAX_SECONDS = 1e7
+MAX_CALLS = 1 << 20
+
+
+def usage_is_valid(usage: Usage) -> bool:
+    """Finite, non-negative and bounded: what a real backend can have reported."""
+    return (
+        0 <= usage.prompt_tokens <= MAX_TOKENS
+        and 0 <= usage.completion_tokens <= MAX_TOKENS
+        and 0 <= usage.calls <= MAX_CALLS
+        and math.isfinite(usage.seconds)
+        and 0.0 <= usage.seconds <= MAX_SECONDS
+    )
+
+
+def _bounded(value: float) -> float:
+    """A counter read back from an earlier summary.json: 0 unless finite and >= 0."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) and 0.0 <= value <= MAX_TOKENS * 1e3 else 0.0
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
@@ -161,7 +205,8 @@ def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
     path = out_dir / SUMMARY
     partial = path.with_suffix(".json.partial")
     try:
-        partial.write_text(json.dumps(summary, indent=2) + "\n")
+        # allow_nan=False: summary.json stays strict JSON (no NaN or Infinity).
+        partial.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
         os.replace(partial, path)
     except OSError as exc:
         partial.unlink(missing_ok=True)
