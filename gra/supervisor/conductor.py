@@ -95,6 +95,7 @@ from gra.protocols.roles import (
 from gra.report.agreement import read_records, reviewer_agreement
 from gra.supervisor.admission import Admission, Member
 from gra.supervisor.fleet import AgentInfo, Fleet
+from gra.supervisor.health import ModelHealth
 from gra.supervisor.journal import (
     InstanceChanged,
     InstanceFinished,
@@ -265,6 +266,11 @@ class Conductor:
             config.run.max_instances or 10 * config.run.target if mode == "generate" else len(seeds)
         )
         self.fleet = Fleet()
+        self.health = ModelHealth(
+            config.limits.breaker_failures,
+            config.limits.breaker_backoff_s,
+            max(config.limits.breaker_backoff_s, 600.0),
+        )
         self.stats = resume.stats if resume else RunStats()
         self.finished = resume.finished if resume else 0
         self.started = resume.started if resume else 0
@@ -597,6 +603,37 @@ class Conductor:
             host=info.host,
         )
 
+    def _models(self, role: str) -> set[str]:
+        """Models with a live agent for ``role`` that are in rotation (see ModelHealth)."""
+        out = self.health.out_of_rotation(time.monotonic())
+        models = self.fleet.models(role)
+        return models - out if out else models
+
+    def _task_failed(self, agent: AgentInfo, reason: str) -> None:
+        """Count a failure against the model; one that keeps failing leaves the rotation."""
+        if self.health.failure(agent.model, reason, time.monotonic()):
+            log.warning(
+                "model_out_of_rotation",
+                model=agent.model,
+                why=self.health.describe(agent.model),
+            )
+            self.pending.mark_all()  # its queued tasks go to other models
+
+    def _check_health(self) -> None:
+        """Stop with a clear error when the models left in rotation cannot run the protocol."""
+        out = self.health.out_of_rotation(time.monotonic())
+        if not out or not self._fleet_ready:
+            return
+        in_rotation = self._models("reviewer") | self._models(
+            "generator" if self.mode == "generate" else "reviewer"
+        )
+        if len(in_rotation) < 2:
+            raise RunError(
+                "; ".join(self.health.describe(m) for m in sorted(out))
+                + "; it is out of rotation and no other model can take its roles, so the "
+                "run stops here (fix the model, then continue with --resume)"
+            )
+
     def _live_members(self) -> list[Member]:
         return [
             m
@@ -622,8 +659,10 @@ class Conductor:
         try:
             output = msgspec.msgpack.decode(bytes(result.body), type=output_type)
         except msgspec.DecodeError as exc:
+            self._task_failed(flight.agent, f"undecodable result: {exc}")
             self._requeue(flight.pending, flight.agent, f"undecodable result: {exc}")
             return
+        self.health.success(flight.agent.model)
         instance = self.instances.get(flight.pending.instance_id)
         if instance is None:
             return
@@ -643,6 +682,7 @@ class Conductor:
         log.warning(
             "task_failed", task_id=task_id, agent=flight.agent.agent_id, reason=reason[:300]
         )
+        self._task_failed(flight.agent, reason)
         self._requeue(flight.pending, flight.agent, reason)
 
     async def _on_tick(self) -> None:
@@ -658,8 +698,10 @@ class Conductor:
                 assert self.router is not None
                 await self.router.send(flight.agent.identity, Cancel(task_id))
                 self._take_inflight(task_id, flight.agent.identity)
+                self._task_failed(flight.agent, "task deadline passed")
                 self._requeue(flight.pending, flight.agent, "task deadline passed")
         self._check_fleet(now)
+        self._check_health()
         if self.on_progress is not None:
             self.on_progress(self.progress())
         if now - self._last_summary > 2.0:
@@ -823,7 +865,7 @@ class Conductor:
         if kind not in policy.domains:
             return VerificationPlanned(None)
         role = "solver" if kind == "math" else "tester"
-        models = sorted(self.fleet.models(role) - excluded)
+        models = sorted(self._models(role) - excluded)
         self.rng.shuffle(models)
         testers = tuple(models[i % len(models)] for i in range(policy.test_sets)) if models else ()
         return VerificationPlanned(kind, testers, self._draw_seat("verifier"))
@@ -973,8 +1015,8 @@ class Conductor:
             return self._start_review()
         if self._seeds_to_annotate:
             return self._start_seed_annotation()
-        generators = sorted(self.fleet.models("generator"))
-        reviewers = sorted(self.fleet.models("reviewer"))
+        generators = sorted(self._models("generator"))
+        reviewers = sorted(self._models("reviewer"))
         if not generators or len(set(generators) | set(reviewers)) < 2:
             return False
         try:
@@ -1022,7 +1064,7 @@ class Conductor:
 
     def _draw_seat(self, role: str, excluded: Collection[str] = ()) -> str | None:
         """A random live model for a single-seat role, balanced like every other draw."""
-        candidates = self.fleet.models(role) - set(excluded)
+        candidates = self._models(role) - set(excluded)
         return self.assignment.seat(role, candidates, self.rng, self._free_models(candidates, role))
 
     def _free_models(self, models: Collection[str], role: str) -> set[str]:
@@ -1033,7 +1075,7 @@ class Conductor:
 
     def _start_seed_annotation(self) -> bool:
         """A seed without keywords or summary is annotated by a random model first."""
-        if not self.fleet.models("annotator"):
+        if not self._models("annotator"):
             return False
         seed = self._seeds_to_annotate.pop(0)
         started = InstanceStarted(
@@ -1056,11 +1098,11 @@ class Conductor:
         """Review and refine modes: the next existing pair, in file order."""
         if self.started >= len(self.seeds):
             return False
-        reviewers = sorted(self.fleet.models("reviewer"))
+        reviewers = sorted(self._models("reviewer"))
         generator = None
         try:
             if self.mode == "refine":
-                generators = sorted(self.fleet.models("refiner"))
+                generators = sorted(self._models("refiner"))
                 if not generators:
                     return False
                 generator, committee = self._draw_roles(generators, reviewers, "refiner")
@@ -1146,9 +1188,15 @@ class Conductor:
                 or instance.tasks.get(_task_key(instance.state, pending.step)) != pending.task_id
             ):
                 continue  # the instance finished or moved on
-            agent = self.fleet.pick(model, role, pending.avoid)
+            agent = (
+                self.fleet.pick(model, role, pending.avoid)
+                if self.health.in_rotation(model, time.monotonic())
+                else None  # out of rotation: handed over like a model with no host
+            )
             if agent is None:
-                if self.fleet.hosts(model, role):
+                if self.fleet.hosts(model, role) and self.health.in_rotation(
+                    model, time.monotonic()
+                ):
                     self.pending.restore(pending)  # all busy: wait for credit
                     break
                 if not self._hand_over(instance, pending):
@@ -1188,7 +1236,7 @@ class Conductor:
             taken = {step.model, *([state.generator] if state.generator else [])}
         else:
             taken = state.involved
-        candidates = sorted(self.fleet.models(step.role) - taken)
+        candidates = sorted(self._models(step.role) - taken)
         now = time.monotonic()
         if pending.hostless_since is None:
             pending.hostless_since = now
@@ -1268,4 +1316,5 @@ class Conductor:
             instances_unfinished=len(self.instances),
             pending_tasks=len(self.pending),
             in_flight_tasks=len(self.inflight),
+            model_health=self.health.report(now),
         )
