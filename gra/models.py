@@ -183,4 +183,23 @@ def resolve(spec: str, base_dir: Path | None = None) -> Path:
         raise ModelError(
             f"model {spec!r} is neither a known model ({', '.join(CATALOG)}) nor a file ({path})"
         )
+    check_gguf(path)
     return path
+
+
+GGUF_MAGIC = b"GGUF"
+
+
+def check_gguf(path: Path) -> None:
+    """Refuse a file that is not GGUF before any agent tries to load it.
+
+    Only the header is read: a truncated GGUF passes here and is reported by its
+    agent as soon as loading fails (``ModelUnusable``).
+    """
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(GGUF_MAGIC))
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read model file: {exc.strerror}") from exc
+    if head != GGUF_MAGIC:
+        raise ModelError(f"{path}: not a GGUF model file (it does not start with {GGUF_MAGIC!r})")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from gra.agents.roles import get_role
 from gra.agents.runtime import AgentRuntime
-from gra.backends import Backend, LlamaCppBackend, NoModelBackend, OpenAIBackend
+from gra.backends import Backend, LlamaCppBackend, ModelUnusable, NoModelBackend, OpenAIBackend
 from gra.backends.llamacpp import DEFAULT_PROMPT_CACHE_MIB
 from gra.logs import configure
-from gra.protocols.messages import AGENT_TOKEN_ENV
+from gra.protocols.messages import AGENT_EXIT_UNUSABLE, AGENT_TOKEN_ENV
 
 
 @dataclass(frozen=True)
@@ -120,5 +120,9 @@ def run_agent(options: AgentOptions) -> int:
         curve=curve,
         token=token,
     )
-    asyncio.run(runtime.run())
+    try:
+        asyncio.run(runtime.run())
+    except ModelUnusable as exc:
+        print(f"gra agent {options.agent_id}: {exc}", file=sys.stderr)
+        return AGENT_EXIT_UNUSABLE
     return 0

@@ -6,6 +6,7 @@ from gra.backends.base import (
     BackendError,
     BackendUnavailable,
     Completion,
+    ModelUnusable,
     Sampling,
 )
 from gra.backends.llamacpp import LlamaCppBackend
@@ -19,6 +20,7 @@ __all__ = [
     "BackendUnavailable",
     "Completion",
     "LlamaCppBackend",
+    "ModelUnusable",
     "NoModelBackend",
     "OpenAIBackend",
     "Sampling",

@@ -4,6 +4,7 @@ Errors::
 
     BackendError            anything a backend call can fail with
     ├── BackendUnavailable  the server or model cannot be reached or loaded
+    │   └── ModelUnusable   the model itself cannot be used: retrying will not help
     └── BackendCancelled    the call was aborted (deadline, shutdown)
 """
 
@@ -22,6 +23,11 @@ class BackendError(Exception):
 
 class BackendUnavailable(BackendError):
     pass
+
+
+class ModelUnusable(BackendUnavailable):
+    """A model file that is missing, not a model, or truncated: the agent says so and
+    exits with ``AGENT_EXIT_UNUSABLE`` so the supervisor stops at once, without restarts."""
 
 
 class BackendCancelled(BackendError):

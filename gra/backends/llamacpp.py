@@ -49,6 +49,7 @@ from gra.backends.base import (
     ChatMessages,
     Completion,
     JsonSchema,
+    ModelUnusable,
     Sampling,
 )
 from gra.backends.grammar_sampling import VocabularyIndex, WindowedGrammarSampler
@@ -237,7 +238,7 @@ class LlamaCppBackend:
 
     async def start(self) -> None:
         if not self.model_path.is_file():
-            raise BackendUnavailable(f"model file not found: {self.model_path}")
+            raise ModelUnusable(f"model file not found: {self.model_path}")
         self._llama = await asyncio.to_thread(self._load)
         log.info(
             "model_loaded",
@@ -262,7 +263,9 @@ class LlamaCppBackend:
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
-            raise BackendUnavailable(f"cannot load {self.model_path}: {exc}") from exc
+            raise ModelUnusable(
+                f"cannot load {self.model_path}: {exc} (not a usable GGUF file?)"
+            ) from exc
         if self.prompt_cache_mib > 0:
             llama.set_cache(LlamaRAMCache(capacity_bytes=self.prompt_cache_mib << 20))
         # Part of loading (under a second), not of the first JSON call.

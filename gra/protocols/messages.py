@@ -20,6 +20,9 @@ PROTOCOL_VERSION = 1
 # The environment variable through which a launched agent receives the token
 # its hello must carry (``Hello.token``).
 AGENT_TOKEN_ENV = "GRA_AGENT_TOKEN"
+# An agent's exit code for a model it cannot use (missing, not a model,
+# truncated): the supervisor reports it at once instead of restarting the agent.
+AGENT_EXIT_UNUSABLE = 3
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Capacity = Annotated[int, msgspec.Meta(ge=1, le=4096)]

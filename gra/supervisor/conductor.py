@@ -31,6 +31,7 @@ from gra.data.seeds import SeedItem
 from gra.log_budget import LogBudget
 from gra.protocols.assignment import BalancedDraw
 from gra.protocols.messages import (
+    AGENT_EXIT_UNUSABLE,
     PROTOCOL_VERSION,
     Cancel,
     Goodbye,
@@ -738,6 +739,15 @@ class Conductor:
         elif models:
             self._fleet_deadline = now + self.config.limits.startup_timeout_s
 
+    def _agent_error_line(self, agent_id: str) -> str:
+        """The last line a local agent wrote to its stderr (its own error message)."""
+        path = self.out_dir / "logs" / f"agent-{agent_id}.stderr"
+        try:
+            lines = path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1][:500] if lines else ""
+
     def _startup_failure(self, what: str) -> str:
         details = []
         log_dir = self.out_dir / "logs"
@@ -755,6 +765,9 @@ class Conductor:
                 await self._agent_lost(agent.identity, f"process exited with code {code}")
         if self._stopping or agent_id not in self.local_agents:
             return
+        if code == AGENT_EXIT_UNUSABLE:
+            # Its model cannot be used: a restart would only fail the same way.
+            raise RunError(self._agent_error_line(agent_id) or f"agent {agent_id}: unusable model")
         restarts = self._restarts.get(agent_id, 0)
         if restarts < self.max_restarts:
             self._restarts[agent_id] = restarts + 1
