@@ -227,6 +227,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from gra.report.html import write_report
+
+    directory = Path(args.dir)
+    if not directory.is_dir():
+        raise OutputError(f"{directory}: not a directory")
+    print(write_report(directory))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gra", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -334,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="the health of a run's fleet (live or finished)")
     status.add_argument("dir", help="the run's output directory")
     status.set_defaults(handler=_cmd_status)
+
+    report = sub.add_parser("report", help="write DIR/report.html: plots of a run (offline)")
+    report.add_argument("dir", help="the run's output directory")
+    report.set_defaults(handler=_cmd_report)
     return parser
 
 
