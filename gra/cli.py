@@ -19,8 +19,8 @@ from gra.models import CATALOG, ModelError, assemble, models_dir
 from gra.status import StatusError
 from gra.supervisor.conductor import RunError
 from gra.supervisor.journal import JournalError
-from gra.supervisor.lines import OutputError
-from gra.supervisor.resume import ResumeError
+from gra.supervisor.lines import CorruptRecordError, OutputError
+from gra.supervisor.resume import ResumeError, TargetAlreadyMet
 
 USER_ERRORS = (
     ConfigError,
@@ -32,6 +32,7 @@ USER_ERRORS = (
     StatusError,
     KeyFileError,
     OutputError,
+    CorruptRecordError,
     ExportError,
 )
 
@@ -49,7 +50,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         not args.no_progress,
         args.skip_bad_rows,
     )
-    summary = _run(options, config, args.log_level)
+    try:
+        summary = _run(options, config, args.log_level)
+    except TargetAlreadyMet as exc:
+        print(f"{out_dir}: {exc}")
+        return 0
     counts = summary["counts"]
     rejected = sum(counts[k] for k in counts if k.startswith("rejected_"))
     print(
@@ -117,16 +122,41 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _run(options: Any, config: Any, log_level: str) -> dict[str, Any]:
+    """Run a job holding its output directory's lock: nothing is written there before
+    the lock is held, so a second run on the same directory is refused untouched."""
     from gra.supervisor.job import OutputDirError, run_sync
+    from gra.supervisor.outdir_lock import lock_out_dir, usable_out_dir
 
-    (options.out_dir / "logs").mkdir(parents=True, exist_ok=True)
-    configure(
-        json_path=options.out_dir / "logs" / "supervisor.jsonl", level=log_level, role="supervisor"
-    )
     try:
-        return run_sync(config, options)
+        with lock_out_dir(options.out_dir):
+            usable_out_dir(options.out_dir / "logs")
+            log_file = options.out_dir / "logs" / "supervisor.jsonl"
+            configure(json_path=log_file, level=log_level, role="supervisor")
+            return run_sync(config, options)
     except OutputDirError as exc:
         raise RunError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: refuses 0 and negatives with one clear line."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
 
 
 def _cmd_agent(args: argparse.Namespace) -> int:
@@ -244,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a synthesis job from a TOML config")
     run.add_argument("config")
     run.add_argument("--out", help="output directory (default: run.out or runs/CONFIG-NAME)")
-    run.add_argument("--target", type=int, help="accepted items wanted (overrides run.target)")
+    run.add_argument(
+        "--target", type=_positive_int, help="accepted items wanted (overrides run.target)"
+    )
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--log-level", default="warning", help="console log level (file gets all)")
@@ -294,18 +326,20 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--served-model", help="model name on the server (default: --model)")
     agent.add_argument("--api-key-env", help="environment variable holding the API key")
     agent.add_argument(
-        "--capacity", type=int, help="tasks in flight (vllm/openai: default 8; sandbox: 2)"
+        "--capacity",
+        type=_positive_int,
+        help="tasks in flight (vllm/openai: default 8; sandbox: 2)",
     )
-    agent.add_argument("--n-ctx", type=int, default=4096)
-    agent.add_argument("--n-threads", type=int)
+    agent.add_argument("--n-ctx", type=_positive_int, default=4096)
+    agent.add_argument("--n-threads", type=_positive_int)
     agent.add_argument(
         "--prompt-cache-mib",
-        type=int,
+        type=_non_negative_int,
         default=DEFAULT_PROMPT_CACHE_MIB,
         help="llama.cpp: RAM for saved prompt states (0: off)",
     )
     agent.add_argument("--factory", help="module:callable building the backend (plugin)")
-    agent.add_argument("--output-retries", type=int, default=2)
+    agent.add_argument("--output-retries", type=_non_negative_int, default=2)
     agent.add_argument("--agent-id")
     agent.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     agent.add_argument("--log-file", help="JSON-lines log file")

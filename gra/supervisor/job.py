@@ -22,14 +22,11 @@ from gra.report import write_report_quietly
 from gra.supervisor.conductor import Conductor
 from gra.supervisor.conductor import Progress as RunProgress
 from gra.supervisor.launcher import AgentSpec, LocalLauncher
+from gra.supervisor.outdir_lock import OutputDirError, usable_out_dir
 from gra.supervisor.outputs import write_summary
-from gra.supervisor.resume import load_resume_point
+from gra.supervisor.resume import ResumePoint, check_target_open, load_resume_point
 
 log = structlog.get_logger("gra.job")
-
-
-class OutputDirError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -116,7 +113,8 @@ def prepare_out_dir(out_dir: Path, resume: bool) -> None:
         raise OutputDirError(
             f"{out_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
-    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    usable_out_dir(out_dir)
+    usable_out_dir(out_dir / "logs")
     probe = out_dir / ".write-test"
     try:
         probe.write_bytes(b"ok")
@@ -152,7 +150,7 @@ async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
     seeds = seed_set.items
     specs = agent_specs(config)
     prepare_out_dir(options.out_dir, options.resume)
-    resume_point = load_resume_point(options.out_dir) if options.resume else None
+    resume_point = _resume_point(config, options) if options.resume else None
     endpoint = config.bus.endpoint or private_ipc_endpoint()
     expected_remote = sum(a.replicas for a in config.agents if a.remote)
     launcher = LocalLauncher(options.out_dir / "logs")
@@ -176,6 +174,15 @@ async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
     # The page a person opens first; a failure to draw it never fails the run.
     write_report_quietly(options.out_dir, config=config, seeds=seeds)
     return summary
+
+
+def _resume_point(config: Config, options: JobOptions) -> ResumePoint:
+    """The run to carry on; ``TargetAlreadyMet`` when its last round needs nothing more."""
+    if options.mode != "generate":
+        return load_resume_point(options.out_dir)
+    point = load_resume_point(options.out_dir, config.run.rounds)
+    check_target_open(point, config.run.target, config.run.rounds)
+    return point
 
 
 class _progress_display:

@@ -23,6 +23,30 @@ class OutputError(Exception):
     """The output directory cannot take more writes; the message says why."""
 
 
+class CorruptRecordError(Exception):
+    """A whole line of an output file that does not decode: ``FILE:LINE: ...``.
+
+    Only a torn last line is a crash's doing and is cut; anything else was
+    written by someone else, and resuming over it would lose or duplicate
+    records, so the run refuses to start and changes nothing.
+    """
+
+    def __init__(self, path: Path, number: int, reason: str) -> None:
+        super().__init__(f"{path}:{number}: corrupt record ({reason}); fix or remove that line")
+
+
+def _decode_lines(path: Path, decoder: msgspec.json.Decoder[T]) -> Iterator[T]:
+    """Every non-blank line of ``path`` decoded, naming the first bad one."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield decoder.decode(line)
+            except msgspec.DecodeError as exc:
+                raise CorruptRecordError(path, number, str(exc)) from None
+
+
 def cut_torn_tail(path: Path) -> None:
     """Drop a last line that lacks its newline (a write cut short)."""
     if not path.exists():
@@ -51,11 +75,7 @@ def iter_records(path: Path, record_type: type[T]) -> Iterator[T]:
     if not path.exists():
         return
     cut_torn_tail(path)
-    decoder = msgspec.json.Decoder(record_type)
-    with path.open("rb") as handle:
-        for line in handle:
-            if line.strip():
-                yield decoder.decode(line)
+    yield from _decode_lines(path, msgspec.json.Decoder(record_type))
 
 
 class _Id(msgspec.Struct):
@@ -70,8 +90,7 @@ def read_ids(path: Path) -> set[str]:
     if not path.exists():
         return set()
     cut_torn_tail(path)
-    with path.open("rb") as handle:
-        return {_id_decoder.decode(line).id for line in handle if line.strip()}
+    return {record.id for record in _decode_lines(path, _id_decoder)}
 
 
 def read_records(path: Path, record_type: type[T]) -> list[T]:

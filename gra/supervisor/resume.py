@@ -3,6 +3,12 @@
 Exactly-once outputs: a torn last record is cut; an instance whose record
 made it to the outputs counts as finished even if its journal ``finish``
 entry did not; every other started instance is rebuilt from its events.
+
+A record line that does not decode anywhere but at the end of its file stops
+the resume before anything is written (``CorruptRecordError``, FILE:LINE).
+A run whose rounds are all done continues its last round to a raised target
+(``--resume --target N``); a new round starts only when ``[run] rounds`` asks
+for one, never because the target went up.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ class ResumeError(Exception):
     pass
 
 
+class TargetAlreadyMet(Exception):
+    """Nothing to do: the run's last round already has its target (not an error)."""
+
+
 @dataclass
 class ResumePoint:
     stats: RunStats
@@ -29,10 +39,19 @@ class ResumePoint:
     finished: int
     rounds_done: int = 0
     started_in_round: int = 0
+    # Committee-accepted items of the round the resumed run is in (its target's count).
+    accepted_in_round: int = 0
+    # The round was already post-processed and is opened again for a higher target.
+    reopened: bool = False
     unfinished: list[tuple[InstanceStarted, list[InstanceEvent]]] = field(default_factory=list)
 
 
-def load_resume_point(out_dir: Path) -> ResumePoint:
+def load_resume_point(out_dir: Path, rounds: int | None = None) -> ResumePoint:
+    """Where the run in ``out_dir`` stands; ``rounds``: the config's, when generating.
+
+    With every one of ``rounds`` done, the last round is opened again, so that
+    a raised target is met in it rather than in a round nobody asked for.
+    """
     journal = out_dir / "journal.jsonl"
     if not journal.exists():
         raise ResumeError(f"{out_dir}: no journal.jsonl to resume from")
@@ -45,33 +64,78 @@ def load_resume_point(out_dir: Path) -> ResumePoint:
     for verdict in iter_records(out_dir / VERDICTS, VerdictRecord):
         done.add(verdict.instance)
         stats.count_record(verdict)
-    summary_path = out_dir / SUMMARY
-    if summary_path.exists():
-        try:
-            previous = json.loads(summary_path.read_text())
-            stats.previous_wall_seconds = float(previous.get("wall_seconds", 0.0))
-            for model, numbers in previous.get("models", {}).items():
-                for role, usage in numbers.get("roles", {}).items():
-                    for key, value in usage.items():
-                        stats.usage[model][role][key] += value
-            stats.retries = int(previous.get("retries", 0))
-        except (ValueError, TypeError, AttributeError):
-            pass
+    _read_previous_summary(out_dir, stats)
     state = replay(journal)
     done |= set(state.finished)
     # Committee-accepted items wait in round-*/candidates.jsonl until their round ends.
-    for candidates in out_dir.glob("round-*/candidates.jsonl"):
-        done |= read_ids(candidates)
+    candidates: dict[int, int] = {}
+    for path in out_dir.glob("round-*/candidates.jsonl"):
+        ids = read_ids(path)
+        candidates[_round_of(path)] = len(ids)
+        done |= ids
+    _check_other_files(out_dir)
     unfinished = [
         (state.started[i], state.events.get(i, [])) for i in state.started if i not in done
     ]
-    current = state.rounds_done + 1
+    reopened = rounds is not None and state.rounds_done >= max(rounds, 1)
+    rounds_done = state.rounds_done - 1 if reopened else state.rounds_done
+    current = rounds_done + 1
     in_round = sum(1 for s in state.started.values() if s.round == current)
     return ResumePoint(
         stats,
         len(state.started),
         len(done),
-        rounds_done=state.rounds_done,
+        rounds_done=rounds_done,
         started_in_round=in_round,
+        accepted_in_round=candidates.get(current, 0),
+        reopened=reopened,
         unfinished=unfinished,
     )
+
+
+def check_target_open(point: ResumePoint, target: int, rounds: int) -> None:
+    """Refuse to resume a finished run whose last round already has ``target`` items."""
+    if not point.reopened or point.accepted_in_round < target:
+        return
+    where = f" in round {point.rounds_done + 1}" if rounds > 1 else ""
+    more = " (or [run] rounds)" if rounds > 1 else ""
+    raise TargetAlreadyMet(
+        f"target {target} already met: {point.accepted_in_round} accepted{where}; "
+        f"raise --target{more} to continue"
+    )
+
+
+def _read_previous_summary(out_dir: Path, stats: RunStats) -> None:
+    """Carry usage, wall time and retries over from the last summary.json, if readable."""
+    summary_path = out_dir / SUMMARY
+    if not summary_path.exists():
+        return
+    try:
+        previous = json.loads(summary_path.read_text())
+        stats.previous_wall_seconds = float(previous.get("wall_seconds", 0.0))
+        for model, numbers in previous.get("models", {}).items():
+            for role, usage in numbers.get("roles", {}).items():
+                for key, value in usage.items():
+                    stats.usage[model][role][key] += value
+        stats.retries = int(previous.get("retries", 0))
+    except (ValueError, TypeError, AttributeError):
+        pass
+
+
+def _round_of(path: Path) -> int:
+    """k of ``round-k/...``; 0 for a folder not named so."""
+    try:
+        return int(path.parent.name.removeprefix("round-"))
+    except ValueError:
+        return 0
+
+
+def _check_other_files(out_dir: Path) -> None:
+    """Decode every line the resumed run will read later, so a corrupt one stops it
+    now, before it writes anything, rather than half-way through a round."""
+    from gra.supervisor.conductor import SEED_ANNOTATIONS, SeedAnnotation
+
+    for path in out_dir.glob("round-*/accepted.jsonl"):
+        read_ids(path)
+    for _ in iter_records(out_dir / SEED_ANNOTATIONS, SeedAnnotation):
+        pass

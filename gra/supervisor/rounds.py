@@ -28,7 +28,13 @@ from gra.config import Config
 from gra.data.seeds import SeedItem
 from gra.protocols.records import ItemRecord
 from gra.supervisor.journal import Journal, RoundFinished
-from gra.supervisor.lines import LineFile, cut_torn_tail, iter_records, read_ids
+from gra.supervisor.lines import (
+    CorruptRecordError,
+    LineFile,
+    cut_torn_tail,
+    iter_records,
+    read_ids,
+)
 from gra.supervisor.outputs import ACCEPTED, REJECTED, RecordWriter, RunStats
 
 log = structlog.get_logger("gra.rounds")
@@ -79,12 +85,14 @@ def _in_rank_order(path: Path) -> Iterator[ItemRecord]:
     keys: list[float] = []
     offsets: list[int] = []
     offset = 0
+    numbers: list[int] = []
     with path.open("rb") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, start=1):
             if line.strip():
-                mean = _ranked_decoder.decode(line).mean
+                mean = _decode_line(_ranked_decoder, line, path, number).mean
                 keys.append(-(mean if mean is not None else -1.0))
                 offsets.append(offset)
+                numbers.append(number)
             offset += len(line)
         starts = np.array(offsets, dtype=np.int64)
         ends = np.append(starts[1:], offset)
@@ -92,7 +100,16 @@ def _in_rank_order(path: Path) -> Iterator[ItemRecord]:
         del keys, offsets
         for i in order:
             handle.seek(int(starts[i]))
-            yield _record_decoder.decode(handle.read(int(ends[i] - starts[i])))
+            line = handle.read(int(ends[i] - starts[i]))
+            yield _decode_line(_record_decoder, line, path, numbers[i])
+
+
+def _decode_line(decoder: msgspec.json.Decoder[Any], line: bytes, path: Path, number: int) -> Any:
+    """One candidate line decoded; a bad one is named by file and line, never a traceback."""
+    try:
+        return decoder.decode(line)
+    except msgspec.DecodeError as exc:
+        raise CorruptRecordError(path, number, str(exc)) from None
 
 
 def _count_lines(path: Path) -> int:
