@@ -32,6 +32,7 @@ GATES = (
     "passed verification",
     "unique (dedup)",
 )
+_KNOWN_STAGES = (*STAGES, "failed")
 CRITERIA = (*SCORE_NAMES, "score")
 SCORE_BINS = 11  # scores are integers 0-10; a review's mean is rounded into them
 EXAMPLE_CATEGORIES = ("accepted", "rejected", "adjudicated", "deduplicated", "verified", "failed")
@@ -347,7 +348,7 @@ class _Collector:
     def add(self, record: Mapping[str, Any]) -> bool:
         """Count ``record``; False (and nothing counted) when it is not a record."""
         decision, stage = record.get("decision"), record.get("stage")
-        if not isinstance(decision, str) or not isinstance(stage, str):
+        if decision not in ("accepted", "rejected", "failed") or stage not in _KNOWN_STAGES:
             self.skipped += 1
             return False
         self.records += 1
@@ -545,7 +546,10 @@ def collect(
     )
     report.records, report.skipped = collector.records, collector.skipped
     if collector.skipped:
-        report.notes.append(f"{collector.skipped} lines were not records and were left out")
+        report.notes.append(
+            f"{collector.skipped} lines were not records this version understands (no known "
+            "decision and stage) and were left out"
+        )
     report.funnels = [collector.funnels[k] for k in sorted(collector.funnels, key=_round_order)]
     report.verification = collector.verification
     per_model = _mapping(report.agreement.get("per_model"))

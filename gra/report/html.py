@@ -46,7 +46,7 @@ _SCRIPT = """
 const box = document.getElementById("filter");
 const rows = Array.from(document.querySelectorAll("#examples tbody tr"));
 const shown = document.getElementById("shown");
-box.addEventListener("input", () => {
+function apply() {
   const text = box.value.trim().toLowerCase();
   let n = 0;
   for (const row of rows) {
@@ -55,7 +55,14 @@ box.addEventListener("input", () => {
     n += match;
   }
   shown.textContent = n;
-});
+}
+box.addEventListener("input", apply);
+// report.html#filter=WORDS opens the table filtered (a link to share, and the browser test).
+const start = new URLSearchParams(location.hash.slice(1)).get("filter");
+if (start) {
+  box.value = start;
+  apply();
+}
 """
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
 _POLICY = (

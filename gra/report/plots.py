@@ -191,7 +191,7 @@ def leniency(reviewers: Sequence[ReviewerStats]) -> str | None:
         for yi, stats, value in zip(y, shown, values, strict=True):
             text = "n/a" if stats.leniency is None else f"{value:+.2f}"
             left.text(value, yi, f" {text} ", va="center", ha="left" if value >= 0 else "right")
-        limit = max(0.5, *(abs(v) for v in values)) * 1.5
+        limit = max([0.5, *(abs(v) for v in values)]) * 1.5
         left.set_xlim(-limit, limit)
         left.set_yticks(y, [_short(r.model) for r in shown])
         left.set_xlabel("points above (+, lenient) or below (-, strict) the committee")
@@ -213,7 +213,7 @@ def leniency(reviewers: Sequence[ReviewerStats]) -> str | None:
 
 def agreement(per_criterion: dict[str, float | None], per_pair: dict[str, dict]) -> str | None:
     """Krippendorff's alpha per criterion, and per pair of models on the score."""
-    if not per_criterion and not per_pair:
+    if all(v is None for v in per_criterion.values()) and not per_pair:
         return None
     models = sorted({m for key in per_pair for m in key.split("|", 1)})[:MAX_MODELS]
     with _figure("agreement", 9.5, max(3.2, 1.4 + 0.3 * len(models))) as fig:
@@ -234,7 +234,7 @@ def agreement(per_criterion: dict[str, float | None], per_pair: dict[str, dict])
             ax.text(max(0.0, value or 0.0), yi, label, va="center", fontsize=7)
         ax.axvline(0, color="#333", linewidth=0.8)
         ax.axvline(0.667, color="#55a868", linewidth=0.8, linestyle="--")
-        ax.set_xlim(min(-0.2, *(v for v in values if v is not None)) - 0.05, 1.45)
+        ax.set_xlim(min([-0.2, *(v for v in values if v is not None)]) - 0.05, 1.45)
         ax.set_yticks(y, [n.replace("_", " ") for n in names])
         ax.set_xlabel("alpha (1 agree, 0 chance; dashed: 0.667)")
         ax.set_title("Agreement per criterion")
@@ -321,7 +321,7 @@ def fleet(usage: Fleet) -> str | None:
         right.barh(y, busy, color="#55a868")
         for yi, value in zip(y, busy, strict=True):
             right.text(value, yi, f" {100 * value:.0f}%", va="center", fontsize=8)
-        right.set_xlim(0, max(1.0, *busy) * 1.2)
+        right.set_xlim(0, max([1.0, *busy]) * 1.2)
         right.set_yticks(y, [_short(m) for m in models])
         right.set_xlabel("model seconds / (wall seconds x task slots)")
         right.set_title("Busy fraction")

@@ -1,0 +1,192 @@
+"""The run report (gra/report): what it reads, what it shows, and that it stays small."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+import pytest
+import structlog
+
+from gra.report import write_report_quietly
+from gra.report.collect import collect
+from gra.report.html import REPORT, write_report
+from tests.report_runs import HOSTILE, HOSTILE_MODEL, synthetic_records, synthetic_run
+
+# A page is mailed, attached to an issue and opened on a laptop: 2 MB loads at once
+# anywhere, and leaves room for ten times the plots and examples the page holds.
+MAX_PAGE_BYTES = 2_000_000
+PLOTS = ("funnel", "scores", "leniency", "agreement", "domains", "fleet")
+
+
+def _gra(*args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "gra", *args], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_report_of_a_scripted_run_is_written_when_the_run_ends(tmp_path: Path) -> None:
+    from tests.report_runs import scripted_run
+
+    out = scripted_run(tmp_path, target=6, rounds=2)
+    page = (out / REPORT).read_text()
+    for plot in PLOTS:
+        assert f'data-plot="{plot}"' in page, plot
+    summary = json.loads((out / "summary.json").read_text())
+    report = collect(out)
+    # The funnel agrees with summary.json.
+    total = report.total_funnel()
+    assert total.ended["accepted"] == summary["counts"]["accepted"]
+    assert total.ended["score"] == summary["counts"]["rejected_score"]
+    assert total.adjudicated == summary["counts"]["adjudicated"] > 0
+    assert [f.round for f in report.funnels] == ["1", "2"]
+    # alpha (10) is lenient, beta (6) strict, against the committees they sat on.
+    leniency = {r.model: r.leniency for r in report.reviewers}
+    assert leniency["alpha"] > 0 > leniency["beta"]
+    # The seeds' domains are found through the journal's config path.
+    assert sum(report.domains.seeds.values()) == 16
+    # `gra report` rewrites it.
+    (out / REPORT).unlink()
+    assert _gra("report", str(out)).stdout.strip() == str(out / REPORT)
+    assert (out / REPORT).stat().st_size > 10_000
+
+
+def test_a_record_holding_markup_is_shown_as_text(tmp_path: Path) -> None:
+    synthetic_run(tmp_path, 60, hostile=True)
+    page = write_report(tmp_path).read_text()
+    # Exactly one script element: the page's own filter.
+    assert len(re.findall(r"<script\b", page, re.I)) == 1
+    assert "<img src=x" not in page and "<i>dom</i>" not in page and "<b>evil</b>" not in page
+    assert "&lt;script&gt;document.body.dataset.pwned=&#x27;1&#x27;&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=" in page
+    assert "&lt;/td&gt;&lt;/tr&gt;&lt;/table&gt;" in page
+    # A model name with $...$ stays a string in the plots, escaped by the SVG writer.
+    assert "&lt;b&gt;evil&lt;/b&gt; $x^2$ &amp; co" in page
+    assert HOSTILE_MODEL not in page and HOSTILE not in page
+
+
+def test_the_page_asks_nothing_of_any_host(tmp_path: Path) -> None:
+    synthetic_run(tmp_path, 200)
+    page = write_report(tmp_path).read_text()
+    links = re.findall(r"""\b(?:src|href|action|srcset)\s*=\s*["']?([^"'\s>]+)""", page, re.I)
+    # In-page references, and the heatmaps' pixels inline: nothing names another place.
+    assert all(link.startswith(("#", "data:image/png;base64,")) for link in links), links
+    assert "@import" not in page
+    assert all(u.startswith("#") for u in re.findall(r"url\(([^)]*)\)", page)), "a url() elsewhere"
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page)
+    assert policy and "default-src 'none'" in policy.group(1)
+
+
+def test_report_reads_a_damaged_or_partial_run(tmp_path: Path) -> None:
+    records = synthetic_records(30)
+    lines = [msgspec.json.encode(r).decode() for r in records]
+    junk = [
+        "",
+        "not json",
+        json.dumps([1, 2]),
+        json.dumps({"id": "x", "decision": "accepted", "stage": "a-stage-from-the-future"}),
+        json.dumps({"id": "y", "decision": "rejected", "stage": "score", "reviews": "nope"}),
+        json.dumps({"decision": "accepted", "stage": "accepted", "reviews": [{"model": 3}]}),
+    ]
+    (tmp_path / "accepted.jsonl").write_text("\n".join(lines + junk) + '\n{"id": "torn')
+    # No summary.json, no journal, no rejected.jsonl.
+    report = collect(tmp_path)
+    assert report.records == 30 + 2
+    assert report.skipped == 1  # the future stage; lines that are not objects never count
+    assert any("summary.json" in note for note in report.notes)
+    page = write_report(tmp_path).read_text()
+    assert "Left out" in page and "summary.json is missing" in page
+
+
+def test_an_empty_directory_still_gets_a_page(tmp_path: Path) -> None:
+    page = write_report(tmp_path).read_text()
+    assert "Nothing to plot" in page and "no records" in page
+
+
+def test_a_review_run_is_reported_from_its_verdicts(tmp_path: Path) -> None:
+    from gra.protocols.records import VerdictRecord
+
+    verdicts = [
+        VerdictRecord(
+            id=f"pair-{i}",
+            decision=r.decision,
+            stage=r.stage if r.stage != "dedup" else "score",
+            reason=r.reason,
+            mean=r.mean,
+            std=r.std,
+            adjudicated=r.adjudication is not None,
+            reviews=r.reviews,
+            adjudication=r.adjudication,
+            domain=r.domain,
+            instruction=r.instruction,
+            response=r.response,
+        )
+        for i, r in enumerate(synthetic_records(40))
+    ]
+    (tmp_path / "verdicts.jsonl").write_bytes(
+        b"".join(msgspec.json.encode(v) + b"\n" for v in verdicts)
+    )
+    report = collect(tmp_path)
+    assert report.mode == "review" and report.records == 40
+    assert report.agreement["items"] > 0
+    assert "review run" in write_report(tmp_path).read_text()
+
+
+def test_a_report_failure_never_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gra.report.html
+
+    def broken(*args: object, **kwargs: object) -> Path:
+        raise RuntimeError("the plotting library is gone")
+
+    monkeypatch.setattr(gra.report.html, "write_report", broken)
+    with structlog.testing.capture_logs() as logs:
+        assert write_report_quietly(tmp_path) is None
+    assert logs[0]["event"] == "report_failed"
+    assert "plotting library is gone" in logs[0]["error"]
+
+
+def test_the_report_of_10000_items_stays_small(tmp_path: Path) -> None:
+    records = synthetic_run(tmp_path, 10_000)
+    started = time.monotonic()
+    _gra("report", str(tmp_path))
+    seconds = time.monotonic() - started
+    size = (tmp_path / REPORT).stat().st_size
+    print(f"\ngra report on 10,000 records: {seconds:.1f} s, page {size / 1e6:.2f} MB")
+    assert size < MAX_PAGE_BYTES
+    page = (tmp_path / REPORT).read_text()
+    for plot in PLOTS:
+        assert f'data-plot="{plot}"' in page, plot
+    report = collect(tmp_path)
+    stages = Counter(r.stage for r in records)
+    total = report.total_funnel()
+    assert report.records == 10_000
+    for stage in ("instruction_check", "score", "adjudication", "verification", "dedup"):
+        assert total.ended[stage] == stages[stage] > 0, stage
+    survivors = dict(total.survivors())
+    assert survivors["unique (dedup)"] == survivors["accepted"] == stages["accepted"]
+    assert [f.round for f in report.funnels] == ["1", "2", "3"]
+    leniency = {r.model: r.leniency for r in report.reviewers}
+    assert leniency["lenient-7b"] > 0.5 and leniency["strict-3b"] < -0.5
+    # The configured weights and the seeds are both there to compare against.
+    assert report.domains.weights == {"coding": 2.0, "math": 1.0, "qa": 1.0}
+    assert sum(report.domains.seeds.values()) == 16
+    categories = Counter(e.category for e in report.examples)
+    assert set(categories) == {
+        "accepted",
+        "rejected",
+        "adjudicated",
+        "deduplicated",
+        "verified",
+        "failed",
+    }
+    assert max(categories.values()) <= 8
