@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast models sandbox vllm-server lint clean
+.PHONY: run test test-fast models sandbox chromium vllm-server lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ sandbox:
 	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; } \
 		|| { echo "install bubblewrap (apt-get install bubblewrap) for the verifier's sandbox"; exit 1; }
 
+## Debian's chromium: the browser tests/test_report_browser.py opens the run report in
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; } \
+		|| { echo "install chromium (apt-get install chromium) for the run report's browser test"; exit 1; }
+
 ## the default job: three small real models on llama.cpp (examples/quickstart.toml)
 run: models sandbox
 	$(BIN)/gra run examples/quickstart.toml --out $(or $(OUT),runs/quickstart-$$(date +%Y%m%d-%H%M%S)) $(if $(RESUME),--resume,)
@@ -34,7 +39,7 @@ vllm-server: models
 	PYTHON_GRA=$(BIN)/python bash scripts/setup_vllm.sh
 
 ## every test, the slow ones (real models, real vLLM server) included
-test: models sandbox vllm-server
+test: models sandbox chromium vllm-server
 	$(BIN)/ruff check gra tests benchmarks examples scripts
 	$(BIN)/python -m pytest -ra
 
