@@ -166,6 +166,7 @@ def score_distributions(reviewers: Sequence[ReviewerStats]) -> str | None:
                     )
             ax.set_title("mean of six" if criterion == "score" else criterion, fontsize=9)
             ax.set_xticks([0, 2, 4, 6, 8, 10])
+            ax.set_xlim(-0.7, 10.7)
         grid[0][0].set_ylabel("share of reviews")
         grid[1][0].set_ylabel("share of reviews")
         legend = grid.flat[-1]
