@@ -190,3 +190,14 @@ def test_the_report_of_10000_items_stays_small(tmp_path: Path) -> None:
         "failed",
     }
     assert max(categories.values()) <= 8
+
+
+def test_gra_report_on_a_missing_directory_is_a_one_line_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gra", "report", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"gra: error: {tmp_path / 'nowhere'}: not a directory"
