@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -14,7 +15,7 @@ import msgspec
 import pytest
 import structlog
 
-from gra.report import write_report_quietly
+from gra.report import refreshing_report, write_report_quietly
 from gra.report.collect import collect
 from gra.report.html import REPORT, write_report
 from tests.report_runs import HOSTILE, HOSTILE_MODEL, synthetic_records, synthetic_run
@@ -201,3 +202,18 @@ def test_gra_report_on_a_missing_directory_is_a_one_line_error(tmp_path: Path) -
     )
     assert done.returncode == 2
     assert done.stderr.strip() == f"gra: error: {tmp_path / 'nowhere'}: not a directory"
+
+
+async def test_the_report_refreshes_while_the_run_runs(tmp_path: Path) -> None:
+    synthetic_run(tmp_path, 50)
+    async with refreshing_report(tmp_path, every_s=0.1):
+        for _ in range(1200):
+            if (tmp_path / REPORT).exists():
+                break
+            await asyncio.sleep(0.1)
+        assert (tmp_path / REPORT).exists()
+    (tmp_path / REPORT).unlink()
+    # Leaving while a refresh is drawing interrupts it cleanly: no partial page left.
+    async with refreshing_report(tmp_path, every_s=0.1):
+        await asyncio.sleep(1.0)
+    assert not list(tmp_path.glob("*.partial"))

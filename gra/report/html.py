@@ -466,7 +466,8 @@ def write_report(
     out_dir = Path(out_dir)
     page = render(collect(out_dir, config=config, seeds=seeds))
     path = out_dir / REPORT
-    partial = path.with_suffix(".html.partial")
+    # Per process: a refresh while the run ends, or a user's `gra report`, never collide.
+    partial = path.with_suffix(f".html.{os.getpid()}.partial")
     try:
         partial.write_text(page, encoding="utf-8")
         os.replace(partial, path)

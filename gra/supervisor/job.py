@@ -18,7 +18,7 @@ from gra.bus.security import SUPERVISOR, create_keys
 from gra.config import AgentConfig, Config, ConfigError, SeedSettings, require_role
 from gra.data.seeds import read_seeds
 from gra.models import resolve
-from gra.report import write_report_quietly
+from gra.report import refreshing_report, write_report_quietly
 from gra.supervisor.conductor import Conductor
 from gra.supervisor.conductor import Progress as RunProgress
 from gra.supervisor.launcher import AgentSpec, LocalLauncher
@@ -168,7 +168,8 @@ async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
             on_progress=update,
             mode=options.mode,
         )
-        summary = await conductor.run()
+        async with refreshing_report(options.out_dir):
+            summary = await conductor.run()
     summary["seed_rows_skipped"] = len(seed_set.skipped)
     write_summary(options.out_dir, summary)
     # The page a person opens first; a failure to draw it never fails the run.
