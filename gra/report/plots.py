@@ -151,15 +151,15 @@ def score_distributions(reviewers: Sequence[ReviewerStats]) -> str | None:
         return None
     with _figure("scores", 9.5, 4.6) as fig:
         grid = fig.subplots(2, 4, sharex=True, sharey=True)
-        bins = np.arange(len(shown[0].histograms["score"]))
+        # One step per integer score, each bin centred on its score.
+        edges = np.arange(len(shown[0].histograms["score"]) + 1) - 0.5
         for ax, criterion in zip(grid.flat, CRITERIA, strict=False):
             for index, stats in enumerate(shown):
                 counts = np.array(stats.histograms[criterion], dtype=float)
                 if counts.sum():
-                    ax.step(
-                        bins,
+                    ax.stairs(
                         counts / counts.sum(),
-                        where="mid",
+                        edges,
                         color=COLORS[index % len(COLORS)],
                         label=_short(stats.model),
                         linewidth=1.4,
