@@ -45,6 +45,9 @@ roles = ["reviewer", "adjudicator"]
     finished = sum(counts[k] for k in counts if k.startswith("rejected_")) + counts["failed"]
     assert finished + counts["accepted"] == len(records) == summary["instances_finished"]
     assert 1 <= len(records) <= 2
+    # The run report, written when the run ended, shows this run.
+    page = (out / "report.html").read_text()
+    assert 'data-plot="funnel"' in page and "qwen2.5-coder-0.5b" in page
     for record in records:
         assert record.generator.model == "qwen2.5-coder-0.5b"
         if record.decision == "failed":
