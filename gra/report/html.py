@@ -442,7 +442,7 @@ def render(report: RunReport) -> str:
         f"<title>gra run report: {_e(report.out_dir)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>gra run report</h1><p class='sub'>{_e(report.out_dir)} &middot; "
         f"{_e(report.mode)} run, {state} &middot; {report.records} records &middot; written "
-        f"{_e(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>"
+        f"{_e(time.strftime('%Y-%m-%d %H:%M:%S %Z'))}</p>"
         + _overview(report)
         + "<p><b>Look first at:</b></p>"
         + _look_first()
