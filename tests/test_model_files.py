@@ -59,8 +59,15 @@ def test_a_truncated_gguf_stops_the_run_as_soon_as_its_agent_says_so(
     model.write_bytes(content)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "gra", "run", str(config_with_model(tmp_path, model))]
-        + ["--out", str(tmp_path / "out")],
+        [
+            sys.executable,
+            "-m",
+            "gra",
+            "run",
+            str(config_with_model(tmp_path, model)),
+            "--out",
+            str(tmp_path / "out"),
+        ],
         capture_output=True,
         text=True,
         timeout=240,
