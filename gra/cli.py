@@ -218,6 +218,8 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     for path in create_keys(directory, args.agent or []):
         print(path)
+    if result.card is not None:
+        print(f"{result.card}: dataset card (set its license before publishing)")
     print(
         f'keys in {directory}: set [bus] curve_keys = "{directory}"; give each remote agent '
         f"its agents/NAME.key_secret and supervisor.key (--curve-secret, --server-key)"

@@ -18,15 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from gra.data.card import render_card, write_card
+from gra.errors import ExportError
+
 Format = Literal["jsonl", "parquet", "hf"]
 Style = Literal["chat", "alpaca"]
 FORMATS: tuple[str, ...] = ("jsonl", "parquet", "hf")
 STYLES: tuple[str, ...] = ("chat", "alpaca")
 _ROUND = re.compile(r"round-(\d+)$")
-
-
-class ExportError(Exception):
-    """A run directory that cannot be exported, or an output that would be clobbered."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,7 @@ class ExportResult:
     count: int
     sources: list[Path]
     duplicates: int  # records whose id was already exported from an earlier file
+    card: Path | None = None  # the dataset card (README.md) written with it
 
 
 def accepted_files(run_dir: Path) -> list[Path]:
@@ -179,8 +179,10 @@ def export(
     style: Style = "chat",
     *,
     overwrite: bool = False,
+    with_card: bool = True,
 ) -> ExportResult:
-    """Write a run's accepted items to ``out`` (a file, or a directory for ``hf``)."""
+    """Write a run's accepted items to ``out`` (a file, or a directory for ``hf``),
+    and a dataset card (README.md) beside the file or inside the directory."""
     if format not in FORMATS:
         raise ExportError(f"format {format!r}: expected one of {', '.join(FORMATS)}")
     if style not in STYLES:
@@ -200,4 +202,10 @@ def export(
         _write_parquet(rows, out, style)
     else:
         _write_hf(rows, out, style)
-    return ExportResult(out, len(rows), sources, duplicates)
+    card = None
+    if with_card:
+        # The card sits where the Hub looks for it: at the root of what is uploaded.
+        where, data_files = (out, "data-*.arrow") if format == "hf" else (out.parent, out.name)
+        text = render_card(run_dir, rows, data_files, style, format)
+        card = write_card(where / "README.md", text)
+    return ExportResult(out, len(rows), sources, duplicates, card)
