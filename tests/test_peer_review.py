@@ -730,10 +730,30 @@ def test_revision_round_sends_item_and_feedback_back_then_accepts() -> None:
     assert result.mean == 9.0
 
 
+def test_a_failed_check_in_a_revision_round_waits_for_the_whole_committee() -> None:
+    """The generator gets every reviewer's feedback, a failed check's too."""
+    state = make_state(Policy(max_rounds=2))
+    state.apply(Generated(GEN, ITEM))
+    state.apply(Reviewed("r3", review(10, failed=["clarity"])))
+    assert state.round == 1 and state.outcome is None
+    assert sorted(s.model for s in state.next_steps()) == ["r1", "r2"]
+    state.apply(Reviewed("r1", review(9, weaknesses="unclear input format")))
+    assert state.round == 1
+    state.apply(Reviewed("r2", review(9)))
+    assert state.round == 2
+    assert sorted(state.history[0].reviews) == ["r1", "r2", "r3"]
+    request = state.next_steps()[0]
+    assert isinstance(request, Generate)
+    assert "instruction check failed: clarity" in request.request.feedback
+    assert "unclear input format" in request.request.feedback
+
+
 def test_revision_after_instruction_check_and_last_round_rejects() -> None:
     state = make_state(Policy(max_rounds=2))
     state.apply(Generated(GEN, ITEM))
     state.apply(Reviewed("r3", review(10, failed=["clarity"])))
+    state.apply(Reviewed("r1", review(9)))
+    state.apply(Reviewed("r2", review(9)))
     assert state.outcome is None and state.round == 2
     request = state.next_steps()[0]
     assert isinstance(request, Generate)

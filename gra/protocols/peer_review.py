@@ -9,7 +9,8 @@ Rules (GRA_METHOD.md), each threshold configurable through ``Policy``:
 - the generator is drawn uniformly from the fleet's models;
 - the committee is ``reviewers`` models drawn from the others;
 - any failed instruction check by any reviewer rejects (at once, unless
-  ``reject_when_decided`` is off);
+  ``reject_when_decided`` is off or a revision round follows: a revision
+  waits for the whole committee, whose feedback goes back to the generator);
 - committee mean < tau rejects (as soon as the reviews in put tau out of
   reach, unless ``reject_when_decided`` is off); mean >= tau and std <= delta accepts;
   otherwise an adjudicator drawn from the models not yet involved re-scores
@@ -70,7 +71,8 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reserve_adjudicator: bool = False
     # Review rounds per instance; 1 is the paper (no revision). With more, an
     # item rejected by an instruction check or by score goes back to its
-    # generator with the committee's feedback; an adjudicator's verdict is final.
+    # generator with the whole committee's feedback (a round that can still be
+    # revised waits for every review); an adjudicator's verdict is final.
     max_rounds: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
     # How far one model may run ahead of another in draws for a role, so that
     # a free model is drawn before a busy one (gra/protocols/assignment.py).
@@ -745,6 +747,7 @@ class InstanceState:
         if (
             not review.checks.passed()
             and self.policy.reject_when_decided
+            and self._last_round()
             and vetoes(self.policy.weight_of(model), committee)
         ):
             decision = decide([review], self.policy)

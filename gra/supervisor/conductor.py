@@ -192,10 +192,18 @@ class PendingTask:
     avoid: set[str] = field(default_factory=set)
     # When the step's model was first found with no live agent.
     hostless_since: float | None = None
+    # The review round the step belongs to: a revision makes it moot.
+    review_round: int = 1
 
     @property
     def key(self) -> Key:
         return (self.step.model, self.step.role)
+
+
+def _pending_key(pending: PendingTask) -> tuple[int, str, str, int]:
+    """The instance's task key for ``pending``, in the review round it was made for."""
+    step = pending.step
+    return (pending.review_round, step.role, step.model, step_seat(step))
 
 
 @dataclass
@@ -667,7 +675,13 @@ class Conductor:
         instance = self.instances.get(flight.pending.instance_id)
         if instance is None:
             return
-        instance.tasks.pop(_task_key(instance.state, step), None)
+        key = _pending_key(flight.pending)
+        if instance.tasks.get(key) != flight.pending.task_id:
+            # A step the instance has moved past (an earlier review round): its
+            # output belongs to another item and is never applied to this one.
+            self.stats.late_results += 1
+            return
+        del instance.tasks[key]
         self._apply(instance, to_event(instance.state, step, output))
         self._advance(instance)
 
@@ -813,12 +827,16 @@ class Conductor:
     # ---- protocol ----------------------------------------------------------
 
     def _apply(self, instance: LiveInstance, event: InstanceEvent) -> None:
+        review_round = instance.state.round
         try:
             instance.state.apply(event)
         except ProtocolError as exc:
             log.warning("event_refused", instance_id=instance.state.instance_id, reason=str(exc))
             return
         self.journal.append(InstanceChanged(instance.state.instance_id, event))
+        if instance.state.round != review_round:
+            # A revision: what is still running for the rejected item is moot.
+            self._drop_tasks(instance, before_round=instance.state.round)
 
     def _advance(self, instance: LiveInstance) -> None:
         state = instance.state
@@ -845,7 +863,10 @@ class Conductor:
                         key = _task_key(state, step)
                         if key not in instance.tasks:
                             task = PendingTask(
-                                self._new_task_id(state.instance_id), state.instance_id, step
+                                self._new_task_id(state.instance_id),
+                                state.instance_id,
+                                step,
+                                review_round=state.round,
                             )
                             instance.tasks[key] = task.task_id
                             self.pending.push(task)
@@ -943,10 +964,14 @@ class Conductor:
         del self.instances[state.instance_id]
         self._drop_tasks(instance)
 
-    def _drop_tasks(self, instance: LiveInstance) -> None:
+    def _drop_tasks(self, instance: LiveInstance, before_round: int | None = None) -> None:
         """A finished instance's tasks still running (a review after an early reject) are
-        cancelled, so their agents' credit goes to live work."""
-        for task_id in instance.tasks.values():
+        cancelled, so their agents' credit goes to live work; with ``before_round``, only
+        those of the review rounds before it (a revised item's tests, say)."""
+        for key, task_id in list(instance.tasks.items()):
+            if before_round is not None and key[0] >= before_round:
+                continue
+            del instance.tasks[key]
             flight = self.inflight.pop(task_id, None)
             if flight is not None:
                 self._release(flight.agent, task_id)
@@ -962,15 +987,15 @@ class Conductor:
 
     def _requeue(self, pending: PendingTask, agent: AgentInfo, reason: str) -> None:
         instance = self.instances.get(pending.instance_id)
-        if instance is None:
-            return
+        if instance is None or instance.tasks.get(_pending_key(pending)) != pending.task_id:
+            return  # finished, or moved past this step
         self.stats.retries += 1
         self.journal.append(
             TaskRetried(pending.instance_id, pending.task_id, agent.agent_id, reason)
         )
         if pending.attempt > self.config.limits.task_retries:
             step = pending.step
-            instance.tasks.pop(_task_key(instance.state, step), None)
+            instance.tasks.pop(_pending_key(pending), None)
             why = f"{step.role} task failed {pending.attempt} times; last: {reason[:500]}"
             self._apply(instance, self._given_up(step, why))
             self._advance(instance)
@@ -981,8 +1006,9 @@ class Conductor:
             pending.step,
             pending.attempt + 1,
             pending.avoid | {agent.agent_id},
+            review_round=pending.review_round,
         )
-        instance.tasks[_task_key(instance.state, pending.step)] = retry.task_id
+        instance.tasks[_pending_key(pending)] = retry.task_id
         self.pending.push(retry, front=True)
 
     def _new_task_id(self, instance_id: str) -> str:
@@ -1198,7 +1224,7 @@ class Conductor:
             instance = self.instances.get(pending.instance_id)
             if (
                 instance is None
-                or instance.tasks.get(_task_key(instance.state, pending.step)) != pending.task_id
+                or instance.tasks.get(_pending_key(pending)) != pending.task_id
             ):
                 continue  # the instance finished or moved on
             agent = (
@@ -1255,7 +1281,7 @@ class Conductor:
             pending.hostless_since = now
         if not candidates and now - pending.hostless_since < self.config.limits.model_grace_s:
             return False
-        instance.tasks.pop(_task_key(state, step), None)
+        instance.tasks.pop(_pending_key(pending), None)
         if candidates:
             new = self.rng.choice(candidates)
             log.warning(
