@@ -9,32 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gra.backends.llamacpp import DEFAULT_PROMPT_CACHE_MIB
-from gra.bus.security import KeyFileError
-from gra.config import ConfigError, load_config
-from gra.data.export import ExportError
-from gra.data.seeds import SeedError
+from gra.backends.base import DEFAULT_PROMPT_CACHE_MIB
+from gra.config import load_config
+from gra.errors import GraError, OutputError, TargetAlreadyMet
 from gra.logs import configure
-from gra.models import CATALOG, ModelError, assemble, models_dir
-from gra.status import StatusError
-from gra.supervisor.conductor import RunError
-from gra.supervisor.journal import JournalError
-from gra.supervisor.lines import CorruptRecordError, OutputError
-from gra.supervisor.resume import ResumeError, TargetAlreadyMet
-
-USER_ERRORS = (
-    ConfigError,
-    SeedError,
-    ModelError,
-    RunError,
-    ResumeError,
-    JournalError,
-    StatusError,
-    KeyFileError,
-    OutputError,
-    CorruptRecordError,
-    ExportError,
-)
+from gra.models import CATALOG, assemble, models_dir
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -110,12 +89,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         with_verifier=not args.no_verifier,
         reuse=args.reuse,
     )
-    from gra.supervisor.job import OutputDirError
-
-    try:
-        result = calibrate(config, options)
-    except OutputDirError as exc:
-        raise RunError(str(exc)) from None
+    result = calibrate(config, options)
     print(result["table"])
     print(f"{out_dir / CALIBRATION}: per model and per configuration")
     return 0
@@ -124,17 +98,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 def _run(options: Any, config: Any, log_level: str) -> dict[str, Any]:
     """Run a job holding its output directory's lock: nothing is written there before
     the lock is held, so a second run on the same directory is refused untouched."""
-    from gra.supervisor.job import OutputDirError, run_sync
+    from gra.supervisor.job import run_sync
     from gra.supervisor.outdir_lock import lock_out_dir, usable_out_dir
 
-    try:
-        with lock_out_dir(options.out_dir):
-            usable_out_dir(options.out_dir / "logs")
-            log_file = options.out_dir / "logs" / "supervisor.jsonl"
-            configure(json_path=log_file, level=log_level, role="supervisor")
-            return run_sync(config, options)
-    except OutputDirError as exc:
-        raise RunError(str(exc)) from None
+    with lock_out_dir(options.out_dir):
+        usable_out_dir(options.out_dir / "logs")
+        log_file = options.out_dir / "logs" / "supervisor.jsonl"
+        configure(json_path=log_file, level=log_level, role="supervisor")
+        return run_sync(config, options)
 
 
 def _positive_int(text: str) -> int:
@@ -395,9 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return int(args.handler(args))
-    except USER_ERRORS as exc:
+    except GraError as exc:
+        # One line, never a traceback: exit 2 for what the user can fix and for a
+        # run that cannot go on (gra.errors draws the tree), 1 for anything else.
         print(f"gra: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("gra: interrupted; continue with --resume", file=sys.stderr)
         return 130

@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from gra.backends.llamacpp import DEFAULT_PROMPT_CACHE_MIB
+from gra.backends.base import DEFAULT_PROMPT_CACHE_MIB
+from gra.errors import ConfigError
 from gra.protocols.peer_review import Policy, VerifyPolicy
 from gra.protocols.roles import DEFAULT_DOMAINS
 
@@ -21,10 +22,6 @@ Positive = Annotated[int, msgspec.Meta(ge=1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 
 BACKENDS = ("llamacpp", "vllm", "openai", "plugin", "sandbox")
-
-
-class ConfigError(Exception):
-    """A user error in a config file: the message names the file and the key."""
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

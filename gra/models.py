@@ -15,9 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-
-class ModelError(Exception):
-    """A model cannot be assembled, found or verified."""
+from gra.errors import ModelError
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-
-class StatusError(Exception):
-    pass
+from gra.errors import StatusError
 
 
 def read_status(out_dir: Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import msgspec
 
 from gra.agents.schema import model_schema
 from gra.backends.base import ChatMessages, Sampling
+from gra.errors import InvalidOutput
 from gra.protocols.roles import (
     AdjudicateRequest,
     AdjudicationOutput,
@@ -36,10 +37,6 @@ from gra.protocols.roles import (
 
 RequestT = TypeVar("RequestT")
 OutputT = TypeVar("OutputT")
-
-
-class InvalidOutput(Exception):
-    """Model output that decoded but does not make sense for the role."""
 
 
 @dataclass(frozen=True)

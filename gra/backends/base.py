@@ -1,11 +1,6 @@
 """One async interface over every model server.
 
-Errors::
-
-    BackendError            anything a backend call can fail with
-    ├── BackendUnavailable  the server or model cannot be reached or loaded
-    │   └── ModelUnusable   the model itself cannot be used: retrying will not help
-    └── BackendCancelled    the call was aborted (deadline, shutdown)
+Its errors (``BackendError`` and below) live in ``gra.errors``, re-exported here.
 """
 
 from __future__ import annotations
@@ -13,25 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gra.errors import BackendCancelled as BackendCancelled
+from gra.errors import BackendError as BackendError
+from gra.errors import BackendUnavailable as BackendUnavailable
+from gra.errors import ModelUnusable as ModelUnusable
+
+# llama.cpp's RAM for saved prompt states (gra.backends.llamacpp); here so that
+# the config can default to it without loading a backend.
+DEFAULT_PROMPT_CACHE_MIB = 256
+
 ChatMessages = list[dict[str, str]]
 JsonSchema = dict[str, Any]
-
-
-class BackendError(Exception):
-    pass
-
-
-class BackendUnavailable(BackendError):
-    pass
-
-
-class ModelUnusable(BackendUnavailable):
-    """A model file that is missing, not a model, or truncated: the agent says so and
-    exits with ``AGENT_EXIT_UNUSABLE`` so the supervisor stops at once, without restarts."""
-
-
-class BackendCancelled(BackendError):
-    pass
 
 
 @dataclass(frozen=True)

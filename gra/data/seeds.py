@@ -18,14 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from gra.config import SeedSettings
+from gra.errors import SeedError
 
 CSV_SUFFIXES = frozenset({".csv"})
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 KEYWORDS_PER_ITEM = 3  # the paper's keyword triple
-
-
-class SeedError(Exception):
-    """A seed file that cannot be used; the message names the file and line."""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from gra.errors import ProtocolError
 from gra.protocols.roles import (
     SCORE_MAX,
     AdjudicateRequest,
@@ -55,10 +56,6 @@ from gra.protocols.roles import (
     VerificationOutput,
     VerifyRequest,
 )
-
-
-class ProtocolError(Exception):
-    """An event that the protocol forbids (wrong model, wrong stage, duplicate)."""
 
 
 class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -28,6 +28,7 @@ import zmq.asyncio
 from gra.bus.router import Router
 from gra.config import Config
 from gra.data.seeds import SeedItem
+from gra.errors import RunError
 from gra.log_budget import LogBudget
 from gra.protocols.assignment import BalancedDraw
 from gra.protocols.messages import (
@@ -177,10 +178,6 @@ _COMMIT_INTERVAL_S = 0.5
 _COMMIT_MIN_INTERVAL_S = 0.02
 # Without max_in_flight: instances in progress per task slot of the live fleet, at most.
 _AUTO_IN_FLIGHT_PER_SLOT = 4
-
-
-class RunError(Exception):
-    """The run cannot go on (no fleet, all agents failed to start...)."""
 
 
 @dataclass

@@ -149,6 +149,10 @@ async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
         print(f"gra: skipped {len(seed_set.skipped)} bad rows of {path}", file=sys.stderr)
     seeds = seed_set.items
     specs = agent_specs(config)
+    if options.mode == "generate" and config.dedup.enabled:
+        from gra.data.dedup import check_model
+
+        check_model()  # before anything is written, not after the first round
     prepare_out_dir(options.out_dir, options.resume)
     resume_point = _resume_point(config, options) if options.resume else None
     endpoint = config.bus.endpoint or private_ipc_endpoint()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 
+from gra.errors import JournalError
 from gra.protocols.peer_review import InstanceEvent
 from gra.protocols.roles import Example, GeneratedItem, Inspiration
 from gra.supervisor.lines import LineFile
@@ -78,10 +79,6 @@ JournalEntry = (
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(JournalEntry)
-
-
-class JournalError(Exception):
-    pass
 
 
 class Journal:

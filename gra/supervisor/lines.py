@@ -16,23 +16,9 @@ from typing import TypeVar
 
 import msgspec
 
+from gra.errors import CorruptRecordError, OutputError
+
 T = TypeVar("T")
-
-
-class OutputError(Exception):
-    """The output directory cannot take more writes; the message says why."""
-
-
-class CorruptRecordError(Exception):
-    """A whole line of an output file that does not decode: ``FILE:LINE: ...``.
-
-    Only a torn last line is a crash's doing and is cut; anything else was
-    written by someone else, and resuming over it would lose or duplicate
-    records, so the run refuses to start and changes nothing.
-    """
-
-    def __init__(self, path: Path, number: int, reason: str) -> None:
-        super().__init__(f"{path}:{number}: corrupt record ({reason}); fix or remove that line")
 
 
 def _decode_lines(path: Path, decoder: msgspec.json.Decoder[T]) -> Iterator[T]:

@@ -23,15 +23,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gra.errors import OutputDirError, OutputDirInUse
+
 LOCK = ".lock"
-
-
-class OutputDirError(Exception):
-    """The output directory cannot be used for this run; the message says why."""
-
-
-class OutputDirInUse(OutputDirError):
-    """Another live process holds the directory's lock."""
 
 
 def usable_out_dir(out_dir: Path) -> None:

@@ -17,19 +17,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gra.errors import ResumeError, TargetAlreadyMet
 from gra.protocols.peer_review import InstanceEvent
 from gra.protocols.records import ItemRecord, VerdictRecord
 from gra.supervisor.journal import InstanceStarted, replay
 from gra.supervisor.lines import iter_records, read_ids
 from gra.supervisor.outputs import ACCEPTED, REJECTED, SUMMARY, VERDICTS, RunStats
-
-
-class ResumeError(Exception):
-    pass
-
-
-class TargetAlreadyMet(Exception):
-    """Nothing to do: the run's last round already has its target (not an error)."""
 
 
 @dataclass
