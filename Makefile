@@ -41,6 +41,7 @@ vllm-server: models
 ## every test, the slow ones (real models, real vLLM server) included
 test: models sandbox chromium vllm-server
 	$(BIN)/ruff check gra tests benchmarks examples scripts
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -ra
 
 ## the tests that need no model (seconds)
@@ -50,6 +51,8 @@ test-fast: $(STAMP) sandbox
 lint: $(STAMP)
 	$(BIN)/ruff check gra tests benchmarks examples scripts
 	$(BIN)/ruff format --check gra tests
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_private_imports.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
