@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -55,8 +56,10 @@ def scripted_config(
     seed: int = 0,
     remote_keys: dict[str, str] | None = None,
     allow_unauthenticated: bool = False,
+    roles: dict[str, list[str]] | None = None,
 ) -> Path:
-    """A config whose agents are real processes backed by the scripted test double."""
+    """A config whose agents are real processes backed by the scripted test double
+    (``roles``: the roles of some models, by default all)."""
     lines = [
         "[run]",
         f"target = {target}",
@@ -87,6 +90,7 @@ def scripted_config(
             'factory = "tests.doubles:scripted"',
             f"replicas = {(replicas or {}).get(model, 1)}",
             f"capacity = {capacity}" if capacity else "",
+            f"roles = {json.dumps((roles or {})[model])}" if model in (roles or {}) else "",
         ]
     for model in remote:
         lines += ["[[agents]]", f'model = "{model}"', "remote = true"]
