@@ -14,6 +14,10 @@ from environment variables so that each agent process can be told apart:
 - ``GRA_DOUBLE_SEEDED=1``: answers depend only on the prompt and the sampling
   seed, never on the model or the call count, as a seeded sampler over one
   shared checkpoint would; scores then range over 4-10 by seed
+- ``GRA_DOUBLE_RESTART_S``: JSON {model: seconds}: an agent of that model
+  started again (after a crash) loads for that long before it joins, as a
+  real model's agent does; ``GRA_DOUBLE_DIR`` is where each agent's start
+  leaves a mark
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import hashlib
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from gra.backends.base import ChatMessages, Completion, JsonSchema, Sampling
@@ -31,9 +36,10 @@ SIX = ("correctness", "clarity", "completeness", "relevance", "coherence", "ethi
 
 
 class ScriptedBackend:
-    def __init__(self, model: str, capacity: int = 1) -> None:
+    def __init__(self, model: str, capacity: int = 1, agent_id: str = "") -> None:
         self.model = model
         self.capacity = capacity
+        self.agent_id = agent_id or model
         self.delay_s = float(os.environ.get("GRA_DOUBLE_DELAY_S", "0.05"))
         self.score = int(json.loads(os.environ.get("GRA_DOUBLE_SCORES", "{}")).get(model, 9))
         self.garbage = json.loads(os.environ.get("GRA_DOUBLE_GARBAGE", "{}")).get(model)
@@ -42,7 +48,13 @@ class ScriptedBackend:
         self.calls = 0
 
     async def start(self) -> None:
-        pass
+        restart_s = json.loads(os.environ.get("GRA_DOUBLE_RESTART_S", "{}")).get(self.model)
+        if restart_s is None:
+            return
+        mark = Path(os.environ["GRA_DOUBLE_DIR"]) / f"{self.agent_id}.started"
+        if mark.exists():
+            await asyncio.sleep(float(restart_s))
+        mark.touch()
 
     async def complete(
         self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
@@ -126,4 +138,4 @@ class ScriptedBackend:
 
 
 def scripted(options: Any) -> ScriptedBackend:
-    return ScriptedBackend(options.model, options.capacity or 1)
+    return ScriptedBackend(options.model, options.capacity or 1, options.agent_id)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,44 @@ async def test_disagreeing_reviewers_send_the_item_to_an_uninvolved_adjudicator(
     journal = read_jsonl(out / "journal.jsonl")
     drawn = [e for e in journal if e["t"] == "event" and e["event"]["event"] == "adjudicator_drawn"]
     assert len(drawn) >= len(records)
+
+
+async def test_adjudicator_and_annotator_seats_wait_for_a_restarting_model(
+    tmp_path: Path, double_env: pytest.MonkeyPatch
+) -> None:
+    """The only model that can adjudicate (and annotate) crashes as the run starts
+    and takes seconds to come back: its seats wait ``model_grace_s`` for it, as
+    every other role's do, instead of rejecting the items it would have judged."""
+    double_env.setenv("GRA_DOUBLE_DELAY_S", "0.5")
+    double_env.setenv("GRA_DOUBLE_SCORES", json.dumps({**DISAGREEING, "judge": 9}))
+    double_env.setenv("GRA_DOUBLE_RESTART_S", json.dumps({"judge": 4}))
+    double_env.setenv("GRA_DOUBLE_DIR", str(tmp_path))
+    config = _adjudicated_fleet(
+        tmp_path,
+        {"judge": ["adjudicator", "annotator"]},
+        target=2,
+        max_instances=2,
+        extra="model_grace_s = 300",  # a loaded machine starts a process slowly
+    )
+    out = tmp_path / "out"
+    conductor = make_conductor(config, out)
+    crashed: list[int] = []
+
+    async def crash_the_judge() -> None:
+        while not conductor._fleet_ready:
+            await asyncio.sleep(0.02)
+        (judge,) = [a for a in conductor.fleet.live() if a.model == "judge"]
+        os.kill(judge.pid, signal.SIGKILL)
+        crashed.append(judge.pid)
+
+    crash = asyncio.create_task(crash_the_judge())
+    summary = await asyncio.wait_for(conductor.run(), 180)
+    await crash
+    assert crashed and summary["agents"]["judge-0"]["restarts"] == 1
+    assert summary["agents"]["judge-0"]["pid"] != crashed[0]
+    accepted, rejected = check_outputs(out, summary)
+    assert not rejected, [r["reason"] for r in rejected]
+    assert len(accepted) == 2
+    for record in accepted:
+        assert record["adjudication"]["model"] == "judge"
+        assert record["annotator"] == "judge"

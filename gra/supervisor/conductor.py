@@ -217,6 +217,8 @@ class LiveInstance:
     seed_ids: list[str]
     # (review round, role, model, seat) -> id of the task doing that step now
     tasks: dict[tuple[int, str, str, int], str] = field(default_factory=dict)
+    # Since when a single seat (adjudicator, annotator) waits for its only models to return.
+    seat_wait_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -323,6 +325,8 @@ class Conductor:
         self._default_domain = config.seeds.default_domain if config.seeds else ""
         done = self._load_seed_annotations()
         self._annotating: set[str] = set()
+        # Instances whose adjudicator or annotator seat waits for a model to come back.
+        self._seat_waiting: set[str] = set()
         self._seeds_to_annotate = [
             s
             for s in (seeds if mode == "generate" and config.annotate.seeds else [])
@@ -705,6 +709,7 @@ class Conductor:
         for agent in self.fleet.expired(now, timeout):
             await self._agent_lost(agent.identity, "missed heartbeats")
         self.pending.mark_all()  # tasks waiting on a vanished model are handed over in time
+        self._draw_waiting_seats()  # so do seats waiting for one
         for task_id, flight in list(self.inflight.items()):
             if now > flight.deadline:
                 assert self.router is not None
@@ -844,12 +849,16 @@ class Conductor:
                         self._finish(instance)
                         return
                     case DrawAdjudicator(excluded=excluded):
-                        self._apply(
-                            instance, AdjudicatorDrawn(self._draw_seat("adjudicator", excluded))
-                        )
+                        adjudicator = self._draw_waiting_seat(instance, "adjudicator", excluded)
+                        if adjudicator is False:
+                            return
+                        self._apply(instance, AdjudicatorDrawn(adjudicator))
                         break
                     case DrawAnnotator():
-                        self._apply(instance, AnnotatorDrawn(self._draw_seat("annotator")))
+                        annotator = self._draw_waiting_seat(instance, "annotator")
+                        if annotator is False:
+                            return
+                        self._apply(instance, AnnotatorDrawn(annotator))
                         break
                     case PlanVerification(excluded=excluded):
                         self._apply(instance, self._plan_verification(state, excluded))
@@ -1102,6 +1111,44 @@ class Conductor:
         """A random live model for a single-seat role, balanced like every other draw."""
         candidates = self._models(role) - set(excluded)
         return self.assignment.seat(role, candidates, self.rng, self._free_models(candidates, role))
+
+    def _draw_waiting_seat(
+        self, instance: LiveInstance, role: str, excluded: Collection[str] = ()
+    ) -> str | Literal[False] | None:
+        """``_draw_seat``, with the grace every other role gets: while no model can take
+        the seat now but one that could is known to the fleet (its agent restarting, or
+        out of rotation), the seat waits up to ``model_grace_s`` for it (False: wait;
+        the ticker draws again). None: no model can take it."""
+        model = self._draw_seat(role, excluded)
+        now = time.monotonic()
+        absent = {a.model for a in self.fleet.agents.values() if role in a.roles} - set(excluded)
+        if model is not None or not absent:
+            instance.seat_wait_since = None
+            self._seat_waiting.discard(instance.state.instance_id)
+            return model
+        if instance.seat_wait_since is None:
+            instance.seat_wait_since = now
+            log.warning(
+                "seat_waits_for_model",
+                instance_id=instance.state.instance_id,
+                role=role,
+                models=sorted(absent),
+            )
+        if now - instance.seat_wait_since < self.config.limits.model_grace_s:
+            self._seat_waiting.add(instance.state.instance_id)
+            return False
+        instance.seat_wait_since = None
+        self._seat_waiting.discard(instance.state.instance_id)
+        return None
+
+    def _draw_waiting_seats(self) -> None:
+        """Draw again the seats that wait for a model to come back."""
+        for instance_id in sorted(self._seat_waiting):
+            instance = self.instances.get(instance_id)
+            if instance is None:
+                self._seat_waiting.discard(instance_id)
+            else:
+                self._advance(instance)
 
     def _free_models(self, models: Collection[str], role: str) -> set[str]:
         """Models whose agents could start a ``role`` task now, after the tasks queued for them."""
