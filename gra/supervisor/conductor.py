@@ -96,6 +96,7 @@ from gra.protocols.roles import (
 )
 from gra.report.agreement import read_records, reviewer_agreement
 from gra.supervisor.admission import Admission, Member
+from gra.supervisor.busy import BusyWindow
 from gra.supervisor.fleet import AgentInfo, Fleet
 from gra.supervisor.health import ModelHealth
 from gra.supervisor.journal import (
@@ -304,6 +305,7 @@ class Conductor:
         # (agent, task) cancels to send at the next dispatch.
         self._cancels: list[tuple[bytes, str]] = []
         self._last_summary = 0.0
+        self._busy = BusyWindow()
         self.router: Router | None = None
         self.journal = Journal(out_dir / "journal.jsonl")
         self.writer = RecordWriter(
@@ -719,6 +721,7 @@ class Conductor:
                 self._requeue(flight.pending, flight.agent, "task deadline passed")
         self._check_fleet(now)
         self._check_health()
+        self._busy.sample(now, self.fleet.live())
         if self.on_progress is not None:
             self.on_progress(self.progress())
         if now - self._last_summary > 2.0:
@@ -1400,4 +1403,5 @@ class Conductor:
             pending_tasks=len(self.pending),
             in_flight_tasks=len(self.inflight),
             model_health=self.health.report(now),
+            busy=self._busy.report(),
         )
