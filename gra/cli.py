@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -224,9 +225,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from gra.status import read_status, render_status
+    from gra.status import StatusError, read_status, render_status, watch_status
 
-    render_status(read_status(Path(args.dir)), Console())
+    # Checked here rather than by argparse, so a bad value costs one line, not a usage.
+    try:
+        interval = float(args.interval)
+    except ValueError:
+        interval = math.nan
+    if not (math.isfinite(interval) and interval > 0):
+        raise StatusError(f"--interval must be a number of seconds above 0, not {args.interval}")
+    if not args.watch:
+        render_status(read_status(Path(args.dir)), Console())
+        return 0
+    try:
+        watch_status(Path(args.dir), Console(), interval)
+    except KeyboardInterrupt:
+        return 130  # the watcher stops; the run it watched goes on
     return 0
 
 
@@ -350,6 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="the health of a run's fleet (live or finished)")
     status.add_argument("dir", help="the run's output directory")
+    status.add_argument(
+        "--watch", action="store_true", help="redraw until the run ends (Ctrl-C to stop)"
+    )
+    status.add_argument(
+        "--interval",
+        default="2",
+        metavar="SECONDS",
+        help="seconds between redraws with --watch (default 2)",
+    )
     status.set_defaults(handler=_cmd_status)
 
     report = sub.add_parser("report", help="write DIR/report.html: plots of a run (offline)")

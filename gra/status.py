@@ -2,20 +2,24 @@
 
 Reads the summary.json that the supervisor rewrites every two seconds, so it
 works from another terminal (or machine sharing the directory) while a run
-goes on.
+goes on; with ``--watch`` it redraws until the run ends. What is drawn comes
+from gra.status_view, which reads nothing itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+from rich.live import Live
 
 from gra.errors import StatusError
+from gra.status_view import SILENT_AFTER_S, run_ended, status_view
 
 
 def read_status(out_dir: Path) -> dict[str, Any]:
@@ -29,30 +33,46 @@ def read_status(out_dir: Path) -> dict[str, Any]:
 
 
 def render_status(summary: dict[str, Any], console: Console) -> None:
-    age = time.time() - float(summary.get("updated_at", 0))
-    state = "running" if summary.get("running") and age < 30 else "stopped"
-    if summary.get("running") and age >= 30:
-        state = f"silent for {age:.0f}s (supervisor gone? continue with --resume)"
-    counts = summary["counts"]
-    console.print(
-        f"[bold]{state}[/]  accepted {counts['accepted']}/{summary.get('target', '?')}  "
-        f"instances {summary.get('instances_finished', 0)}/{summary.get('instances_started', 0)}  "
-        f"tasks in flight {summary.get('in_flight_tasks', 0)}, pending "
-        f"{summary.get('pending_tasks', 0)}  retries {summary.get('retries', 0)}  "
-        f"agents lost {summary.get('agents_lost', 0)}  "
-        f"bus drops {summary.get('bus', {}).get('dropped_frames', 0)}"
-    )
-    table = Table("agent", "model", "health", "tasks", "done", "failed", "restarts", "heard")
-    for agent_id, agent in sorted(summary.get("agents", {}).items()):
-        health = "[green]alive[/]" if agent["alive"] else "[red]dead[/]"
-        table.add_row(
-            agent_id,
-            agent["model"],
-            health,
-            f"{agent['in_flight']}/{agent.get('capacity', '?')}",
-            str(agent["completed"]),
-            str(agent["failed"]),
-            str(agent.get("restarts", 0)),
-            f"{agent.get('seconds_since_heard', 0):.1f}s ago",
-        )
-    console.print(table)
+    console.print(status_view(summary, time.time()))
+
+
+def watch_status(
+    out_dir: Path,
+    console: Console,
+    interval: float,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Redraw the status every ``interval`` seconds until the run ends; the last summary.
+
+    A run just started may not have written summary.json yet: wait for it as long
+    as a supervisor may stay silent. The last state stays on the screen (and is
+    printed once when stdout is not a terminal).
+    """
+    summary = _first_summary(out_dir, console, interval, clock, sleep)
+    with Live(status_view(summary, clock()), console=console, auto_refresh=False) as live:
+        while not run_ended(summary, clock()):
+            sleep(interval)
+            summary = read_status(out_dir)
+            live.update(status_view(summary, clock()), refresh=True)
+    return summary
+
+
+def _first_summary(
+    out_dir: Path,
+    console: Console,
+    interval: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> dict[str, Any]:
+    deadline = clock() + SILENT_AFTER_S
+    waiting = f"waiting for {out_dir / 'summary.json'}"
+    with console.status(waiting) if console.is_terminal else contextlib.nullcontext():
+        while True:
+            try:
+                return read_status(out_dir)
+            except StatusError:
+                if clock() >= deadline:
+                    raise
+            sleep(min(interval, 1.0))

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sys
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import structlog
+from rich.console import RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gra.bus.endpoints import private_ipc_endpoint
@@ -19,11 +23,12 @@ from gra.config import AgentConfig, Config, ConfigError, SeedSettings, require_r
 from gra.data.seeds import read_seeds
 from gra.models import resolve
 from gra.report import refreshing_report, write_report_quietly
+from gra.status_view import fleet_view
 from gra.supervisor.conductor import Conductor
 from gra.supervisor.conductor import Progress as RunProgress
 from gra.supervisor.launcher import AgentSpec, LocalLauncher
 from gra.supervisor.outdir_lock import OutputDirError, usable_out_dir
-from gra.supervisor.outputs import write_summary
+from gra.supervisor.outputs import SUMMARY, write_summary
 from gra.supervisor.resume import ResumePoint, check_target_open, load_resume_point
 
 log = structlog.get_logger("gra.job")
@@ -158,7 +163,7 @@ async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
     endpoint = config.bus.endpoint or private_ipc_endpoint()
     expected_remote = sum(a.replicas for a in config.agents if a.remote)
     launcher = LocalLauncher(options.out_dir / "logs")
-    with _progress_display(options.show_progress) as update:
+    with _progress_display(options.show_progress, options.out_dir) as update:
         conductor = Conductor(
             config,
             seeds,
@@ -190,12 +195,31 @@ def _resume_point(config: Config, options: JobOptions) -> ResumePoint:
     return point
 
 
-class _progress_display:
-    """A rich progress bar of accepted items, or nothing when not wanted."""
+class _FleetProgress(Progress):
+    """The progress bar with the funnel and each model's busy fraction under it."""
 
-    def __init__(self, enabled: bool) -> None:
+    fleet: RenderableType | None = None
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.fleet is not None:
+            yield self.fleet
+
+
+class _progress_display:
+    """A rich progress bar of accepted items, or nothing when not wanted.
+
+    Under the bar, the funnel and the models as `gra status` draws them, from
+    the summary.json the conductor rewrites every two seconds: re-read when it
+    changes, at most once a second.
+    """
+
+    def __init__(self, enabled: bool, out_dir: Path) -> None:
+        self._summary_path = out_dir / SUMMARY
+        self._summary_seen = (0, 0)  # (mtime_ns, size) of the summary drawn
+        self._summary_read_at = 0.0
         self._progress = (
-            Progress(
+            _FleetProgress(
                 TextColumn("[bold]accepted"),
                 BarColumn(),
                 MofNCompleteColumn(),
@@ -226,9 +250,27 @@ class _progress_display:
                 f"agents {p.agents_alive} tasks {p.in_flight_tasks}"
             ),
         )
+        now = time.monotonic()
+        if now - self._summary_read_at >= 1.0:
+            self._summary_read_at = now
+            self._draw_summary()
+
+    def _draw_summary(self) -> None:
+        """The fleet view of summary.json if it changed; a missing or torn one is skipped."""
+        assert self._progress is not None
+        try:
+            stat = self._summary_path.stat()
+            if (stat.st_mtime_ns, stat.st_size) == self._summary_seen:
+                return
+            summary = json.loads(self._summary_path.read_text())
+        except (OSError, ValueError):
+            return
+        self._summary_seen = (stat.st_mtime_ns, stat.st_size)
+        self._progress.fleet = fleet_view(summary)
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
+            self._draw_summary()  # the conductor's last summary: the final counts
             self._progress.stop()
 
 
