@@ -190,8 +190,6 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     for path in create_keys(directory, args.agent or []):
         print(path)
-    if result.card is not None:
-        print(f"{result.card}: dataset card (set its license before publishing)")
     print(
         f'keys in {directory}: set [bus] curve_keys = "{directory}"; give each remote agent '
         f"its agents/NAME.key_secret and supervisor.key (--curve-secret, --server-key)"
@@ -204,6 +202,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     result = export(Path(args.dir), Path(args.out), args.format, args.style, overwrite=args.force)
     print(f"{result.out}: {result.count} items ({args.format}, {args.style})")
+    if result.card is not None:
+        print(f"{result.card}: dataset card (set its license before publishing)")
     return 0
 
 
