@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import hashlib
 import itertools
 import json
 import math
@@ -93,6 +94,44 @@ def machine_info() -> dict[str, Any]:
         "msgspec": msgspec.__version__,
         "platform": platform.platform(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "source": source_state(),
+    }
+
+
+def source_state(root: Path | None = None) -> dict[str, Any]:
+    """Which code a result measured: the git commit, whether the tree was clean, and
+    if not, the paths that differed and a digest of the difference (tracked changes
+    and untracked files), so that two results can be told apart or matched.
+
+    ``commit`` is None outside a git checkout (an installed package).
+    """
+    root = root or Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> bytes | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(root), *args], capture_output=True, timeout=30, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "clean": None, "dirty_paths": [], "diff_sha256": None}
+    status = (git("status", "--porcelain", "--untracked-files=all") or b"").decode(errors="replace")
+    dirty = sorted(line[3:] for line in status.splitlines() if line.strip())
+    digest = hashlib.sha256(git("diff", "HEAD", "--binary") or b"")
+    for line in status.splitlines():
+        if line.startswith("??"):
+            with contextlib.suppress(OSError):
+                digest.update(line[3:].encode() + b"\0" + (root / line[3:]).read_bytes())
+    return {
+        "commit": commit.decode().strip(),
+        "clean": not dirty,
+        "dirty_paths": dirty[:200],
+        "dirty_count": len(dirty),
+        "diff_sha256": digest.hexdigest() if dirty else None,
     }
 
 
@@ -120,6 +159,16 @@ def utc_stamp() -> str:
 def write_result(results_dir: Path, name: str, data: dict[str, Any]) -> Path:
     """One JSON file per run, never overwritten: results accumulate as history."""
     results_dir.mkdir(parents=True, exist_ok=True)
+    # The code measured: read when the run started (``machine_info``) and again now;
+    # a tree that changed during the run is flagged, not hidden.
+    data = dict(data)
+    machine = data.get("machine")
+    at_start = machine.get("source") if isinstance(machine, dict) else None
+    now = source_state()
+    data["source"] = at_start or now
+    data["source_changed_during_run"] = at_start is not None and (
+        (at_start["commit"], at_start.get("diff_sha256")) != (now["commit"], now["diff_sha256"])
+    )
     path = results_dir / f"{name}-{utc_stamp()}.json"
     n = 1
     while path.exists():
@@ -1411,5 +1460,6 @@ __all__ = [
     "run_bus_benchmark",
     "run_quick_benchmarks",
     "run_scheduler_benchmark",
+    "source_state",
     "write_result",
 ]

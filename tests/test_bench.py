@@ -17,10 +17,54 @@ import pytest
 from gra.bench import (
     BusSettings,
     SchedulerSettings,
+    machine_info,
     run_bus_benchmark,
     run_scheduler_benchmark,
+    source_state,
     write_result,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def test_source_state_names_the_commit_and_what_differs_from_it(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "a.txt").write_text("one\n")
+    _git(repo, "add", "a.txt")
+    _git(repo, "commit", "-q", "-m", "first")
+    clean = source_state(repo)
+    assert clean["commit"] == _git(repo, "rev-parse", "HEAD")
+    assert clean["clean"] is True and clean["dirty_paths"] == [] and clean["diff_sha256"] is None
+    (repo / "a.txt").write_text("two\n")
+    edited = source_state(repo)
+    assert edited["clean"] is False and edited["dirty_paths"] == ["a.txt"]
+    (repo / "new.py").write_text("x = 1\n")  # untracked files are code that ran too
+    more = source_state(repo)
+    assert more["dirty_paths"] == ["a.txt", "new.py"]
+    assert len({edited["diff_sha256"], more["diff_sha256"]}) == 2
+    assert source_state(tmp_path / "not-a-repo")["commit"] is None
+
+
+def test_every_result_file_records_the_code_it_measured(tmp_path: Path) -> None:
+    path = write_result(tmp_path, "probe", {"machine": machine_info(), "value": 1})
+    data = json.loads(path.read_text())
+    assert data["source"]["commit"] == _git(ROOT, "rev-parse", "HEAD")
+    assert isinstance(data["source"]["clean"], bool)
+    assert isinstance(data["source_changed_during_run"], bool)
+    # A result without machine info still gets the code it was written from.
+    bare = json.loads(write_result(tmp_path, "bare", {"value": 2}).read_text())
+    assert bare["source"]["commit"] == data["source"]["commit"]
 
 
 def test_the_bound_follows_from_service_times_and_capacities() -> None:
