@@ -1,25 +1,41 @@
-"""gra against a plain sequential loop, on one real vLLM server (CPU build).
+"""gra on one real vLLM server (CPU build), against the strongest client a user
+would write by hand and against the server's own ceiling.
 
-The same job is done twice, back to back, against the same server: N GRA
+The same job is done by every side, in one run, against the same server: N GRA
 instances (generate, review by the committee, adjudicate when the rules need
-it, annotate accepted items), once by a real ``gra run`` whose agents use the
-``vllm`` backend, once by a loop that makes the same role calls one at a time,
-with gra's own prompts, schemas, sampling settings, protocol state machine and
-HTTP client. It is the same job, call for call: the loop's k-th instance has
-gra's id, domain and few-shot items, and each call the sampling seed gra's agent
-uses for that seat and attempt (``gra.protocols.reproducible``); the report
-counts the items that came out identical. Server start-up is left out of both
-timings. The point is what gra's concurrency buys from vLLM's continuous
-batching; the target is 3x.
+it, annotate accepted items), with gra's prompts, schemas, sampling settings,
+protocol state machine and sampling seeds on every side. The sides:
+
+- ``gra``: a real ``gra run`` whose agents use the ``vllm`` backend;
+- ``concurrent``: a plain asyncio script of the kind a capable user writes, one
+  ``httpx.AsyncClient`` posting to ``/v1/chat/completions``, at the same
+  concurrency (``max_in_flight`` instances at once, ``capacity`` requests per
+  served name, the committee's reviews in parallel), cancelling the reviews a
+  decided item no longer needs as gra does;
+- ``ceiling``: the server by itself: every request the concurrent client
+  completed (same prompts, same seeds, so the same tokens), sent with no
+  protocol in between at a saturating concurrency (every request slot gra's
+  fleet has): the most completion tokens/s this server gives this job here;
+- ``sequential`` (only with ``--sides``): the old baseline, one request at a
+  time.
+
+Each instance is the same on every side: the k-th has gra's id, domain and
+few-shot items, and each call the sampling seed gra's agent uses for that seat
+and attempt (``gra.protocols.reproducible``); the report counts the items and
+outcomes that came out identical, the requests and completion tokens each side
+had the server do, and the items decided. Sides alternate (ABC CBA ABC ...) over
+``--repeats`` repeats in this one run, so that drifting load on a shared machine
+hits every side alike; each ratio is taken within a repeat and the report gives
+the median and the range over repeats. Server start-up is left out of every
+timing; gra's fleet start is shown apart.
 
 gra needs at least two distinct models (no model may judge its own sample),
 so the one converted checkpoint is served under several names (vLLM's
 ``--served-model-name`` takes several): every "model" here is the same weights.
 
-    python benchmarks/bench_vllm.py                    # about 10 minutes on 2 cores
-    python benchmarks/bench_vllm.py --instances 24 --max-in-flight 24 --capacity 8
-                                                       # the README's row: about 41 minutes
-    python benchmarks/bench_vllm.py --instances 3 --no-write
+    python benchmarks/bench_vllm.py                    # about 15 minutes on 2 shared cores
+    python benchmarks/bench_vllm.py --instances 3 --repeats 1 --no-write
+    python benchmarks/bench_vllm.py --sides gra,concurrent,ceiling,sequential
 """
 
 from __future__ import annotations
@@ -29,26 +45,35 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from gra.agents.roles import InvalidOutput, get_role
 from gra.backends import OpenAIBackend
-from gra.backends.base import Backend, BackendError
+from gra.backends.base import (
+    BackendError,
+    ChatMessages,
+    Completion,
+    JsonSchema,
+    Sampling,
+)
 from gra.bench import Check, format_table, machine_info, utc_stamp, write_result
 from gra.config import Config, SeedSettings, load_config
 from gra.data.seeds import SeedItem, read_seeds
@@ -81,37 +106,53 @@ from gra.protocols.reproducible import (
     output_try_seed,
     step_seed,
 )
-from gra.protocols.roles import Example, Inspiration, ReviewRequest
+from gra.protocols.roles import Example, Inspiration
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SEEDS = ROOT / "examples" / "seeds.jsonl"
-TARGET = 3.0
+# gra over the concurrent client (per completion token), gra over the server's
+# ceiling, gra over the sequential loop.
+TARGET_CLIENT = 0.95
+TARGET_CEILING = 0.9
+TARGET_SEQUENTIAL = 3.0
+SIDES = ("gra", "concurrent", "ceiling", "sequential")
+JOB_SIDES = ("gra", "concurrent", "sequential")  # the sides that run the protocol
 
 
 @dataclass(frozen=True)
 class Settings:
-    instances: int = 5  # about 10 minutes in all on 2 cores
+    instances: int = 8
     # Served names of the one checkpoint: 3 gives the quickstart's shape,
     # a generator and a committee of the 2 others.
     models: int = 3
-    # Per agent; with 3 agents, 9 requests in flight at most (vLLM gave 3.8x at 8).
-    capacity: int = 3
+    # Per agent (gra) and per served name (the concurrent client).
+    capacity: int = 4
     max_in_flight: int = 8
-    # Concurrency of the server-alone phase (0: skipped), and its one-at-a-time requests.
-    server_alone: int = 0
-    server_alone_sequential: int = 6
     few_shot: int = 2
     seed: int = 7
     enrich: bool = True
-    order: str = "gra-first"
-    repeats: int = 1
-    # None: gra's defaults. Both sides follow the config, so each stays the same job.
+    sides: tuple[str, ...] = ("gra", "concurrent", "ceiling")
+    # The side that leads in odd repeats; the order reverses in even ones.
+    first: str = "gra"
+    repeats: int = 3
+    # Requests at once in the ceiling phase (None: every request slot of gra's
+    # fleet, models x capacity).
+    ceiling_concurrency: int | None = None
+    # None: gra's defaults. Every side follows the config, so each stays the same job.
     output_retries: int | None = None
     task_retries: int | None = None
 
     def names(self) -> list[str]:
         return [f"qwen-0.5b-{chr(ord('a') + i)}" for i in range(self.models)]
+
+    @property
+    def request_slots(self) -> int:
+        return self.models * self.capacity
+
+    @property
+    def ceiling_at(self) -> int:
+        return self.ceiling_concurrency or self.request_slots
 
 
 # ---- the vLLM server's own counters ---------------------------------------------
@@ -203,7 +244,7 @@ def counter_delta(before: Mapping[str, float], after: Mapping[str, float]) -> di
     return {short[k]: round(after[k] - before[k]) for k in COUNTERS}
 
 
-# ---- phase 1: a real `gra run` ----------------------------------------------------
+# ---- side gra: a real `gra run` -----------------------------------------------------
 
 
 def write_config(settings: Settings, url: str, directory: Path) -> Path:
@@ -286,9 +327,11 @@ def run_gra_phase(
     ready = times["fleet_ready"][0]
     last = max(times["instance_finished"])
     usage = list(summary["models"].values())
+    items = gra_items(out)
     return {
         "phase": "gra",
-        "items": gra_items(out),
+        "items": items,
+        "decisions": decision_counts(items),
         "instances": summary["instances_finished"],
         "unfinished": summary["instances_unfinished"],
         "counts": summary["counts"],
@@ -311,7 +354,15 @@ def run_gra_phase(
     }
 
 
-# ---- phase 2: the same job, one request at a time ----------------------------------
+# ---- what every protocol side shares: gra's role calls, retries and seeds ---------
+
+
+class Completes(Protocol):
+    """What a side calls a model through: gra's backend or the plain client."""
+
+    async def complete(
+        self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
+    ) -> Completion: ...
 
 
 @dataclass
@@ -320,6 +371,7 @@ class Tally:
     completion_tokens: int = 0
     prompt_tokens: int = 0
     ignored_calls: int = 0  # results the protocol no longer needed (instance decided)
+    cancelled_calls: int = 0  # requests cancelled unfinished once moot (as gra cancels them)
     calls_by_role: dict[str, int] = field(default_factory=dict)
     invalid_by_role: dict[str, int] = field(default_factory=dict)
     truncated: int = 0  # invalid outputs that had hit max_tokens
@@ -339,7 +391,7 @@ class Tally:
 
 
 async def _run_task(
-    backend: Backend, state: InstanceState, step: TaskStep, config: Config, tally: Tally
+    backend: Completes, state: InstanceState, step: TaskStep, config: Config, tally: Tally
 ) -> tuple[InstanceEvent, float]:
     """One task as a gra agent and the supervisor treat it: up to 1 + output_retries
     calls per attempt, 1 + task_retries attempts, then the instance fails; each call
@@ -421,7 +473,7 @@ def new_instance(
 
 async def run_instance(
     state: InstanceState,
-    backends: Mapping[str, Backend],
+    backends: Mapping[str, Completes],
     config: Config,
     rng: random.Random,
     tally: Tally,
@@ -513,10 +565,11 @@ def agreement(
 async def run_sequential_job(
     config: Config,
     seeds: Sequence[SeedItem],
-    backends: Mapping[str, Backend],
+    backends: Mapping[str, Completes],
     instances: int,
 ) -> dict[str, Any]:
-    """The whole job in one plain loop; returns outcomes, per-instance times and tallies."""
+    """The whole job in one plain loop, one request at a time; returns outcomes,
+    per-instance times and tallies."""
     rng = random.Random(config.run.seed)
     tally = Tally()
     outcomes: dict[str, int] = {}
@@ -535,23 +588,47 @@ async def run_sequential_job(
             outcome.decision,
             outcome.stage,
         )
+    return job_result(
+        instances, time.perf_counter() - started, outcomes, per_instance, items, tally
+    )
+
+
+def job_result(
+    instances: int,
+    seconds: float,
+    stages: Mapping[str, int],
+    per_instance: Sequence[float],
+    items: Mapping[str, dict[str, Any]],
+    tally: Tally,
+) -> dict[str, Any]:
+    """What a protocol side reports: outcomes, items, and the calls it made."""
     return {
         "instances": instances,
-        "seconds": time.perf_counter() - started,
-        "stages": outcomes,
-        "instance_seconds": per_instance,
+        "seconds": seconds,
+        "stages": dict(stages),
+        "decisions": decision_counts(items),
+        "instance_seconds": list(per_instance),
         "calls": tally.calls,
         "completion_tokens_client": tally.completion_tokens,
         "prompt_tokens_client": tally.prompt_tokens,
         "ignored_calls": tally.ignored_calls,
+        "cancelled_calls": tally.cancelled_calls,
         "moot_seconds": tally.moot_seconds,
         "calls_by_role": tally.calls_by_role,
         "invalid_outputs_by_role": tally.invalid_by_role,
         "invalid_outputs_truncated": tally.truncated,
         "failed_attempts": tally.failed_attempts,
         "invalid_output_samples": tally.invalid_samples,
-        "items": items,
+        "items": dict(items),
     }
+
+
+def decision_counts(items: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """Instances by decision (accepted, rejected: decided; failed: not)."""
+    return dict(Counter(item["decision"] for item in items.values()))
+
+
+# ---- the sequential loop (the old baseline) -----------------------------------------
 
 
 async def _sequential(config: Config, url: str, settings: Settings) -> dict[str, Any]:
@@ -586,182 +663,552 @@ def run_sequential_phase(
     }
 
 
-# ---- the server alone: what any client can get from batching ----------------------
+# ---- side concurrent: what a capable user writes with httpx ------------------------
 
 
-async def review_calls(url: str, names: Sequence[str], requests: int, concurrency: int) -> float:
-    """Send ``requests`` review calls, ``concurrency`` at a time; returns the seconds taken."""
-    seeds = read_seeds(SEEDS, SeedSettings(path=str(SEEDS))).items
-    role = get_role("reviewer")
-    backends = [
-        OpenAIBackend(name, url, served_model=name, capacity=concurrency, vllm=True)
-        for name in names
-    ]
-    slots = asyncio.Semaphore(concurrency)
+def request_body(
+    served: str, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
+) -> dict[str, Any]:
+    """The chat request gra's vLLM backend sends for one call (``OpenAIBackend`` with
+    ``vllm=True``): the plain client sends the same bytes, so the server does the same work."""
+    body: dict[str, Any] = {
+        "model": served,
+        "messages": messages,
+        "max_tokens": sampling.max_tokens,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "structured_outputs": {"json": schema, "disable_any_whitespace": True},
+    }
+    if sampling.seed is not None:
+        body["seed"] = sampling.seed
+    return body
 
-    async def one(i: int) -> None:
-        seed = seeds[i % len(seeds)]
-        request = ReviewRequest(seed.domain, seed.instruction, seed.response)
+
+class PlainClient:
+    """One served name through one shared ``httpx.AsyncClient``: at most ``capacity``
+    requests in flight (a semaphore), the response's text and usage read back.
+    ``record`` collects the body of every request that completed (for the ceiling)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        served: str,
+        capacity: int,
+        record: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.http = http
+        self.served = served
+        self.slots = asyncio.Semaphore(capacity)
+        self.record = record
+
+    async def complete(
+        self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
+    ) -> Completion:
+        body = request_body(self.served, messages, schema, sampling)
+        async with self.slots:
+            started = time.perf_counter()
+            try:
+                response = await self.http.post("/v1/chat/completions", json=body)
+            except httpx.TransportError as exc:
+                raise BackendError(f"request failed: {exc!r}") from exc
+            elapsed = time.perf_counter() - started
+        if response.status_code >= 400:
+            raise BackendError(f"HTTP {response.status_code}: {response.text[:500]}")
+        payload = response.json()
+        choice = payload["choices"][0]
+        usage = payload.get("usage") or {}
+        if self.record is not None:
+            self.record.append(body)
+        return Completion(
+            text=choice["message"].get("content") or "",
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            seconds=elapsed,
+            finish_reason=str(choice.get("finish_reason") or ""),
+        )
+
+
+def _task_key(state: InstanceState, step: TaskStep) -> tuple[str, str, int]:
+    return (step.role, step.model, state.round)
+
+
+async def run_instance_concurrently(
+    state: InstanceState,
+    clients: Mapping[str, Completes],
+    config: Config,
+    rng: random.Random,
+    tally: Tally,
+) -> Outcome:
+    """Drive one instance to its outcome with every task it asks for at once in flight
+    (the committee's reviews in parallel), each result applied as it arrives; a task
+    the instance no longer asks for (a review made moot by a failed check or by
+    scores that put tau out of reach) is cancelled unfinished, as gra cancels it."""
+    names = sorted(clients)
+    running: dict[tuple[str, str, int], asyncio.Task[tuple[InstanceEvent, float]]] = {}
+    try:
+        while True:
+            steps = state.next_steps()
+            match steps[0]:
+                case Outcome() as outcome:
+                    return outcome
+                case DrawAdjudicator(excluded=excluded):
+                    state.apply(AdjudicatorDrawn(draw_adjudicator(names, set(excluded), rng)))
+                    continue
+                case DrawAnnotator():
+                    state.apply(AnnotatorDrawn(rng.choice(names)))
+                    continue
+            wanted = {
+                _task_key(state, step): step
+                for step in steps
+                if isinstance(step, Generate | Review | Adjudicate | Annotate)
+            }
+            for key in [k for k in running if k not in wanted]:
+                running.pop(key).cancel()
+                tally.cancelled_calls += 1
+            for key, step in wanted.items():
+                if key not in running:
+                    running[key] = asyncio.create_task(
+                        _run_task(clients[step.model], state, step, config, tally)
+                    )
+            if not running:
+                raise ProtocolError(f"{state.instance_id}: no task to run in {steps}")
+            done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
+            for key in [k for k, task in running.items() if task in done]:
+                event, seconds = running.pop(key).result()
+                if state.outcome is not None:
+                    tally.ignored_calls += 1
+                    tally.moot_seconds += seconds
+                    continue
+                try:
+                    state.apply(event)
+                except ProtocolError:
+                    tally.ignored_calls += 1
+                    tally.moot_seconds += seconds
+    finally:
+        for task in running.values():
+            task.cancel()
+            tally.cancelled_calls += 1
+        await asyncio.gather(*running.values(), return_exceptions=True)
+
+
+async def run_concurrent_job(
+    config: Config,
+    seeds: Sequence[SeedItem],
+    clients: Mapping[str, Completes],
+    instances: int,
+    max_in_flight: int,
+) -> dict[str, Any]:
+    """The whole job as a capable user's asyncio script: ``max_in_flight`` instances
+    at once, started in order, each driven by ``run_instance_concurrently``."""
+    rng = random.Random(config.run.seed)
+    tally = Tally()
+    names = sorted(clients)
+    # Created in order, so each instance's content and seats are the sequential loop's.
+    states = [new_instance(i + 1, seeds, names, config, rng) for i in range(instances)]
+    outcomes: dict[str, int] = {}
+    per_instance: list[float] = []
+    items: dict[str, dict[str, Any]] = {}
+    slots = asyncio.Semaphore(max_in_flight)
+
+    async def one(state: InstanceState) -> None:
         async with slots:
-            await backends[i % len(backends)].complete(
-                role.prompt(request), role.schema, role.sampling
-            )
+            t = time.perf_counter()
+            outcome = await run_instance_concurrently(state, clients, config, rng, tally)
+            per_instance.append(time.perf_counter() - t)
+        outcomes[outcome.stage] = outcomes.get(outcome.stage, 0) + 1
+        items[state.instance_id] = _item_summary(
+            state.item.instruction if state.item else None,
+            state.item.response if state.item else None,
+            outcome.decision,
+            outcome.stage,
+        )
 
     started = time.perf_counter()
-    try:
-        await asyncio.gather(*(one(i) for i in range(requests)))
-    finally:
-        for backend in backends:
-            await backend.aclose()
-    return time.perf_counter() - started
+    await asyncio.gather(*(one(state) for state in states))
+    return job_result(
+        instances, time.perf_counter() - started, outcomes, per_instance, items, tally
+    )
 
 
-def run_server_alone_phase(settings: Settings, url: str, poller: MetricsPoller) -> dict[str, Any]:
-    """The server's own batching gain on one request mix (gra's review calls on the
-    seed items), one at a time and ``server_alone`` at a time: the most any client's
-    concurrency can buy on this machine, with no protocol and no stragglers."""
-    runs = {}
-    for label, requests, concurrency in (
-        ("one at a time", settings.server_alone_sequential, 1),
-        (f"{settings.server_alone} at a time", 2 * settings.server_alone, settings.server_alone),
-    ):
-        before = poller.scrape()
-        start = time.time()
-        seconds = asyncio.run(review_calls(url, settings.names(), requests, concurrency))
-        server = counter_delta(before, poller.scrape())
-        runs[label] = {
-            "requests": requests,
-            "concurrency": concurrency,
-            "seconds": seconds,
-            "server": server,
-            "completion_tokens_per_s": server["completion_tokens"] / seconds,
-            "queue": queue_stats(poller.samples, start, time.time()),
+def plain_http(url: str, connections: int, transport: httpx.AsyncBaseTransport | None = None):  # type: ignore[no-untyped-def]
+    """The one HTTP client of the plain script (and of the ceiling's replay)."""
+    return httpx.AsyncClient(
+        base_url=url,
+        timeout=httpx.Timeout(1200.0, connect=10.0),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        transport=transport,
+    )
+
+
+async def _concurrent(
+    config: Config, url: str, settings: Settings, record: list[dict[str, Any]]
+) -> dict[str, Any]:
+    seeds = read_seeds(SEEDS, config.seeds or SeedSettings(path=str(SEEDS))).items
+    async with plain_http(url, settings.request_slots) as http:
+        clients = {
+            name: PlainClient(http, name, settings.capacity, record) for name in settings.names()
         }
-    return {"phase": "server-alone", "runs": runs}
+        return await run_concurrent_job(
+            config, seeds, clients, settings.instances, settings.max_in_flight
+        )
 
 
-# ---- the comparison ------------------------------------------------------------
-
-
-def _total(phases: Sequence[dict[str, Any]], name: str) -> dict[str, float]:
-    runs = [p for p in phases if p["phase"] == name]
-    instances = sum(p["instances"] for p in runs)
-    seconds = sum(p["seconds"] for p in runs)
-    tokens = sum(p["server"]["completion_tokens"] for p in runs)
-    requests = sum(p["server"]["requests"] for p in runs)
-    means = [p["queue"]["running_mean"] for p in runs if p["queue"]["running_mean"] is not None]
+def run_concurrent_phase(
+    settings: Settings,
+    config: Path,
+    url: str,
+    poller: MetricsPoller,
+    record: list[dict[str, Any]],
+) -> dict[str, Any]:
+    before = poller.scrape()
+    start = time.time()
+    result = asyncio.run(_concurrent(load_config(config), url, settings, record))
+    end = time.time()
     return {
-        "instances": instances,
-        "seconds": seconds,
-        "seconds_per_instance": seconds / instances if instances else float("nan"),
-        "instances_per_minute": 60 * instances / seconds if seconds else float("nan"),
-        "completion_tokens": tokens,
-        "completion_tokens_per_s": tokens / seconds if seconds else float("nan"),
-        "requests": requests,
-        "requests_per_instance": requests / instances if instances else float("nan"),
-        "completion_tokens_per_instance": tokens / instances if instances else float("nan"),
-        "running_mean": sum(means) / len(means) if means else float("nan"),
-        "process_seconds": sum(p.get("process_seconds", p["seconds"]) for p in runs),
-        # Sequential only: time on calls the decided instance no longer needed.
-        "moot_seconds": sum(p.get("moot_seconds", 0.0) for p in runs),
+        "phase": "concurrent",
+        **result,
+        "server": counter_delta(before, poller.scrape()),
+        "queue": queue_stats(poller.samples, start, end),
     }
 
 
-def phase_agreement(phases: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Items and outcomes that match between the gra and sequential phase of each repeat."""
+# ---- side ceiling: the server alone, the same requests, nothing in between ----------
+
+
+async def replay(
+    url: str,
+    bodies: Sequence[dict[str, Any]],
+    concurrency: int,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> dict[str, Any]:
+    """Send every body, ``concurrency`` at a time, as fast as the server answers."""
+    slots = asyncio.Semaphore(concurrency)
+    tokens = 0
+
+    async def one(body: dict[str, Any]) -> None:
+        nonlocal tokens
+        async with slots:
+            response = await http.post("/v1/chat/completions", json=body)
+        response.raise_for_status()
+        tokens += int((response.json().get("usage") or {}).get("completion_tokens", 0))
+
+    async with plain_http(url, concurrency, transport) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(one(body) for body in bodies))
+        seconds = time.perf_counter() - started
+    return {
+        "requests_sent": len(bodies),
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "completion_tokens_client": tokens,
+    }
+
+
+def run_ceiling_phase(
+    settings: Settings, url: str, poller: MetricsPoller, bodies: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    if not bodies:
+        raise RuntimeError("the ceiling replays the concurrent side's requests: run that first")
+    before = poller.scrape()
+    start = time.time()
+    result = asyncio.run(replay(url, bodies, settings.ceiling_at))
+    end = time.time()
+    return {
+        "phase": "ceiling",
+        **result,
+        "server": counter_delta(before, poller.scrape()),
+        "queue": queue_stats(poller.samples, start, end),
+    }
+
+
+# ---- the order of the sides ----------------------------------------------------------
+
+
+def phase_order(sides: Sequence[str], repeats: int, first: str = "gra") -> list[tuple[int, str]]:
+    """(repeat, side) in the order they run: forward in odd repeats, reversed in even
+    ones (ABC CBA ABC ...), so that a trend in the machine's load favours no side.
+
+    The ceiling replays the concurrent side's requests, so in the forward order it
+    comes after that side (last), and the first repeat runs forward.
+    """
+    unknown = set(sides) - set(SIDES)
+    if unknown or len(set(sides)) != len(sides):
+        raise ValueError(f"sides must be distinct ones of {SIDES}, got {list(sides)}")
+    if "ceiling" in sides and "concurrent" not in sides:
+        raise ValueError("the ceiling replays the concurrent side's requests: add concurrent")
+    jobs = [s for s in sides if s != "ceiling"]
+    if first in jobs:
+        jobs.remove(first)
+        jobs.insert(0, first)
+    forward = jobs + (["ceiling"] if "ceiling" in sides else [])
+    order = []
+    for repeat in range(1, repeats + 1):
+        for side in forward if repeat % 2 else reversed(forward):
+            order.append((repeat, side))
+    return order
+
+
+# ---- the comparison ------------------------------------------------------------------
+
+
+def phase_metrics(phase: Mapping[str, Any]) -> dict[str, Any]:
+    """One phase's figures, from the server's counters and the side's own items."""
+    seconds = phase["seconds"]
+    server = phase["server"]
+    metrics: dict[str, Any] = {
+        "seconds": seconds,
+        "requests": server["requests"],
+        "completion_tokens": server["completion_tokens"],
+        "completion_tokens_per_s": server["completion_tokens"] / seconds if seconds else math.nan,
+        "running_mean": phase["queue"]["running_mean"],
+    }
+    if "items" in phase:
+        decisions = decision_counts(phase["items"])
+        decided = decisions.get("accepted", 0) + decisions.get("rejected", 0)
+        metrics |= {
+            "instances": len(phase["items"]),
+            "decided": decided,
+            "accepted": decisions.get("accepted", 0),
+            "decided_per_minute": 60 * decided / seconds if seconds else math.nan,
+        }
+    return metrics
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """Median, least and greatest of per-repeat values (None when there are none)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return {"median": None, "min": None, "max": None, "values": list(values)}
+    return {
+        "median": statistics.median(finite),
+        "min": min(finite),
+        "max": max(finite),
+        "values": list(values),
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b or not math.isfinite(a) or not math.isfinite(b):
+        return None
+    return a / b
+
+
+def by_repeat(phases: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, dict[str, Any]]]:
+    """{repeat: {side: metrics}}."""
+    table: dict[int, dict[str, dict[str, Any]]] = {}
+    for phase in phases:
+        table.setdefault(phase["repeat"], {})[phase["phase"]] = phase_metrics(phase)
+    return table
+
+
+def ratios(
+    phases: Sequence[Mapping[str, Any]], side: str, baseline: str, metric: str
+) -> dict[str, Any]:
+    """``side`` over ``baseline`` in ``metric``, within each repeat that ran both."""
+    values = [
+        _ratio(sides[side].get(metric), sides[baseline].get(metric))
+        for _, sides in sorted(by_repeat(phases).items())
+        if side in sides and baseline in sides
+    ]
+    return spread(values)  # type: ignore[arg-type]
+
+
+def side_spread(phases: Sequence[Mapping[str, Any]], side: str, metric: str) -> dict[str, Any]:
+    return spread([m[side].get(metric) for _, m in sorted(by_repeat(phases).items()) if side in m])
+
+
+def phase_agreement(
+    phases: Sequence[Mapping[str, Any]], side: str = "sequential"
+) -> dict[str, int]:
+    """Items and outcomes that match between the gra and ``side`` phases of each repeat."""
     totals = {"instances_in_both": 0, "same_item": 0, "same_outcome": 0}
     for repeat in sorted({p["repeat"] for p in phases}):
-        pair = {p["phase"]: p["items"] for p in phases if p["repeat"] == repeat}
-        if "gra" in pair and "sequential" in pair:
-            for key, value in agreement(pair["gra"], pair["sequential"]).items():
+        pair = {p["phase"]: p["items"] for p in phases if p["repeat"] == repeat and "items" in p}
+        if "gra" in pair and side in pair:
+            for key, value in agreement(pair["gra"], pair[side]).items():
                 totals[key] += value
     return totals
 
 
-def _ratio(a: float, b: float) -> float | None:
-    return a / b if b else None
-
-
-def build_checks(
-    gra: Mapping[str, float], seq: Mapping[str, float], same: Mapping[str, int]
-) -> list[Check]:
-    rate = _ratio(gra["instances_per_minute"], seq["instances_per_minute"])
-    tps = _ratio(gra["completion_tokens_per_s"], seq["completion_tokens_per_s"])
-    e2e = _ratio(seq["seconds"], gra["process_seconds"])
-    lean_seq_s = seq["seconds"] - seq["moot_seconds"]
-    lean = _ratio(lean_seq_s, gra["seconds"])
-    both = same["instances_in_both"]
+def work_per_repeat(phases: Sequence[Mapping[str, Any]], side: str) -> list[dict[str, Any]]:
+    """The work each repeat's phase had the server do, and the items it decided."""
     return [
-        Check(
-            "instances/min (s per instance)",
-            f"{gra['instances_per_minute']:.2f} ({gra['seconds_per_instance']:.1f}s)",
-            f"{seq['instances_per_minute']:.2f} ({seq['seconds_per_instance']:.1f}s)",
-            rate,
-            f">= {TARGET:g}",
-            None if rate is None else rate >= TARGET,
-        ),
-        Check(
-            "completion tokens/s (server count)",
-            f"{gra['completion_tokens_per_s']:.1f}",
-            f"{seq['completion_tokens_per_s']:.1f}",
-            tps,
-            f">= {TARGET:g}",
-            None if tps is None else tps >= TARGET,
-        ),
-        Check(
-            "instances/min incl. gra's fleet start and stop",
-            f"{60 * gra['instances'] / gra['process_seconds']:.2f}",
-            f"{seq['instances_per_minute']:.2f}",
-            e2e,
-            "(shown)",
-            None,
-        ),
-        Check(
-            "instances/min vs a loop that skips moot calls",
-            f"{gra['instances_per_minute']:.2f}",
-            f"{60 * seq['instances'] / lean_seq_s:.2f}" if lean_seq_s > 0 else "-",
-            lean,
-            "(shown)",
-            None,
-        ),
-        Check(
-            "instances whose item is the same in both phases",
-            f"{same['same_item']}/{both}",
-            f"{same['same_item']}/{both}",
-            None,
-            "(shown)",
-            None,
-        ),
-        Check(
-            "instances whose outcome is the same in both phases",
-            f"{same['same_outcome']}/{both}",
-            f"{same['same_outcome']}/{both}",
-            None,
-            "(shown)",
-            None,
-        ),
-        Check(
-            "requests running at the server, mean",
-            f"{gra['running_mean']:.1f}",
-            f"{seq['running_mean']:.1f}",
-            _ratio(gra["running_mean"], seq["running_mean"]),
-            "(shown)",
-            None,
-        ),
-        Check(
-            "server requests / completion tokens per instance",
-            f"{gra['requests_per_instance']:.1f} / {gra['completion_tokens_per_instance']:.0f}",
-            f"{seq['requests_per_instance']:.1f} / {seq['completion_tokens_per_instance']:.0f}",
-            _ratio(gra["completion_tokens_per_instance"], seq["completion_tokens_per_instance"]),
-            "(shown)",
-            None,
-        ),
+        {
+            "repeat": repeat,
+            "requests": m[side]["requests"],
+            "completion_tokens": m[side]["completion_tokens"],
+            "decided": m[side].get("decided"),
+            "instances": m[side].get("instances"),
+        }
+        for repeat, m in sorted(by_repeat(phases).items())
+        if side in m
     ]
+
+
+def _fmt(s: Mapping[str, Any], digits: int = 1) -> str:
+    if s["median"] is None:
+        return "-"
+    if len([v for v in s["values"] if v is not None]) == 1:
+        return f"{s['median']:.{digits}f}"
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
+
+
+def _ratio_check(
+    phases: Sequence[Mapping[str, Any]],
+    side: str,
+    baseline: str,
+    metric: str,
+    label: str,
+    target: float | None,
+) -> Check:
+    r = ratios(phases, side, baseline, metric)
+    n = len([v for v in r["values"] if v is not None])
+    rng = "" if n < 2 else f"; ratio range {r['min']:.3f}-{r['max']:.3f}"
+    return Check(
+        f"{label} (median of {n}{rng})",
+        _fmt(side_spread(phases, side, metric)),
+        _fmt(side_spread(phases, baseline, metric)),
+        r["median"],
+        f">= {target:g}" if target is not None else "(shown)",
+        None if target is None or r["median"] is None else r["median"] >= target,
+    )
+
+
+def _work(rows: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(f"{w['requests']}/{w['completion_tokens']}" for w in rows) or "-"
+
+
+def _decided(rows: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(f"{w['decided']}/{w['instances']}" for w in rows) or "-"
+
+
+def build_checks(phases: Sequence[Mapping[str, Any]]) -> list[Check]:
+    """The report's rows: like-for-like headlines first (per completion token, per
+    decided item, the work each side had the server do), then the others."""
+    ran = {p["phase"] for p in phases}
+    checks: list[Check] = []
+    if {"gra", "concurrent"} <= ran:
+        checks.append(
+            _ratio_check(
+                phases,
+                "gra",
+                "concurrent",
+                "completion_tokens_per_s",
+                "gra / concurrent client: completion tokens/s",
+                TARGET_CLIENT,
+            )
+        )
+        checks.append(
+            _ratio_check(
+                phases,
+                "gra",
+                "concurrent",
+                "decided_per_minute",
+                "gra / concurrent client: items decided per minute",
+                None,
+            )
+        )
+        same = phase_agreement(phases, "concurrent")
+        checks.append(
+            Check(
+                "same job: server requests / completion tokens, per repeat",
+                _work(work_per_repeat(phases, "gra")),
+                _work(work_per_repeat(phases, "concurrent")),
+                None,
+                "(shown)",
+                None,
+            )
+        )
+        checks.append(
+            Check(
+                "same job: items decided / instances, per repeat",
+                _decided(work_per_repeat(phases, "gra")),
+                _decided(work_per_repeat(phases, "concurrent")),
+                None,
+                "(shown)",
+                None,
+            )
+        )
+        checks.append(
+            Check(
+                "same job: instances with the same item / outcome on both sides",
+                f"{same['same_item']} / {same['same_outcome']} of {same['instances_in_both']}",
+                f"{same['same_item']} / {same['same_outcome']} of {same['instances_in_both']}",
+                None,
+                "(shown)",
+                None,
+            )
+        )
+    if {"gra", "ceiling"} <= ran:
+        checks.append(
+            _ratio_check(
+                phases,
+                "gra",
+                "ceiling",
+                "completion_tokens_per_s",
+                "gra / server ceiling: completion tokens/s",
+                TARGET_CEILING,
+            )
+        )
+    if {"concurrent", "ceiling"} <= ran:
+        checks.append(
+            _ratio_check(
+                phases,
+                "concurrent",
+                "ceiling",
+                "completion_tokens_per_s",
+                "concurrent client / server ceiling: completion tokens/s",
+                None,
+            )
+        )
+        checks.append(
+            Check(
+                "ceiling: server requests / completion tokens, per repeat (concurrent's)",
+                _work(work_per_repeat(phases, "ceiling")),
+                _work(work_per_repeat(phases, "concurrent")),
+                None,
+                "(shown)",
+                None,
+            )
+        )
+    if {"gra", "sequential"} <= ran:
+        checks.append(
+            _ratio_check(
+                phases,
+                "gra",
+                "sequential",
+                "completion_tokens_per_s",
+                "gra / sequential loop: completion tokens/s",
+                TARGET_SEQUENTIAL,
+            )
+        )
+        checks.append(
+            _ratio_check(
+                phases,
+                "gra",
+                "sequential",
+                "decided_per_minute",
+                "gra / sequential loop: items decided per minute",
+                None,
+            )
+        )
+    for side in sorted(ran, key=SIDES.index):
+        checks.append(
+            Check(
+                f"{side}: requests running at the server, mean",
+                _fmt(side_spread(phases, side, "running_mean")),
+                "-",
+                None,
+                "(shown)",
+                None,
+            )
+        )
+    return checks
 
 
 @contextmanager
 def vllm_server(settings: Settings, log_dir: Path) -> Iterator[str]:
-    """The one server both phases share; its start-up is timed by neither."""
+    """The one server every side shares; its start-up is timed by none."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))  # tests/ holds the server helper
     from tests.vllm_server import running_vllm_server
@@ -772,13 +1219,14 @@ def vllm_server(settings: Settings, log_dir: Path) -> Iterator[str]:
 
 
 def _warm_up(url: str, name: str) -> None:
-    """A few tokens with each role's schema, so that neither phase pays the server's
+    """A few tokens with each role's schema, so that no side pays the server's
     first-use costs (grammar compilation, cold caches)."""
     from gra.protocols.roles import (
         AdjudicateRequest,
         AnnotateRequest,
         GenerateRequest,
         ReviewerFeedback,
+        ReviewRequest,
     )
 
     question, answer = "What is 2 + 2?", "4."
@@ -809,73 +1257,83 @@ def run_benchmark(settings: Settings, workdir: Path, say: Callable[[str], None])
     phases: list[dict[str, Any]] = []
     started = time.monotonic()
     t0 = time.monotonic()
+    recorded: list[dict[str, Any]] = []  # the concurrent side's completed requests
     with vllm_server(settings, workdir / "vllm") as url:
         server_start_s = time.monotonic() - t0
         say(f"vLLM server up in {server_start_s:.0f}s at {url}, serving {settings.names()}")
         _warm_up(url, settings.names()[0])
         config = write_config(settings, url, workdir)
         with MetricsPoller(url) as poller:
-            for repeat in range(settings.repeats):
-                order = ["gra", "sequential"]
-                if (settings.order == "seq-first") != (repeat % 2 == 1):
-                    order.reverse()
-                for name in order:
-                    load = os.getloadavg()
-                    if name == "gra":
-                        phase = run_gra_phase(
-                            settings, config, workdir / f"gra-run-{repeat + 1}", poller
-                        )
-                    else:
-                        phase = run_sequential_phase(settings, config, url, poller)
-                    phase["repeat"] = repeat + 1
-                    phase["load_average_before"] = list(load)
-                    phase["load_average_after"] = list(os.getloadavg())
-                    phases.append(phase)
-                    say(
-                        f"  {name}: {phase['instances']} instances in {phase['seconds']:.1f}s, "
-                        f"{phase['server']['requests']} requests, "
-                        f"{phase['server']['completion_tokens']} completion tokens"
-                    )
-            alone = None
-            if settings.server_alone:
-                alone = run_server_alone_phase(settings, url, poller)
-                for label, run in alone["runs"].items():
-                    say(
-                        f"  server alone, {label}: {run['requests']} reviews in "
-                        f"{run['seconds']:.1f}s, {run['completion_tokens_per_s']:.1f} tokens/s"
-                    )
+            for repeat, side in phase_order(settings.sides, settings.repeats, settings.first):
+                load = os.getloadavg()
+                if side == "gra":
+                    phase = run_gra_phase(settings, config, workdir / f"gra-run-{repeat}", poller)
+                elif side == "concurrent":
+                    record: list[dict[str, Any]] = []
+                    phase = run_concurrent_phase(settings, config, url, poller, record)
+                    recorded = record
+                elif side == "ceiling":
+                    phase = run_ceiling_phase(settings, url, poller, recorded)
+                else:
+                    phase = run_sequential_phase(settings, config, url, poller)
+                phase["repeat"] = repeat
+                phase["load_average_before"] = list(load)
+                phase["load_average_after"] = list(os.getloadavg())
+                phases.append(phase)
+                m = phase_metrics(phase)
+                say(
+                    f"  repeat {repeat}, {side}: {m['seconds']:.1f}s, {m['requests']} requests, "
+                    f"{m['completion_tokens']} completion tokens "
+                    f"({m['completion_tokens_per_s']:.1f}/s)"
+                    + (f", {m['decided']} of {m['instances']} decided" if "decided" in m else "")
+                    + f"; load {load[0]:.1f}"
+                )
     info["load_average_after"] = list(os.getloadavg())
-    gra, seq = _total(phases, "gra"), _total(phases, "sequential")
-    same = phase_agreement(phases)
-    checks = build_checks(gra, seq, same)
-    if alone is not None:
-        one, many = alone["runs"].values()
-        checks.append(
-            Check(
-                f"server alone: tokens/s, {many['concurrency']} review calls at a time vs 1",
-                f"{many['completion_tokens_per_s']:.1f}",
-                f"{one['completion_tokens_per_s']:.1f}",
-                _ratio(many["completion_tokens_per_s"], one["completion_tokens_per_s"]),
-                "(ceiling)",
-                None,
-            )
-        )
+    checks = build_checks(phases)
+    loads = [p["load_average_before"][0] for p in phases] + [
+        p["load_average_after"][0] for p in phases
+    ]
     return {
         "benchmark": "vllm",
         "machine": info,
         "utc": utc_stamp(),
-        "settings": asdict(settings) | {"served_names": settings.names()},
+        "settings": asdict(settings)
+        | {
+            "served_names": settings.names(),
+            "request_slots": settings.request_slots,
+            "ceiling_concurrency": settings.ceiling_at,
+        },
+        "order": [
+            f"{repeat}:{side}"
+            for repeat, side in phase_order(settings.sides, settings.repeats, settings.first)
+        ],
         "served_as": "one checkpoint (Qwen2.5-Coder-0.5B-Instruct, converted to HF, "
         "float32) under every served name",
         "server_args": list(_server_args()),
         "server_start_s": server_start_s,
         "workdir": str(workdir),
         "phases": phases,
-        "server_alone": alone,
-        "totals": {"gra": gra, "sequential": seq},
-        "agreement": same,
+        "metrics_by_repeat": by_repeat(phases),
+        "ratios": {
+            f"{a}/{b}:{metric}": ratios(phases, a, b, metric)
+            for a, b in (
+                ("gra", "concurrent"),
+                ("gra", "ceiling"),
+                ("concurrent", "ceiling"),
+                ("gra", "sequential"),
+            )
+            for metric in ("completion_tokens_per_s", "decided_per_minute", "seconds")
+            if {a, b} <= {p["phase"] for p in phases}
+            and not (metric != "completion_tokens_per_s" and "ceiling" in (a, b))
+        },
+        "agreement": {
+            side: phase_agreement(phases, side)
+            for side in ("concurrent", "sequential")
+            if side in settings.sides
+        },
+        "load_average_range": [min(loads), max(loads)] if loads else None,
         "checks": [asdict(c) | {"verdict": c.verdict} for c in checks],
-        "table": format_table(checks, "gra", "sequential"),
+        "table": format_table(checks, "gra (or side)", "baseline"),
         "passed": all(c.passed for c in checks if c.passed is not None),
         "wall_s": time.monotonic() - started,
     }
@@ -889,26 +1347,27 @@ def _server_args() -> Sequence[str]:
 
 def print_report(report: dict[str, Any]) -> None:
     phases = report["phases"]
-    gra, seq = report["totals"]["gra"], report["totals"]["sequential"]
-    fleet = sum(p["fleet_start_seconds"] for p in phases if p["phase"] == "gra")
     print(report["table"])
+    gra = [p for p in phases if p["phase"] == "gra"]
+    if gra:
+        print(
+            "gra: seconds from fleet ready to last instance; fleet start "
+            + ", ".join(f"{p['fleet_start_seconds']:.1f}" for p in gra)
+            + "s (in no ratio); late results ignored "
+            + str(sum(p["late_results_ignored"] for p in gra))
+        )
+    for side in ("concurrent", "sequential"):
+        runs = [p for p in phases if p["phase"] == side]
+        if runs:
+            print(
+                f"{side}: {sum(p['cancelled_calls'] for p in runs)} requests cancelled once moot, "
+                f"{sum(p['ignored_calls'] for p in runs)} completed but no longer needed"
+            )
+    low, high = report["load_average_range"] or (math.nan, math.nan)
     print(
-        f"gra: {gra['seconds']:.0f}s from fleet ready to last instance (fleet start "
-        f"{fleet:.1f}s, shown in the third row only); outcomes "
-        f"{[p['counts'] for p in phases if p['phase'] == 'gra']}; late results ignored "
-        f"{sum(p['late_results_ignored'] for p in phases if p['phase'] == 'gra')}"
-    )
-    print(
-        f"sequential: {seq['seconds']:.0f}s; outcomes "
-        f"{[p['stages'] for p in phases if p['phase'] == 'sequential']}; "
-        f"{sum(p['ignored_calls'] for p in phases if p['phase'] == 'sequential')} calls "
-        "whose result the decided instance no longer needed (gra cancels those)"
-    )
-    print(
-        f"load average before {report['machine']['load_average']}, after "
-        f"{report['machine']['load_average_after']}; server start {report['server_start_s']:.0f}s "
-        f"(in neither timing); whole benchmark {report['wall_s']:.0f}s; files in "
-        f"{report['workdir']}"
+        f"load average (1 min) over the phases {low:.1f}-{high:.1f}; server start "
+        f"{report['server_start_s']:.0f}s (in no timing); whole benchmark "
+        f"{report['wall_s']:.0f}s; order {' '.join(report['order'])}; files in {report['workdir']}"
     )
 
 
@@ -919,20 +1378,35 @@ def main() -> int:
     parser.add_argument(
         "--models", type=int, default=defaults.models, help="served names of the one checkpoint"
     )
-    parser.add_argument("--capacity", type=int, default=defaults.capacity, help="per gra agent")
-    parser.add_argument("--max-in-flight", type=int, default=defaults.max_in_flight)
     parser.add_argument(
-        "--server-alone",
+        "--capacity",
         type=int,
-        default=defaults.server_alone,
-        metavar="N",
-        help="then measure the server alone: review calls N at a time vs one at a time",
+        default=defaults.capacity,
+        help="requests in flight per gra agent and per served name of the concurrent client",
+    )
+    parser.add_argument(
+        "--max-in-flight", type=int, default=defaults.max_in_flight, help="instances at once"
+    )
+    parser.add_argument(
+        "--sides",
+        default=",".join(defaults.sides),
+        help=f"comma-separated, of {','.join(SIDES)} (sequential: slow)",
+    )
+    parser.add_argument(
+        "--first",
+        choices=JOB_SIDES,
+        default=defaults.first,
+        help="the side that leads in odd repeats (the order reverses in even ones)",
+    )
+    parser.add_argument("--repeats", type=int, default=defaults.repeats)
+    parser.add_argument(
+        "--ceiling-concurrency",
+        type=int,
+        help="requests at once in the ceiling phase (default: models x capacity)",
     )
     parser.add_argument("--few-shot", type=int, default=defaults.few_shot)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--no-enrich", action="store_true", help="no annotation of accepted items")
-    parser.add_argument("--order", choices=["gra-first", "seq-first"], default=defaults.order)
-    parser.add_argument("--repeats", type=int, default=1, help="pairs of phases, order alternating")
     parser.add_argument("--output-retries", type=int, help="[limits] (default: gra's, 2)")
     parser.add_argument("--task-retries", type=int, help="[limits] (default: gra's, 2)")
     parser.add_argument("--workdir", type=Path, help="keep gra's outputs and the server log here")
@@ -941,18 +1415,24 @@ def main() -> int:
     args = parser.parse_args()
     if args.models < 2:
         parser.error("--models: gra needs at least 2 distinct models")
+    sides = tuple(s.strip() for s in args.sides.split(",") if s.strip())
+    try:
+        phase_order(sides, 1, args.first)
+    except ValueError as exc:
+        parser.error(f"--sides: {exc}")
 
     settings = Settings(
         instances=args.instances,
         models=args.models,
         capacity=args.capacity,
         max_in_flight=args.max_in_flight,
-        server_alone=args.server_alone,
         few_shot=args.few_shot,
         seed=args.seed,
         enrich=not args.no_enrich,
-        order=args.order,
+        sides=sides,
+        first=args.first,
         repeats=args.repeats,
+        ceiling_concurrency=args.ceiling_concurrency,
         output_retries=args.output_retries,
         task_retries=args.task_retries,
     )
@@ -960,10 +1440,12 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     names = settings.names()
     print(
-        f"vllm: gra vs a sequential loop, {settings.instances} instances each, on one vLLM CPU "
-        f"server; the SAME checkpoint is served as {len(names)} model names ({', '.join(names)}) "
-        f"because gra needs distinct models; {len(names)} gra agents x capacity "
-        f"{settings.capacity}, max_in_flight {settings.max_in_flight}",
+        f"vllm: {', '.join(sides)}; {settings.instances} instances per job side, "
+        f"{settings.repeats} repeats, order {' '.join(f'{r}:{s}' for r, s in phase_order(sides, settings.repeats, settings.first))}; "  # noqa: E501
+        f"one vLLM CPU server; the SAME checkpoint is served as {len(names)} model names "
+        f"({', '.join(names)}) because gra needs distinct models; {len(names)} agents / served "
+        f"names x capacity {settings.capacity}, max_in_flight {settings.max_in_flight}; "
+        f"ceiling at {settings.ceiling_at} requests at once",
         flush=True,
     )
     report = run_benchmark(settings, workdir, lambda line: print(line, flush=True))
