@@ -30,6 +30,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         not args.no_progress,
         args.skip_bad_rows,
     )
+    _stop_on_sigterm()
     try:
         summary = _run(options, config, args.log_level)
     except TargetAlreadyMet as exc:
@@ -65,6 +66,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
         mode,
         Path(args.input),
     )
+    _stop_on_sigterm()
     summary = _run(options, config, args.log_level)
     counts = summary["counts"]
     print(
@@ -129,6 +131,20 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
+
+
+def _stop_on_sigterm() -> None:
+    """`kill PID` (SIGTERM) stops a run as Ctrl-C does: agents shut down, outputs and
+    journal closed, summary written, exit 130; the run continues with --resume."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        # Whatever handles Ctrl-C now (asyncio's, while the run's loop runs) handles this.
+        handler = signal.getsignal(signal.SIGINT)
+        if not callable(handler):
+            raise KeyboardInterrupt
+        handler(signal.SIGINT, frame)
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _cmd_agent(args: argparse.Namespace) -> int:

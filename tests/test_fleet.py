@@ -276,6 +276,49 @@ def test_stopped_supervisor_leaves_no_orphans(tmp_path: Path, double_env, sig: i
             supervisor.wait()
 
 
+@pytest.mark.guarantee
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_kill_stops_a_run_as_cleanly_as_ctrl_c(tmp_path: Path, double_env, sig: int) -> None:
+    """`kill PID` is how a service manager or a batch scheduler stops a run: the
+    fleet is shut down, outputs and journal are closed whole, the summary is written,
+    and the exit code and message are those of Ctrl-C; the run then resumes."""
+    double_env.setenv("GRA_DOUBLE_DELAY_S", "0.3")
+    config = scripted_config(tmp_path, ["a", "b", "c"], target=1000)
+    out = tmp_path / "out"
+    stderr = tmp_path / "supervisor.stderr"
+    command = [sys.executable, "-m", "gra", "run", str(config), "--out", str(out), "--no-progress"]
+    supervisor = subprocess.Popen(command, stderr=stderr.open("wb"))
+    try:
+        deadline = time.monotonic() + 60
+        while count_lines(out / "round-1" / "candidates.jsonl") < 2:
+            assert time.monotonic() < deadline, "the run never accepted anything"
+            assert supervisor.poll() is None, stderr.read_text()
+            time.sleep(0.1)
+        pids = _spawned_pids(out)
+        supervisor.send_signal(sig)
+        assert supervisor.wait(timeout=60) == 130, stderr.read_text()[-2000:]
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+    said = stderr.read_text()
+    assert "gra: interrupted; continue with --resume" in said and "Traceback" not in said
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["running"] is False and summary["instances_started"] >= 2
+    for agent_id in summary["agents"]:  # told to stop, not orphaned and killed
+        events = [e["event"] for e in read_jsonl(out / "logs" / f"agent-{agent_id}.jsonl")]
+        assert "shutdown_requested" in events and events[-1] == "agent_stopped", agent_id
+    assert not [p for p in pids if pid_alive(p)]
+    for name in ("journal.jsonl", "rejected.jsonl", "round-1/candidates.jsonl"):
+        text = (out / name).read_text() if (out / name).exists() else ""
+        assert not text or text.endswith("\n"), f"{name} ends in a partial line"
+    target = count_lines(out / "round-1" / "candidates.jsonl") + 2
+    resumed = subprocess.run(
+        [*command, "--resume", "--target", str(target)], capture_output=True, text=True, timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
 def _free_port() -> int:
     import socket
 
