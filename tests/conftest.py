@@ -16,6 +16,7 @@ import structlog
 import zmq.asyncio
 
 from gra.bus import Router, private_ipc_endpoint
+from tests.guarantees import pytest_configure, pytest_runtest_makereport  # noqa: F401 (hooks)
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "examples" / "seeds.jsonl"

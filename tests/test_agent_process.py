@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import msgspec
+import pytest
 import zmq.asyncio
 
 from gra.bus import Router, private_ipc_endpoint
@@ -30,6 +31,8 @@ from gra.protocols.messages import (
     Welcome,
 )
 from gra.protocols.roles import Example, GeneratedItem, GenerateRequest
+
+pytestmark = pytest.mark.guarantee  # README, Reliability
 
 AGENT_ID = "double-0"
 

@@ -21,6 +21,8 @@ from gra.backends.threads import run_exclusive
 from gra.models import resolve
 from gra.protocols.roles import ReviewRequest
 
+pytestmark = pytest.mark.guarantee  # README, Reliability
+
 
 async def test_a_cancelled_call_holds_the_model_until_its_thread_returns() -> None:
     lock = asyncio.Lock()

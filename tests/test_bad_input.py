@@ -10,6 +10,8 @@ import pytest
 from gra.cli import main
 from tests.conftest import SEEDS, scripted_config
 
+pytestmark = pytest.mark.guarantee  # README, Reliability
+
 GOOD_AGENTS = """
 [[agents]]
 model = "a"

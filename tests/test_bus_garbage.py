@@ -27,6 +27,8 @@ from gra.protocols.messages import (
 from tests.conftest import scripted_config
 from tests.test_fleet import check_outputs, make_conductor
 
+pytestmark = pytest.mark.guarantee  # README, Reliability
+
 VALID = [
     msgspec.msgpack.encode(m)
     for m in (

@@ -22,6 +22,7 @@ from tests.test_fleet import _free_port, check_outputs, make_conductor, read_jso
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.guarantee
 async def test_repeated_sigkills_during_a_hundred_item_run(tmp_path: Path, double_env) -> None:
     double_env.setenv("GRA_DOUBLE_DELAY_S", "0.05")
     config = scripted_config(tmp_path, ["a", "b", "c", "d", "e"], target=120, max_in_flight=6)
@@ -49,6 +50,7 @@ async def test_repeated_sigkills_during_a_hundred_item_run(tmp_path: Path, doubl
     assert any(e["t"] == "retry" for e in journal)
 
 
+@pytest.mark.guarantee
 async def test_frozen_remote_agent_is_replaced_and_its_late_results_ignored(
     tmp_path: Path, double_env
 ) -> None:
@@ -130,6 +132,7 @@ def other_host() -> Iterator[tuple[str, str, str]]:
         _ip("link", "del", near)
 
 
+@pytest.mark.guarantee
 async def test_network_partition_between_hosts(
     tmp_path: Path, double_env, other_host: tuple[str, str, str]
 ) -> None:

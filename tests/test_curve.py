@@ -20,6 +20,8 @@ from gra.protocols.messages import Heartbeat, Hello
 from tests.conftest import scripted_config
 from tests.test_fleet import _free_port, check_outputs, make_conductor
 
+pytestmark = pytest.mark.guarantee  # README, Reliability
+
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)

@@ -15,6 +15,8 @@ import pytest
 from tests.conftest import scripted_config
 from tests.test_fleet import check_outputs
 
+pytestmark = pytest.mark.guarantee  # README, Reliability
+
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:

@@ -242,6 +242,7 @@ def _spawned_pids(out: Path) -> list[int]:
     return [e["pid"] for e in read_jsonl(log) if e.get("event") == "agent_spawned"]
 
 
+@pytest.mark.guarantee
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_stopped_supervisor_leaves_no_orphans(tmp_path: Path, double_env, sig: int) -> None:
     double_env.setenv("GRA_DOUBLE_DELAY_S", "0.5")
@@ -372,6 +373,7 @@ async def test_remote_agent_joins_over_tcp(tmp_path: Path, double_env) -> None:
     assert "remote" in involved
 
 
+@pytest.mark.guarantee
 def test_resume_after_supervisor_sigkill(tmp_path: Path, double_env) -> None:
     double_env.setenv("GRA_DOUBLE_DELAY_S", "0.15")
     config = scripted_config(tmp_path, ["a", "b", "c", "d"], target=25, max_in_flight=4)

@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import scripted_config
 from tests.test_fleet import check_outputs, make_conductor
 
+pytestmark = pytest.mark.guarantee  # README, Reliability
+
 REASONS = {
     "broken": "JSON",
     "range": "Expected `int` <= 10",

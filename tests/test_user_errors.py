@@ -21,6 +21,8 @@ import pytest
 
 from tests.conftest import ROOT, scripted_config
 
+pytestmark = pytest.mark.guarantee  # README, Reliability
+
 LOCK_PROBE = """
 import sys, time
 from pathlib import Path
