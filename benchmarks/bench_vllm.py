@@ -49,6 +49,7 @@ import math
 import os
 import random
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -1288,7 +1289,21 @@ def run_benchmark(settings: Settings, workdir: Path, say: Callable[[str], None])
                     + (f", {m['decided']} of {m['instances']} decided" if "decided" in m else "")
                     + f"; load {load[0]:.1f}"
                 )
+                # Kept as they come, so that a run cut short leaves its phases.
+                (workdir / "phases.json").write_text(json.dumps(phases, default=str))
     info["load_average_after"] = list(os.getloadavg())
+    return assemble_report(settings, info, phases, server_start_s, workdir, started)
+
+
+def assemble_report(
+    settings: Settings,
+    info: dict[str, Any],
+    phases: list[dict[str, Any]],
+    server_start_s: float,
+    workdir: Path,
+    started: float,
+) -> dict[str, Any]:
+    """The result file's content: every phase, per-repeat figures, ratios, the table."""
     checks = build_checks(phases)
     loads = [p["load_average_before"][0] for p in phases] + [
         p["load_average_after"][0] for p in phases
@@ -1448,6 +1463,8 @@ def main() -> int:
         f"ceiling at {settings.ceiling_at} requests at once",
         flush=True,
     )
+    # A SIGTERM unwinds like Ctrl-C, so the server's process group is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = run_benchmark(settings, workdir, lambda line: print(line, flush=True))
     print_report(report)
     if not args.no_write:

@@ -365,3 +365,31 @@ def test_ratios_are_taken_within_each_repeat_and_reported_as_median_and_range() 
     assert decided.value == decided.baseline == "8/8, 8/8, 8/8"
     # The first row is the like-for-like headline.
     assert build_checks(phases)[0].metric.startswith("gra / concurrent client: completion tokens/s")
+
+
+def test_a_run_report_is_assembled_printed_and_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole report path after the phases, on phases shaped as the real ones."""
+    from benchmarks.bench_vllm import assemble_report, print_report
+    from gra.bench import machine_info, write_result
+
+    settings = Settings(instances=8, repeats=3)
+    phases = []
+    for repeat, side in phase_order(settings.sides, settings.repeats):
+        phase = _phase(repeat, side, 100.0 + repeat, 1000, 30, 8)
+        phase |= {"load_average_before": [1.0, 1, 1], "load_average_after": [2.0, 2, 2]}
+        if side == "gra":
+            phase |= {"fleet_start_seconds": 3.0, "late_results_ignored": 0}
+        if side == "concurrent":
+            phase |= {"cancelled_calls": 2, "ignored_calls": 0}
+        phases.append(phase)
+    info = machine_info()
+    report = assemble_report(settings, info, phases, 60.0, tmp_path, 0.0)
+    assert report["order"][:4] == ["1:gra", "1:concurrent", "1:ceiling", "2:ceiling"]
+    assert report["ratios"]["gra/concurrent:completion_tokens_per_s"]["median"] == 1.0
+    assert report["load_average_range"] == [1.0, 2.0]
+    print_report(report)
+    assert "gra / concurrent client: completion tokens/s" in capsys.readouterr().out
+    written = json.loads(write_result(tmp_path / "results", "vllm", report).read_text())
+    assert written["source"]["commit"] and written["settings"]["repeats"] == 3
