@@ -10,6 +10,7 @@ clean shutdown with a goodbye.
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import time
@@ -161,3 +162,36 @@ async def test_a_result_finished_while_the_supervisor_is_away_is_delivered_later
         if second is not None:
             second.close()
         context.term()
+
+
+async def test_a_sigterm_during_teardown_keeps_a_clean_exit(router: Router, tmp_path: Path) -> None:
+    """The launcher sends SIGTERM to an agent that has not exited two seconds after
+    its Shutdown; on a loaded machine that agent may be tearing down (freeing a
+    model). The stop was clean, so its exit code must stay 0, not -15."""
+    import os
+
+    # A teardown that takes 3 s, after the agent said goodbye (an atexit hook runs
+    # after the agent's command returns, as freeing a model's memory would).
+    starter = (
+        "import atexit, sys, time; atexit.register(time.sleep, 3); "
+        "from gra.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    command = [
+        sys.executable, "-c", starter, "agent",
+        "--connect", router.bound, "--agent-id", AGENT_ID,
+        "--backend", "plugin", "--factory", "tests.doubles:scripted",
+        "--model", "double", "--role", "generator",
+    ]  # fmt: skip
+    agent = subprocess.Popen(command, env=dict(os.environ, GRA_DOUBLE_DELAY_S="0"))
+    try:
+        identity, _ = await next_frame(router, Hello, timeout=60)
+        assert await router.send(identity, Welcome(heartbeat_interval_s=0.2, heartbeat_misses=3))
+        assert await router.send(identity, Shutdown(drain=False, reason="run finished"))
+        await next_frame(router, Goodbye)
+        await asyncio.sleep(1.0)  # inside the 3 s teardown
+        agent.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(agent.wait, 30) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()

@@ -125,4 +125,8 @@ def run_agent(options: AgentOptions) -> int:
     except ModelUnusable as exc:
         print(f"gra agent {options.agent_id}: {exc}", file=sys.stderr)
         return AGENT_EXIT_UNUSABLE
+    # Stopped: what is left is the interpreter's teardown (freeing a model can take
+    # seconds on a loaded machine). A SIGTERM now asks for what is already under way;
+    # dying of it would turn a clean stop into exit -15. SIGKILL still ends a hang.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return 0
