@@ -45,6 +45,9 @@ roles = ["reviewer", "adjudicator"]
     finished = sum(counts[k] for k in counts if k.startswith("rejected_")) + counts["failed"]
     assert finished + counts["accepted"] == len(records) == summary["instances_finished"]
     assert 1 <= len(records) <= 2
+    # Real work, not failures only: an item the models generated and reviewed.
+    judged = [r for r in records if r.decision != "failed"]
+    assert judged, [r.reason for r in records]
     # The run report, written when the run ended, shows this run.
     page = (out / "report.html").read_text()
     assert 'data-plot="funnel"' in page and "qwen2.5-coder-0.5b" in page
@@ -128,8 +131,16 @@ roles = ["reviewer", "adjudicator"]
         for e in journal
         if e["t"] == "event" and e["event"]["event"] == "generated"
     ]
-    if generated:  # the generator's own keyword triple comes first
-        assert all(len(item["keywords"]) == 3 for item in generated)
+    assert generated, "the generator never wrote an item"
+    # The generator's own keyword triple comes first.
+    assert all(len(item["keywords"]) == 3 for item in generated)
+    records = [
+        json.loads(line)
+        for name in ("accepted.jsonl", "rejected.jsonl")
+        if (out / name).exists()
+        for line in (out / name).read_text().splitlines()
+    ]
+    assert [r for r in records if r["decision"] != "failed"], [r["reason"] for r in records]
 
 
 def test_review_and_refine_on_real_models(tmp_path: Path) -> None:
@@ -162,9 +173,9 @@ roles = ["reviewer", "adjudicator"]
         run_gra(*review, "--no-progress", *flags)
         verdicts = [json.loads(x) for x in (out / "verdicts.jsonl").read_text().splitlines()]
         assert sorted(v["id"] for v in verdicts) == ["p1", "p2"]
-        for verdict in verdicts:
-            if verdict["decision"] == "failed":
-                continue
+        judged = [v for v in verdicts if v["decision"] != "failed"]
+        assert judged, [v["reason"] for v in verdicts]
+        for verdict in judged:
             assert verdict["reviews"] and all(0 <= r["score"] <= 10 for r in verdict["reviews"])
             if flags:
                 assert verdict["refined_response"] and verdict["original_response"]
