@@ -202,13 +202,16 @@ def models_table(summary: Mapping[str, Any]) -> Table:
 
 
 def agents_table(summary: Mapping[str, Any]) -> Table:
-    table = Table("agent", "model", "health", "tasks", "done", "failed", "restarts", "heard")
+    table = Table(
+        "agent", "model", "node", "health", "tasks", "done", "failed", "restarts", "heard"
+    )
     for agent_id, agent in sorted(_map(summary.get("agents")).items()):
         agent = _map(agent)
         health = "[green]alive[/]" if agent.get("alive") else "[red]dead[/]"
         table.add_row(
             str(agent_id),
             str(agent.get("model", "?")),
+            _node_cell(agent),
             health,
             f"{_int(agent.get('in_flight'))}/{agent.get('capacity', '?')}",
             str(_int(agent.get("completed"))),
@@ -217,6 +220,12 @@ def agents_table(summary: Mapping[str, Any]) -> Table:
             f"{_float(agent.get('seconds_since_heard')) or 0.0:.1f}s ago",
         )
     return table
+
+
+def _node_cell(agent: Mapping[str, Any]) -> str:
+    """Where the agent runs: its host, and the cluster node (first 8 of its id) when placed."""
+    host, node = str(agent.get("host") or ""), str(agent.get("node") or "")
+    return f"{host} {node[:8]}".strip() if node else host or "-"
 
 
 def fleet_view(summary: Mapping[str, Any]) -> RenderableType:

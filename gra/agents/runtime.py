@@ -34,6 +34,7 @@ from gra.agents.roles import InvalidOutput, Role
 from gra.backends.base import Backend, BackendCancelled, BackendError
 from gra.bus.dealer import Dealer
 from gra.protocols.messages import (
+    AGENT_NODE_ENV,
     Cancel,
     Goodbye,
     Heartbeat,
@@ -98,6 +99,7 @@ class AgentRuntime:
             pid=os.getpid(),
             host=socket.gethostname(),
             token=self.token,
+            node=os.environ.get(AGENT_NODE_ENV, "")[:256],
         )
 
     async def run(self) -> None:

@@ -20,6 +20,8 @@ PROTOCOL_VERSION = 1
 # The environment variable through which a launched agent receives the token
 # its hello must carry (``Hello.token``).
 AGENT_TOKEN_ENV = "GRA_AGENT_TOKEN"
+# Set by a cluster launcher: the node an agent runs on, reported in its hello.
+AGENT_NODE_ENV = "GRA_NODE"
 # An agent's exit code for a model it cannot use (missing, not a model,
 # truncated): the supervisor reports it at once instead of restarting the agent.
 AGENT_EXIT_UNUSABLE = 3
@@ -47,6 +49,8 @@ class Hello(Message, tag="hello"):
     # A local agent's per-run secret from the supervisor that launched it;
     # remote agents prove who they are by their CURVE key instead.
     token: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    # Where a cluster launcher placed the agent (a Ray node id), from AGENT_NODE_ENV.
+    node: Annotated[str, msgspec.Meta(max_length=256)] = ""
 
 
 class Welcome(Message, tag="welcome"):

@@ -39,6 +39,8 @@ class AgentInfo:
     failed: int = 0
     # The credit this agent adds to the fleet's per-(model, role) totals.
     counted_credit: int = 0
+    # Where a cluster launcher placed it (its hello's ``node``); "" otherwise.
+    node: str = ""
 
     @property
     def credit(self) -> int:
@@ -80,6 +82,7 @@ class Fleet:
             pid=hello.pid,
             host=hello.host,
             last_seen=now,
+            node=hello.node,
         )
         if known is not None:
             info.completed, info.failed = known.completed, known.failed
