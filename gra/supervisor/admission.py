@@ -67,8 +67,17 @@ class Admission:
         self._local = {agent_id: seat for seat in seats for agent_id in seat.agent_ids}
 
     @classmethod
-    def from_config(cls, config: Config, local_agent_ids: dict[str, str], token: str) -> Admission:
-        """Seats of ``config``; ``local_agent_ids`` maps each launched agent id to its model."""
+    def from_config(
+        cls,
+        config: Config,
+        local_agent_ids: dict[str, str],
+        token: str,
+        local_key: str = LOCAL_KEY,
+    ) -> Admission:
+        """Seats of ``config``; ``local_agent_ids`` maps each launched agent id to its model.
+
+        ``local_key``: the key the launched agents hold on CURVE (a cluster
+        launcher hands out a key of its own, made for the run)."""
         seats = []
         for entry in config.agents:
             ids = frozenset(a for a, model in local_agent_ids.items() if model == entry.model_id)
@@ -81,7 +90,7 @@ class Admission:
                     replicas=entry.replicas,
                     capacity=entry.capacity,
                     agent_ids=frozenset() if entry.remote else ids,
-                    key=(entry.key if entry.remote else LOCAL_KEY)
+                    key=(entry.key if entry.remote else local_key)
                     if config.bus.curve_keys
                     else None,
                 )
@@ -121,7 +130,7 @@ class Admission:
     def _admit_local(self, seat: Seat, hello: Hello, key: str | None) -> Seat | str:
         if not hmac.compare_digest(hello.token.encode(), self.token.encode()):
             return f"agent id {hello.agent_id!r} is a local agent and the hello lacks its token"
-        if self.curve and key != LOCAL_KEY:
+        if self.curve and key != seat.key:
             return f"agent id {hello.agent_id!r} is a local agent; key {key!r} is not the local key"
         if hello.model != seat.model:
             return f"local agent {hello.agent_id!r} hosts {seat.model!r}, not {hello.model!r}"

@@ -95,7 +95,7 @@ from gra.protocols.roles import (
     VerificationOutput,
 )
 from gra.report.agreement import read_records, reviewer_agreement
-from gra.supervisor.admission import Admission, Member
+from gra.supervisor.admission import LOCAL_KEY, Admission, Member
 from gra.supervisor.busy import BusyWindow
 from gra.supervisor.fleet import AgentInfo, Fleet
 from gra.supervisor.health import ModelHealth
@@ -262,7 +262,10 @@ class Conductor:
             spec.agent_id: dataclasses.replace(spec, token=token) for spec in local_agents
         }
         self.admission = Admission.from_config(
-            config, {spec.agent_id: spec.model for spec in local_agents}, token
+            config,
+            {spec.agent_id: spec.model for spec in local_agents},
+            token,
+            local_key=getattr(launcher, "curve_key", LOCAL_KEY),
         )
         self._members: dict[bytes, Member] = {}
         self._log_budget = LogBudget()
@@ -613,6 +616,7 @@ class Conductor:
             roles=sorted(info.roles),
             capacity=info.capacity,
             host=info.host,
+            node=info.node or None,
         )
 
     def _models(self, role: str) -> set[str]:
@@ -1381,6 +1385,7 @@ class Conductor:
                 "seconds_since_heard": round(now - a.last_seen, 1),
                 "restarts": self._restarts.get(a.agent_id, 0),
                 "host": a.host,
+                "node": a.node,
                 "pid": a.pid,
             }
             for a in self.fleet.agents.values()

@@ -26,7 +26,7 @@ from gra.report import refreshing_report, write_report_quietly
 from gra.status_view import fleet_view
 from gra.supervisor.conductor import Conductor
 from gra.supervisor.conductor import Progress as RunProgress
-from gra.supervisor.launcher import AgentSpec, LocalLauncher
+from gra.supervisor.launcher import AgentSpec, Launcher, LocalLauncher
 from gra.supervisor.outdir_lock import OutputDirError, usable_out_dir
 from gra.supervisor.outputs import SUMMARY, write_summary
 from gra.supervisor.resume import ResumePoint, check_target_open, load_resume_point
@@ -63,23 +63,30 @@ LOCAL_AGENT_KEY = "local"
 def agent_specs(config: Config) -> list[AgentSpec]:
     """One spec per local agent process; model files are resolved and verified here, once.
 
-    With CURVE on, local agents share one key, ``local``, made on first use.
+    With CURVE on, local agents share one key, ``local``, made on first use; on
+    a Ray cluster the launcher hands out a key of its own, and a llama.cpp
+    agent's threads default to the CPUs its entry reserves there.
     """
-    if config.bus.curve_keys:
+    cluster = config.launcher.kind == "ray"
+    if config.bus.curve_keys and not cluster:
         create_keys(config.resolve(config.bus.curve_keys), [LOCAL_AGENT_KEY])
     local = [a for a in config.agents if not a.remote]
     llama_processes = sum(a.replicas for a in local if a.backend == "llamacpp")
     threads = max(1, (os.cpu_count() or 2) // max(1, llama_processes))
     specs = []
     for agent in local:
-        args = _agent_args(config, agent, threads)
+        if cluster:
+            threads = max(1, int(agent.num_cpus or 1))
+        args = _agent_args(config, agent, threads, curve=not cluster)
         for replica in range(agent.replicas):
             agent_id = _safe_id(f"{agent.model_id}-{replica}")
             specs.append(AgentSpec(agent_id, tuple(args), model=agent.model_id))
     return specs
 
 
-def _agent_args(config: Config, agent: AgentConfig, threads: int) -> list[str]:
+def _agent_args(
+    config: Config, agent: AgentConfig, threads: int, *, curve: bool = True
+) -> list[str]:
     args = [
         "--role",
         ",".join(agent.roles),
@@ -105,7 +112,7 @@ def _agent_args(config: Config, agent: AgentConfig, threads: int) -> list[str]:
         args += ["--capacity", str(agent.capacity)]
     if agent.factory:
         args += ["--factory", agent.factory]
-    if config.bus.curve_keys:
+    if config.bus.curve_keys and curve:
         keys = config.resolve(config.bus.curve_keys)
         args += ["--curve-secret", str(keys / "agents" / f"{LOCAL_AGENT_KEY}.key_secret")]
         args += ["--server-key", str(keys / f"{SUPERVISOR}.key")]
@@ -153,6 +160,10 @@ async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
     if seed_set.skipped:
         print(f"gra: skipped {len(seed_set.skipped)} bad rows of {path}", file=sys.stderr)
     seeds = seed_set.items
+    if config.launcher.kind == "ray":
+        from gra.supervisor.ray_launcher import cluster_bus
+
+        config = cluster_bus(config)
     specs = agent_specs(config)
     if options.mode == "generate" and config.dedup.enabled:
         from gra.data.dedup import check_model
@@ -162,7 +173,13 @@ async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
     resume_point = _resume_point(config, options) if options.resume else None
     endpoint = config.bus.endpoint or private_ipc_endpoint()
     expected_remote = sum(a.replicas for a in config.agents if a.remote)
-    launcher = LocalLauncher(options.out_dir / "logs")
+    launcher: Launcher
+    if config.launcher.kind == "ray":
+        from gra.supervisor.ray_launcher import RayLauncher
+
+        launcher = RayLauncher(config, specs, options.out_dir / "logs")
+    else:
+        launcher = LocalLauncher(options.out_dir / "logs")
     with _progress_display(options.show_progress, options.out_dir) as update:
         conductor = Conductor(
             config,

@@ -1,6 +1,6 @@
-"""Starting agent processes. Local subprocesses today; the interface is what a
-cluster launcher (Ray, Slurm) would implement later, without touching the
-protocol or the bus.
+"""Starting agent processes: local subprocesses here; actors on a Ray cluster in
+gra.supervisor.ray_launcher. Another engine (Slurm, say) implements the same
+small interface, without touching the protocol or the bus.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ class AgentSpec:
 
 
 class Launcher(Protocol):
+    # On CURVE: the name of the authorised key its agents hold (admission checks it).
+    curve_key: str
+
     def start(self, spec: AgentSpec, endpoint: str) -> None: ...
     def exited(self) -> dict[str, int]:
         """Agents whose process has ended since the last call, with exit codes."""
@@ -54,6 +57,8 @@ class LocalLauncher:
     the agent ask the kernel for a parent-death signal), so they never
     outlive it as orphans.
     """
+
+    curve_key = "local"
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
