@@ -264,7 +264,8 @@ def test_a_node_killed_mid_run(tmp_path: Path, cluster: object) -> None:
         assert agents[agent_id]["restarts"] >= 1
         assert agents[agent_id]["node"] == spare.node_id
         assert agents[agent_id]["pid"] != before[agent_id]["pid"]
-    assert summary["retries"] >= 1  # the dead agents' tasks went elsewhere
+    if before["c-0"]["in_flight"] or before["d-0"]["in_flight"]:
+        assert summary["retries"] >= 1  # the dead agents' tasks went elsewhere
     accepted, _ = check_outputs(out, summary, max_in_flight=6)
     assert len(accepted) >= 30
     cluster.remove_node(spare)  # type: ignore[attr-defined]
