@@ -572,7 +572,7 @@ class Conductor:
         """Whether a line of ``event`` fits the log budget (a flood logs a count)."""
         allowed, missed = self._log_budget.take(event)
         if missed:
-            log.warning("log_lines_suppressed", event=event, count=missed)
+            log.warning("log_lines_suppressed", of=event, count=missed)
         return allowed
 
     async def _on_hello(self, identity: bytes, hello: Hello) -> None:
