@@ -1273,10 +1273,7 @@ class Conductor:
         hostless: list[PendingTask] = []
         while (pending := self.pending.pop(key)) is not None:
             instance = self.instances.get(pending.instance_id)
-            if (
-                instance is None
-                or instance.tasks.get(_pending_key(pending)) != pending.task_id
-            ):
+            if instance is None or instance.tasks.get(_pending_key(pending)) != pending.task_id:
                 continue  # the instance finished or moved on
             agent = (
                 self.fleet.pick(model, role, pending.avoid)
