@@ -49,6 +49,7 @@ import math
 import os
 import random
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -300,6 +301,11 @@ def _log_times(path: Path) -> dict[str, list[float]]:
     return times
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _by_role(usage: Sequence[dict[str, Any]], key: str) -> dict[str, int]:
     totals: dict[str, int] = {}
     for model in usage:
@@ -313,12 +319,16 @@ def run_gra_phase(
 ) -> dict[str, Any]:
     before = poller.scrape()
     started = time.time()
+    cpu0 = _children_cpu_s()
     done = subprocess.run(
         [sys.executable, "-m", "gra", "run", str(config), "--out", str(out), "--no-progress"],
         capture_output=True,
         text=True,
         timeout=3600,
     )
+    # The supervisor's and its agents' CPU (waited for, so counted here): CPU the
+    # server did not get on a small machine.
+    client_cpu_s = _children_cpu_s() - cpu0
     ended = time.time()
     after = poller.scrape()
     if done.returncode != 0:
@@ -340,6 +350,7 @@ def run_gra_phase(
         "seconds": last - ready,
         "process_seconds": ended - started,
         "fleet_start_seconds": ready - started,
+        "client_cpu_s": client_cpu_s,
         "calls": sum(m["calls"] for m in usage),
         "calls_by_role": _by_role(usage, "calls"),
         "completion_tokens_by_role": _by_role(usage, "completion_tokens"),
@@ -863,11 +874,14 @@ def run_concurrent_phase(
 ) -> dict[str, Any]:
     before = poller.scrape()
     start = time.time()
+    cpu0 = time.process_time()
     result = asyncio.run(_concurrent(load_config(config), url, settings, record))
     end = time.time()
     return {
         "phase": "concurrent",
         **result,
+        # This process's CPU over the phase (the metrics poller's thread included).
+        "client_cpu_s": time.process_time() - cpu0,
         "server": counter_delta(before, poller.scrape()),
         "queue": queue_stats(poller.samples, start, end),
     }
@@ -962,6 +976,7 @@ def phase_metrics(phase: Mapping[str, Any]) -> dict[str, Any]:
         "completion_tokens": server["completion_tokens"],
         "completion_tokens_per_s": server["completion_tokens"] / seconds if seconds else math.nan,
         "running_mean": phase["queue"]["running_mean"],
+        "client_cpu_s": phase.get("client_cpu_s"),
     }
     if "items" in phase:
         decisions = decision_counts(phase["items"])
@@ -1190,6 +1205,17 @@ def build_checks(phases: Sequence[Mapping[str, Any]]) -> list[Check]:
                 "sequential",
                 "decided_per_minute",
                 "gra / sequential loop: items decided per minute",
+                None,
+            )
+        )
+    if {"gra", "concurrent"} <= ran:
+        checks.append(
+            Check(
+                "client CPU s per phase (gra: supervisor + agents; concurrent: the script)",
+                _fmt(side_spread(phases, "gra", "client_cpu_s")),
+                _fmt(side_spread(phases, "concurrent", "client_cpu_s")),
+                ratios(phases, "gra", "concurrent", "client_cpu_s")["median"],
+                "(shown)",
                 None,
             )
         )
