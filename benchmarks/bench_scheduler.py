@@ -54,6 +54,16 @@ def main() -> int:
     many.add_argument("--many-service-s", type=float)
     many.add_argument("--many-time-limit-s", type=float, help="0: none")
     parser.add_argument("--processes", type=int, help="processes hosting simulated agents")
+    parser.add_argument(
+        "--trace-memory",
+        action="store_true",
+        help="trace Python allocations (slower) and report what grew from 10%% to 90%% in",
+    )
+    parser.add_argument(
+        "--trace-frames",
+        type=int,
+        help="with --trace-memory: tracemalloc too, this many frames (slows the supervisor)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the runs' directories")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--no-write", action="store_true", help="print only, write no JSON")
@@ -74,6 +84,8 @@ def main() -> int:
         time_limit_s=args.time_limit_s,
         processes=args.processes,
         enrich=False if args.no_enrich else None,
+        trace_memory=args.trace_memory or None,
+        trace_frames=args.trace_frames,
     )
     per_model = None
     if args.many_agents is not None:
@@ -86,6 +98,8 @@ def main() -> int:
         time_limit_s=args.many_time_limit_s,
         processes=args.processes,
         enrich=False if args.no_enrich else None,
+        trace_memory=args.trace_memory or None,
+        trace_frames=args.trace_frames,
     )
     runs = [s for s in (main_settings, many_settings) if args.only in (None, s.name)]
     report = run_scheduler_benchmark(runs, keep=args.keep)
