@@ -100,14 +100,26 @@ roles = ["reviewer", "adjudicator"]
 
 async def test_server_alone_measurement_counts_every_call_at_the_server(vllm_url: str) -> None:
     """benchmarks/bench_vllm.py's ceiling phase: its calls are what the server counts."""
-    from benchmarks.bench_vllm import MetricsPoller, counter_delta, review_calls
+    from benchmarks.bench_vllm import MetricsPoller, counter_delta, replay, request_body
 
+    role = get_role("reviewer")
+    sampling = dataclasses.replace(role.sampling, max_tokens=64)
+    bodies = [
+        request_body(
+            SERVED,
+            role.prompt(ReviewRequest("math", f"What is {n} + {n}?", f"It is {2 * n}.")),
+            role.schema,
+            dataclasses.replace(sampling, seed=n),
+        )
+        for n in (1, 2, 3)
+    ]
     poller = MetricsPoller(vllm_url)
     before = poller.scrape()
-    seconds = await review_calls(vllm_url, [SERVED], requests=3, concurrency=3)
+    result = await replay(vllm_url, bodies, concurrency=3)
     counted = counter_delta(before, poller.scrape())
-    assert seconds > 0
+    assert result["seconds"] > 0 and result["requests_sent"] == 3
     assert counted["requests"] == 3 and counted["completion_tokens"] > 30
+    assert counted["completion_tokens"] == result["completion_tokens_client"]
 
 
 async def test_backend_sampling_seed_decides_the_output(vllm_url: str) -> None:
