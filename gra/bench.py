@@ -989,11 +989,14 @@ FULL_SCHEDULER = (
     SchedulerSettings(instances=100_000, time_limit_s=1_800),
     SchedulerSettings(
         name="many_agents",
-        instances=10_000,
+        # 150 s: the drain after the last generation (2 service times, when agents
+        # run out of work) is ~1% of the whole run, and libzmq's per-peer chunks
+        # are mostly allocated by 10% in.
+        instances=30_000,
         agents_per_model=250,
         capacity=1,
         service_s=1.0,
-        time_limit_s=180,
+        time_limit_s=400,
     ),
 )
 
@@ -1372,6 +1375,8 @@ def _scheduler_report(
         for key in last
         if base and span > 0 and key in base and key not in ("finished", "t")
     }
+    latency = settings.stages * settings.service_s
+    whole_bound = n / (n / bounds["bound"] + latency) if n else bounds["bound"]
     first, done = observer.first_start, observer.last_finish
     busy = done - first if first is not None and done is not None else 0.0
     return {
@@ -1382,6 +1387,7 @@ def _scheduler_report(
             "host_processes": settings.host_processes,
             "max_in_flight": settings.in_flight,
             "tasks_per_instance": settings.tasks_per_instance,
+            "stages": settings.stages,
             "total_capacity": settings.total_capacity,
         },
         "bounds_items_per_s": {k: round(v, 2) for k, v in bounds.items()},
@@ -1390,6 +1396,10 @@ def _scheduler_report(
         # The whole run: first instance started to last finished (ramp and tail in).
         "overall_items_per_s": round(n / busy, 2) if busy > 0 else 0.0,
         "overall_over_bound": round(n / busy / bounds["bound"], 4) if busy > 0 else 0.0,
+        # What no scheduler beats over a whole run of n instances: none finishes
+        # before one instance's latency (its stages) has passed, then the bound.
+        "whole_run_bound": round(whole_bound, 2),
+        "overall_over_whole_run_bound": round(n / busy / whole_bound, 4) if busy > 0 else 0.0,
         "fleet_ready_s": None if first is None else round(first, 3),
         "instances_done_s": None if done is None else round(done, 3),
         "run_returned_s": round(run["returned_s"], 3),
@@ -1442,16 +1452,27 @@ def _scheduler_checks(runs: list[dict[str, Any]]) -> list[Check]:
     for run in runs:
         s = run["settings"]
         bound = run["bounds_items_per_s"]["bound"]
-        whole = run["overall_over_bound"]
+        whole = run["overall_over_whole_run_bound"]
+        latency = s["stages"] * s["service_s"]
         checks.append(
             Check(
                 f"{run['name']}: items/s, whole run ({s['agents']} agents x {s['capacity']}, "
-                f"{s['service_s']}s)",
+                f"{s['service_s']}s; bound incl. one instance's {latency:g}s latency)",
                 f"{run['overall_items_per_s']:,.1f}",
-                f"{bound:,.1f}",
+                f"{run['whole_run_bound']:,.1f}",
                 whole,
                 ">= 0.95",
                 whole >= 0.95,
+            )
+        )
+        checks.append(
+            Check(
+                f"{run['name']}: items/s, whole run vs the steady bound",
+                f"{run['overall_items_per_s']:,.1f}",
+                f"{bound:,.1f}",
+                run["overall_over_bound"],
+                "(shown)",
+                None,
             )
         )
         checks.append(

@@ -181,9 +181,15 @@ def test_scheduler_rates_whole_run_first_then_the_10_to_90_percent_window() -> N
     )
     assert run["overall_items_per_s"] == pytest.approx(1000 / 29, rel=1e-3)
     assert run["achieved_items_per_s"] == pytest.approx(100.0)
-    whole, window, *_ = _scheduler_checks([run])
+    whole, steady, window, *_ = _scheduler_checks([run])
+    # Judged: the whole run against what n instances allow (one latency, then the bound).
     assert "whole run" in whole.metric and whole.passed is not None
-    assert whole.ratio == pytest.approx(1000 / 29 / settings.bounds()["bound"], abs=1e-4)
+    bound = settings.bounds()["bound"]
+    latency = settings.stages * settings.service_s
+    assert run["whole_run_bound"] == pytest.approx(1000 / (1000 / bound + latency), abs=0.01)
+    assert whole.ratio == pytest.approx(1000 / 29 / run["whole_run_bound"], abs=1e-3)
+    assert "steady bound" in steady.metric and steady.passed is None
+    assert steady.ratio == pytest.approx(1000 / 29 / bound, abs=1e-4)
     assert "10%-90%" in window.metric and window.passed is None
 
 
