@@ -1045,7 +1045,7 @@ def _write_job(settings: SchedulerSettings, directory: Path) -> Path:
     return path
 
 
-class _Observer:
+class SchedulerObserver:
     """Times instance starts and finishes exactly, as the conductor journals them.
 
     It wraps the journal's ``append`` on this one object (gra is not changed)
@@ -1173,7 +1173,7 @@ async def _scheduler_run(settings: SchedulerSettings, workdir: Path) -> dict[str
     snapshot_at: tuple[int, ...] = ()
     if settings.trace_memory:
         snapshot_at = (max(1, settings.instances // 10), max(2, settings.instances * 9 // 10))
-    observer = _Observer(
+    observer = SchedulerObserver(
         conductor,
         t0,
         settings.rss_interval,
@@ -1220,7 +1220,7 @@ async def _scheduler_run(settings: SchedulerSettings, workdir: Path) -> dict[str
     sims = [json.loads(p.read_text()) for p in reports if p.exists()]
     # Committee-accepted items of an unfinished round (a time-limited run) are candidates.
     accepted = summary["counts"]["accepted"] + conductor.rounds.candidates
-    report = _scheduler_report(
+    report = scheduler_report(
         settings,
         summary,
         observer,
@@ -1350,10 +1350,10 @@ def memory_growth(censuses: Sequence[dict[str, Any]], top: int = 15) -> dict[str
     return result
 
 
-def _scheduler_report(
+def scheduler_report(
     settings: SchedulerSettings,
     summary: dict[str, Any],
-    observer: _Observer,
+    observer: SchedulerObserver,
     peaks: dict[str, int],
     run: dict[str, float],
     sims: list[dict[str, float]],
@@ -1447,7 +1447,7 @@ def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else math.nan
 
 
-def _scheduler_checks(runs: list[dict[str, Any]]) -> list[Check]:
+def scheduler_checks(runs: list[dict[str, Any]]) -> list[Check]:
     checks = []
     for run in runs:
         s = run["settings"]
@@ -1503,7 +1503,7 @@ def _scheduler_checks(runs: list[dict[str, Any]]) -> list[Check]:
                 clean,
             )
         )
-        checks += _memory_checks(run)
+        checks += memory_checks(run)
     return checks
 
 
@@ -1515,7 +1515,7 @@ def _scheduler_checks(runs: list[dict[str, Any]]) -> list[Check]:
 LIBZMQ_PEER_BYTES = 2 * 2 * 256 * 64
 
 
-def _memory_checks(run: dict[str, Any]) -> list[Check]:
+def memory_checks(run: dict[str, Any]) -> list[Check]:
     """Flatness from 10% in to the last instance, judged in every run: the blocks
     Python's allocator holds (every object gra keeps) strictly, the RSS with
     libzmq's per-peer allowance, which a run may reach before it ends."""
@@ -1604,7 +1604,7 @@ def run_scheduler_benchmark(
 
             shutil.rmtree(base, ignore_errors=True)
     info["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    checks = _scheduler_checks(results)
+    checks = scheduler_checks(results)
     return {
         "benchmark": "scheduler",
         "machine": info,
@@ -1733,13 +1733,17 @@ __all__ = [
     "QUICK_SCHEDULER",
     "BusSettings",
     "Check",
+    "SchedulerObserver",
     "SchedulerSettings",
     "format_table",
     "machine_info",
+    "memory_checks",
     "print_scheduler_report",
     "run_bus_benchmark",
     "run_quick_benchmarks",
     "run_scheduler_benchmark",
+    "scheduler_checks",
+    "scheduler_report",
     "source_state",
     "write_result",
 ]

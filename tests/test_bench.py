@@ -156,9 +156,9 @@ def test_scheduler_rates_whole_run_first_then_the_10_to_90_percent_window() -> N
     """A run that starts slowly: the window (10% to 90% of instances finished)
     skips the slow start, the whole-run rate (first start to last finish) does not;
     the whole-run figure is the judged one."""
-    from gra.bench import _Observer, _scheduler_checks, _scheduler_report
+    from gra.bench import SchedulerObserver, scheduler_checks, scheduler_report
 
-    observer = _Observer(_Conductor(), 0.0, 10)  # type: ignore[arg-type]
+    observer = SchedulerObserver(_Conductor(), 0.0, 10)  # type: ignore[arg-type]
     observer.first_start = 0.0
     # 100 instances in the first 20 s, then 900 at 100/s (9 s more).
     observer.curve = [{"finished": 0, "t": 0.0, "rss": 100}]
@@ -171,7 +171,7 @@ def test_scheduler_rates_whole_run_first_then_the_10_to_90_percent_window() -> N
     settings = SchedulerSettings(instances=1000, models=2, agents_per_model=5, capacity=1)
     summary = {"counts": {"accepted": 1000}, "retries": 0, "agents_lost": 0}
     summary |= {"late_results_ignored": 0}
-    run = _scheduler_report(
+    run = scheduler_report(
         settings,
         summary,
         observer,
@@ -181,7 +181,7 @@ def test_scheduler_rates_whole_run_first_then_the_10_to_90_percent_window() -> N
     )
     assert run["overall_items_per_s"] == pytest.approx(1000 / 29, rel=1e-3)
     assert run["achieved_items_per_s"] == pytest.approx(100.0)
-    whole, steady, window, *_ = _scheduler_checks([run])
+    whole, steady, window, *_ = scheduler_checks([run])
     # Judged: the whole run against what n instances allow (one latency, then the bound).
     assert "whole run" in whole.metric and whole.passed is not None
     bound = settings.bounds()["bound"]
@@ -195,7 +195,7 @@ def test_scheduler_rates_whole_run_first_then_the_10_to_90_percent_window() -> N
 
 def test_memory_is_judged_flat_in_every_scheduler_run() -> None:
     """Python's heap strictly; the RSS with libzmq's 64 KiB per peer, no more."""
-    from gra.bench import LIBZMQ_PEER_BYTES, _memory_checks
+    from gra.bench import LIBZMQ_PEER_BYTES, memory_checks
 
     def run(peers: int, blocks: tuple[int, int], rss: tuple[int, int]) -> dict[str, Any]:
         start = {"finished": 100, "t": 1.0, "rss": rss[0], "py_blocks": blocks[0]}
@@ -208,16 +208,16 @@ def test_memory_is_judged_flat_in_every_scheduler_run() -> None:
         }
 
     mib = 2**20
-    flat = _memory_checks(run(10, (1000, 1010), (100 * mib, 104 * mib)))
+    flat = memory_checks(run(10, (1000, 1010), (100 * mib, 104 * mib)))
     assert [c.passed for c in flat] == [True, True]
     # gra holding objects per instance fails, whatever the RSS does.
-    leak = _memory_checks(run(10, (1000, 1200), (100 * mib, 100 * mib)))
+    leak = memory_checks(run(10, (1000, 1200), (100 * mib, 100 * mib)))
     assert [c.passed for c in leak] == [False, True]
     # 1,000 peers may add their pipes' chunks on top of 5%, not more.
     allowance = 1000 * LIBZMQ_PEER_BYTES
-    fleet = _memory_checks(run(1000, (1000, 1000), (100 * mib, 105 * mib + allowance)))
+    fleet = memory_checks(run(1000, (1000, 1000), (100 * mib, 105 * mib + allowance)))
     assert [c.passed for c in fleet] == [True, True]
-    over = _memory_checks(run(1000, (1000, 1000), (100 * mib, 106 * mib + allowance)))
+    over = memory_checks(run(1000, (1000, 1000), (100 * mib, 106 * mib + allowance)))
     assert [c.passed for c in over] == [True, False]
     assert all("10% in" in c.metric for c in flat)
 
