@@ -33,7 +33,8 @@ gra needs at least two distinct models (no model may judge its own sample),
 so the one converted checkpoint is served under several names (vLLM's
 ``--served-model-name`` takes several): every "model" here is the same weights.
 
-    python benchmarks/bench_vllm.py                    # about 15 minutes on 2 shared cores
+    python benchmarks/bench_vllm.py                    # the README's row: about an hour on
+                                                       # 2 busy cores (3 repeats of 3 sides)
     python benchmarks/bench_vllm.py --instances 3 --repeats 1 --no-write
     python benchmarks/bench_vllm.py --sides gra,concurrent,ceiling,sequential
 """
@@ -124,18 +125,20 @@ JOB_SIDES = ("gra", "concurrent", "sequential")  # the sides that run the protoc
 
 @dataclass(frozen=True)
 class Settings:
-    instances: int = 8
+    # The README's row: 5 instances, all in flight, 4 requests per served name.
+    instances: int = 5
     # Served names of the one checkpoint: 3 gives the quickstart's shape,
     # a generator and a committee of the 2 others.
     models: int = 3
     # Per agent (gra) and per served name (the concurrent client).
     capacity: int = 4
-    max_in_flight: int = 8
+    max_in_flight: int = 5
     few_shot: int = 2
     seed: int = 7
     enrich: bool = True
     sides: tuple[str, ...] = ("gra", "concurrent", "ceiling")
-    # The side that leads in odd repeats; the order reverses in even ones.
+    # The side that leads in odd repeats; the order reverses in even ones, so an
+    # even number of repeats gives every side every position equally often.
     first: str = "gra"
     repeats: int = 3
     # Requests at once in the ceiling phase (None: every request slot of gra's

@@ -8,7 +8,7 @@
 #   benchmarks/run_all.sh --models      # + llama.cpp and grammar (the default models,
 #                                       #   `make models`, assembled if missing): ~15 min more
 #   benchmarks/run_all.sh --vllm        # + bench_vllm.py: builds the vLLM CPU server first
-#                                       #   (`make vllm-server`: ~20 min once), then ~20 min
+#                                       #   (`make vllm-server`: ~20 min once), then ~1 hour
 #   benchmarks/run_all.sh --distilabel  # + bench_distilabel.py: builds its venv first
 #                                       #   (scripts/setup_distilabel.sh: 1-6 min once), ~10 min
 #   benchmarks/run_all.sh --all         # everything above
