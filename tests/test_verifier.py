@@ -257,6 +257,31 @@ def test_domains_are_recognised_from_content() -> None:
     assert verifiable_domain(history, "The wall came down in 1989.", None) is None
 
 
+def test_word_problems_without_a_textbook_word_are_math() -> None:
+    """Quantity questions (how old, how long, what it costs, add up) are math too."""
+    problems = {
+        "A father is three times as old as his son. In 4 years he will be twice as old "
+        "as the son. How old is the father now?": "The father is 12 years old now.",
+        "It takes 9 people 4 days to lay a path. How long would it take 2 people, all "
+        "working at the same rate?": "Final answer: 18 days",
+        "A jacket is priced at $180. It is reduced by 40%, and at the till a further 5% is "
+        "taken off the reduced price. What does it cost in the end?": "**Answer:** $102.60",
+        "Add up every term of the sequence 5, 12, 19, ..., 89.": "The sum is 611.",
+        "A car uses 6 litres of fuel per 100 km. How far does it go on 45 litres?": (
+            "45 / 6 * 100 = 750. It goes 750 km."
+        ),
+    }
+    for instruction, response in problems.items():
+        assert verifiable_domain(instruction, response, None) == "math", instruction
+    not_math = {
+        "In 1990 and 2000, who led Germany?": "Helmut Kohl, then Gerhard Schröder.",
+        "How long should a cover letter be?": "About one page.",
+        "Name 3 rivers in Europe.": "The Danube, the Rhine and the Seine.",
+    }
+    for instruction, response in not_math.items():
+        assert verifiable_domain(instruction, response, None) is None, instruction
+
+
 _HOSTILE = {
     "fork bomb": (
         "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"

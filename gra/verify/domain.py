@@ -41,6 +41,14 @@ _MATH_WORDS = re.compile(
     r"factor|prime|divisible|fraction)\b|[=^]|\\frac|\\sqrt",
     re.IGNORECASE,
 )
+# A question after a quantity: word problems often ask one with no textbook word.
+_ASKS_QUANTITY = re.compile(
+    r"\bhow\s+(?:old|long|far|fast|many|much|tall|high|heavy|wide|deep|big|large|often|"
+    r"soon|early|late)\b|\bcosts?\b|\bprice[ds]?\b|\badd\s+up\b|\bsequence\b|\bseries\b|"
+    r"\bper\b|\btimes\s+as\b|\btwice\b|\bhalf\b|\brate\b|\bspeed\b|\binterest\b|"
+    r"\b(?:increase|decrease|discount|reduc)e?[ds]?\b|%",
+    re.IGNORECASE,
+)
 _EQUATION = re.compile(r"[\w)]\s*[=<>]\s*[-\w(]")
 _NUMBER = re.compile(r"\d")
 
@@ -68,10 +76,11 @@ def _defines_something(source: str) -> bool:
 
 
 def _is_math_problem(instruction: str) -> bool:
-    """Numbers and a question or a math word, or an equation."""
+    """Numbers and a math word or a quantity question, or numbers, a question and an equation."""
     numbers = len(_NUMBER.findall(instruction))
     asks = "?" in instruction or bool(_MATH_WORDS.search(instruction))
-    return bool(numbers and _MATH_WORDS.search(instruction)) or (
+    quantity = _MATH_WORDS.search(instruction) or _ASKS_QUANTITY.search(instruction)
+    return bool(numbers and quantity) or (
         numbers >= 2 and asks and bool(_EQUATION.search(instruction))
     )
 
