@@ -80,24 +80,21 @@ from gra.backends.base import (
 from gra.bench import Check, format_table, machine_info, utc_stamp, write_result
 from gra.config import Config, SeedSettings, load_config
 from gra.data.seeds import SeedItem, read_seeds
+from gra.protocols.builtin_roles import BUILTIN_ROLES
 from gra.protocols.peer_review import (
     Adjudicate,
-    Adjudicated,
     AdjudicatorDrawn,
     Annotate,
     AnnotatorDrawn,
     DrawAdjudicator,
     DrawAnnotator,
-    Enriched,
     Failed,
     Generate,
-    Generated,
     InstanceEvent,
     InstanceState,
     Outcome,
     ProtocolError,
     Review,
-    Reviewed,
     TaskStep,
     draw_adjudicator,
     draw_roles,
@@ -442,15 +439,7 @@ async def _run_task(
                 reason = str(exc)
                 tally.invalid(step.role, reason, completion.finish_reason, completion.text)
                 continue
-            match step:
-                case Generate():
-                    return Generated(step.model, output.item()), seconds
-                case Review():
-                    return Reviewed(step.model, output), seconds
-                case Adjudicate():
-                    return Adjudicated(step.model, output), seconds
-                case Annotate():
-                    return Enriched(step.model, output), seconds
+            return BUILTIN_ROLES[step.role].to_event(state, step, output), seconds
         tally.failed_attempts += 1
     return Failed(f"{step.role} task failed; last: {reason[:300]}"), seconds
 

@@ -1,9 +1,10 @@
-"""Roles: what an agent can be asked to do.
+"""Roles: what an agent can be asked to do, and how it asks its model.
 
-A role owns its request and output types, its prompt, its sampling settings
-and any checks of the output beyond its type. The built-in roles are the
-generator, the reviewer and the adjudicator; a new role is a ``Role`` passed
-to ``register_role`` (or exposed under the ``gra.roles`` entry-point group),
+A role's name, request and output types come from its ``RoleSpec``, the
+table the supervisor and the benchmarks read too (``gra.protocols``); here a
+role adds its prompt, its sampling settings and any checks of the output
+beyond its type. A new role is ``Role.of(spec, ...)`` passed to
+``register_role`` (or exposed under the ``gra.roles`` entry-point group),
 and an agent serves it by naming it in ``--role``.
 """
 
@@ -20,9 +21,9 @@ import msgspec
 from gra.agents.schema import model_schema
 from gra.backends.base import ChatMessages, Sampling
 from gra.errors import InvalidOutput
+from gra.protocols import builtin_roles as specs
 from gra.protocols.roles import (
     AdjudicateRequest,
-    AdjudicationOutput,
     AnnotateRequest,
     Annotation,
     GenerateRequest,
@@ -31,9 +32,9 @@ from gra.protocols.roles import (
     ReasonedReview,
     RefinedResponse,
     RefineRequest,
-    ReviewOutput,
     ReviewRequest,
 )
+from gra.protocols.rolespec import RoleSpec
 
 RequestT = TypeVar("RequestT")
 OutputT = TypeVar("OutputT")
@@ -75,6 +76,20 @@ class Role(Generic[RequestT, OutputT]):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schema", self.schema_for(self.warmup))
+
+    @classmethod
+    def of(
+        cls,
+        spec: RoleSpec[RequestT, OutputT],
+        prompt: Callable[[RequestT], ChatMessages],
+        sampling: Sampling,
+        check: Callable[[RequestT, OutputT], None] = lambda _req, _out: None,
+        **options: Any,
+    ) -> Role[RequestT, OutputT]:
+        """The agent's side of ``spec``: its name and types are the spec's."""
+        return cls(
+            spec.name, spec.request_type, spec.output_type, prompt, sampling, check, **options
+        )
 
     def schema_for(self, request: RequestT | None) -> dict[str, Any]:
         """The JSON schema that constrains the model's answer to ``request``."""
@@ -328,8 +343,16 @@ _REGISTRY: dict[str, Role[Any, Any]] = {}
 
 
 def register_role(role: Role[Any, Any]) -> None:
+    """Add ``role``; a built-in role's types must be its spec's, so the agent and the
+    supervisor never disagree on what goes over the wire."""
     if role.name in _REGISTRY and _REGISTRY[role.name] is not role:
         raise ValueError(f"role {role.name!r} is already registered")
+    spec = specs.BUILTIN_ROLES.get(role.name)
+    if spec is not None and (role.request_type, role.output_type) != (
+        spec.request_type,
+        spec.output_type,
+    ):
+        raise ValueError(f"role {role.name!r} does not match its spec in the role table")
     _REGISTRY[role.name] = role
 
 
@@ -348,44 +371,34 @@ def known_roles() -> list[str]:
     return sorted({*_REGISTRY, *(ep.name for ep in entry_points(group="gra.roles"))})
 
 
-GENERATOR = Role(
-    "generator",
-    GenerateRequest,
-    GeneratorOutput,
+GENERATOR = Role.of(
+    specs.GENERATOR,
     _generator_prompt,
     Sampling(max_tokens=384, temperature=0.8),
     _check_generated,
 )
-REVIEWER = Role(
-    "reviewer",
-    ReviewRequest,
-    ReviewOutput,
+REVIEWER = Role.of(
+    specs.REVIEWER,
     _reviewer_prompt,
     Sampling(max_tokens=448, temperature=0.2),
     warmup=ReviewRequest("coding", "...", "..."),
     variant=_review_variant,
 )
-REFINER = Role(
-    "refiner",
-    RefineRequest,
-    RefinedResponse,
+REFINER = Role.of(
+    specs.REFINER,
     _refiner_prompt,
     Sampling(max_tokens=384, temperature=0.5),
     _check_refined,
     warmup=RefineRequest("coding", "...", "..."),
 )
-ADJUDICATOR = Role(
-    "adjudicator",
-    AdjudicateRequest,
-    AdjudicationOutput,
+ADJUDICATOR = Role.of(
+    specs.ADJUDICATOR,
     _adjudicator_prompt,
     Sampling(max_tokens=160, temperature=0.2),
     warmup=AdjudicateRequest("coding", "...", "...", ()),
 )
-ANNOTATOR = Role(
-    "annotator",
-    AnnotateRequest,
-    Annotation,
+ANNOTATOR = Role.of(
+    specs.ANNOTATOR,
     _annotator_prompt,
     Sampling(max_tokens=160, temperature=0.2),
     _check_annotation,

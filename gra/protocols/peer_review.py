@@ -31,7 +31,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
@@ -56,6 +56,9 @@ from gra.protocols.roles import (
     VerificationOutput,
     VerifyRequest,
 )
+
+if TYPE_CHECKING:
+    from gra.protocols.checks import CheckStep
 
 
 class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -92,6 +95,11 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # to its weight, a reviewer of weight 0 neither scores nor vetoes by a failed
     # check, and a model without a weight counts as the mean of the known weights.
     reviewer_weights: str | dict[str, Annotated[float, msgspec.Meta(ge=0)]] = {}
+    # Protocol steps that plugins add (not in the paper; empty: none), by the name
+    # of their ``gra.steps`` entry point, each with its settings: an item about to
+    # be accepted is first checked by each step, which may reject it
+    # (gra/protocols/checks.py). In a config file: ``[protocol.steps.NAME]``.
+    steps: dict[str, dict[str, Any]] = {}
 
     def weight_of(self, model: str) -> float:
         """How much ``model``'s review counts (1.0 for every model without weights)."""
@@ -362,6 +370,28 @@ class Enriched(Event, tag="enriched"):
     annotation: Annotation
 
 
+class CheckVerdict(msgspec.Struct, frozen=True):
+    """What a plugin's check step concluded: reject the item (its stage is the
+    step's name), or let the acceptance stand."""
+
+    reject: bool
+    reason: str
+    evidence: str = ""
+
+
+class CheckerDrawn(Event, tag="checker_drawn"):
+    """The model that is to run check step ``check`` (None: no model serves its role)."""
+
+    check: str
+    model: str | None
+
+
+class Checked(Event, tag="checked"):
+    check: str
+    model: str | None
+    verdict: CheckVerdict
+
+
 InstanceEvent = (
     Generated
     | Reviewed
@@ -374,6 +404,8 @@ InstanceEvent = (
     | VerificationPlanned
     | EvidenceWritten
     | Verified
+    | CheckerDrawn
+    | Checked
 )
 
 
@@ -441,11 +473,30 @@ class Verify:
 
 
 @dataclass(frozen=True)
+class DrawChecker:
+    """Draw the model that runs a plugin's check step, among those serving ``role``."""
+
+    check: str
+    role: str
+    excluded: frozenset[str]
+
+
+@dataclass(frozen=True)
+class RunCheck:
+    model: str
+    request: Any
+    check: str
+    role: str
+    # The step's place among the instance's check steps.
+    seat: int
+
+
+@dataclass(frozen=True)
 class Outcome:
     decision: Literal["accepted", "rejected", "failed"]
-    stage: Literal[
-        "instruction_check", "score", "adjudication", "verification", "accepted", "failed"
-    ]
+    # "instruction_check", "score", "adjudication", "verification", "accepted",
+    # "failed", or the name of the plugin step that rejected the item.
+    stage: str
     reason: str
     mean: float | None
     std: float | None
@@ -461,15 +512,18 @@ Step = (
     | PlanVerification
     | WriteTests
     | Verify
+    | DrawChecker
+    | RunCheck
     | Outcome
 )
-TaskStep = Generate | Review | Adjudicate | Annotate | WriteTests | Verify
+TaskStep = Generate | Review | Adjudicate | Annotate | WriteTests | Verify | RunCheck
 
 
 def step_seat(step: TaskStep) -> int:
     """A step's place among the steps of its role in one review round (test sets
-    have several seats; a model may hold more than one)."""
-    return step.seat if isinstance(step, WriteTests) else 0
+    have several seats, and a model may hold more than one; check steps of one
+    role are told apart by their place among the checks)."""
+    return step.seat if isinstance(step, WriteTests | RunCheck) else 0
 
 
 @dataclass
@@ -519,6 +573,12 @@ class InstanceState:
     tests: dict[int, EvidenceWritten] = field(default_factory=dict)
     verifier: str | None = None
     verification: VerificationOutput | None = None
+    # Plugin check steps, run on an item about to be accepted (``held``); any of
+    # them may reject it instead.
+    checks: tuple[CheckStep, ...] = ()
+    held: Outcome | None = None
+    check_seats: dict[str, str | None] = field(default_factory=dict)
+    check_results: dict[str, Checked] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.generator is None:
@@ -604,8 +664,22 @@ class InstanceState:
             case Replaced(old=old, new=new, role=role):
                 if role in ("tester", "solver", "verifier"):
                     self._replace_verification(old, new, role)
+                elif role and any(check.role.name == role for check in self.checks):
+                    self._replace_check(old, new, role)
                 else:
                     self._replace(old, new)
+            case CheckerDrawn(check=name, model=model):
+                if name not in self._open_checks() or name in self.check_seats:
+                    raise ProtocolError(f"no check {name!r} is waiting for a model")
+                self.check_seats[name] = model
+                if model is None:
+                    role = self._check_named(name).role.name
+                    reason = f"no live model serves the {role} role; the acceptance stands"
+                    self._checked(Checked(name, None, CheckVerdict(False, reason)))
+            case Checked(check=name, model=model):
+                if name not in self._open_checks() or self.check_seats.get(name, "") != model:
+                    raise ProtocolError(f"{model} is not running check {name!r}")
+                self._checked(event)
             case Failed(reason=reason):
                 self._finish("failed", "failed", reason)
             case VerificationPlanned(kind=kind, testers=testers, verifier=verifier):
@@ -665,6 +739,61 @@ class InstanceState:
         if not seats or new == self.generator:
             raise ProtocolError(f"{old} has no pending test set to hand over to {new}")
         self.testers = tuple(new if i in seats else m for i, m in enumerate(self.testers))
+
+    # -- plugin check steps ---------------------------------------------------
+
+    def _check_named(self, name: str) -> CheckStep:
+        return next(check for check in self.checks if check.name == name)
+
+    def _open_checks(self) -> list[str]:
+        """The check steps the held acceptance still waits for."""
+        if self.held is None:
+            return []
+        return [
+            check.name
+            for check in self.checks
+            if check.name not in self.check_results and check.applies(self)
+        ]
+
+    def _checked(self, event: Checked) -> None:
+        self.check_results[event.check] = event
+        held, verdict = self.held, event.verdict
+        assert held is not None
+        if verdict.reject:
+            self.held = None
+            self._finish("rejected", event.check, verdict.reason)
+        elif not self._open_checks():
+            self.held = None
+            self._settle(held)
+
+    def _replace_check(self, old: str, new: str, role: str) -> None:
+        names = [
+            check.name
+            for check in self.checks
+            if check.role.name == role
+            and self.check_seats.get(check.name) == old
+            and check.name not in self.check_results
+        ]
+        if not names or self.held is None:
+            raise ProtocolError(f"{old} has no pending {role} check to hand over")
+        for name in names:
+            self.check_seats[name] = new
+
+    def _check_steps(self) -> list[Step]:
+        steps: list[Step] = []
+        open_checks = self._open_checks()
+        for seat, check in enumerate(self.checks):
+            if check.name not in open_checks:
+                continue
+            if check.name not in self.check_seats:
+                generator = {self.generator} if self.generator and check.exclude_generator else ()
+                steps.append(DrawChecker(check.name, check.role.name, frozenset(generator)))
+                continue
+            model = self.check_seats[check.name]
+            assert model is not None
+            request = check.request_for(self)
+            steps.append(RunCheck(model, request, check.name, check.role.name, seat))
+        return steps
 
     # -- verification --------------------------------------------------------
 
@@ -798,11 +927,21 @@ class InstanceState:
         self.verification_planned, self.verify_kind = False, None
         self.testers, self.tests, self.verifier, self.verification = (), {}, None, None
 
-    def _finish(self, decision: Literal["accepted", "rejected", "failed"], stage, reason) -> None:  # type: ignore[no-untyped-def]
+    def _finish(
+        self, decision: Literal["accepted", "rejected", "failed"], stage: str, reason: str
+    ) -> None:
         mean = self.committee.mean if self.committee else None
         std = self.committee.std if self.committee else None
         outcome = Outcome(decision, stage, reason, mean, std)
-        if decision == "accepted" and self.enrich:
+        if decision == "accepted" and self.checks:
+            self.held = outcome  # the plugin checks may still reject it
+            if self._open_checks():
+                return
+            self.held = None
+        self._settle(outcome)
+
+    def _settle(self, outcome: Outcome) -> None:
+        if outcome.decision == "accepted" and self.enrich:
             self.accepted_pending = outcome  # final once enriched
         else:
             self.outcome = outcome
@@ -813,6 +952,8 @@ class InstanceState:
         """Everything the instance is waiting for; empty never happens."""
         if self.outcome is not None:
             return [self.outcome]
+        if self.held is not None:
+            return self._check_steps()
         if self.accepted_pending is not None:
             if not self.annotator_drawn:
                 return [DrawAnnotator()]

@@ -54,6 +54,16 @@ class VerificationRecord(msgspec.Struct):
     programs: list[str] = []
 
 
+class CheckRecord(msgspec.Struct):
+    """What a plugin's check step concluded about the item."""
+
+    name: str
+    model: str | None
+    rejected: bool
+    reason: str
+    evidence: str
+
+
 class PriorRound(msgspec.Struct):
     """An earlier review round of a revised instance."""
 
@@ -79,9 +89,9 @@ class ItemRecord(msgspec.Struct):
     std: float | None
     adjudication: AdjudicationRecord | None
     decision: Literal["accepted", "rejected", "failed"]
-    stage: Literal[
-        "instruction_check", "score", "adjudication", "verification", "dedup", "accepted", "failed"
-    ]
+    # "instruction_check", "score", "adjudication", "verification", "dedup",
+    # "accepted", "failed", or the name of the plugin step that rejected the item.
+    stage: str
     reason: str
     review_rounds: int = 1
     prior_rounds: list[PriorRound] = []
@@ -91,6 +101,8 @@ class ItemRecord(msgspec.Struct):
     duplicate_of: str | None = None
     # Verification by execution, when the run verifies and the item was checked.
     verification: VerificationRecord | None = None
+    # The plugin check steps that ran, when the run has any (absent otherwise).
+    checks: list[CheckRecord] | msgspec.UnsetType = msgspec.UNSET
 
 
 def _review_records(reviews: dict[str, ReviewOutput]) -> list[ReviewRecord]:
@@ -137,6 +149,15 @@ def _verification(state: InstanceState) -> VerificationRecord | None:
     )
 
 
+def _checks(state: InstanceState) -> list[CheckRecord] | msgspec.UnsetType:
+    if not state.checks:
+        return msgspec.UNSET
+    return [
+        CheckRecord(name, c.model, c.verdict.reject, c.verdict.reason, c.verdict.evidence)
+        for name, c in state.check_results.items()
+    ]
+
+
 def build_record(state: InstanceState, *, synthesis_round: int, seed_ids: list[str]) -> ItemRecord:
     """The record of a finished instance."""
     outcome = state.outcome
@@ -171,6 +192,7 @@ def build_record(state: InstanceState, *, synthesis_round: int, seed_ids: list[s
         prior_rounds=_prior(state.history),
         annotator=state.annotator if annotation else None,
         verification=_verification(state),
+        checks=_checks(state),
     )
 
 
@@ -195,6 +217,7 @@ class VerdictRecord(msgspec.Struct):
     refined_response: str | None = None
     instance: str = ""
     verification: VerificationRecord | None = None
+    checks: list[CheckRecord] | msgspec.UnsetType = msgspec.UNSET
 
 
 def build_verdict(state: InstanceState, *, item_id: str) -> VerdictRecord:
@@ -222,4 +245,5 @@ def build_verdict(state: InstanceState, *, item_id: str) -> VerdictRecord:
         refined_response=rewrite,
         instance=state.instance_id,
         verification=record.verification,
+        checks=record.checks,
     )

@@ -31,6 +31,7 @@ from gra.data.seeds import SeedItem
 from gra.errors import RunError
 from gra.log_budget import LogBudget
 from gra.protocols.assignment import BalancedDraw
+from gra.protocols.builtin_roles import BUILTIN_ROLES
 from gra.protocols.messages import (
     AGENT_EXIT_UNUSABLE,
     PROTOCOL_VERSION,
@@ -48,17 +49,14 @@ from gra.protocols.messages import (
 )
 from gra.protocols.peer_review import (
     Adjudicate,
-    Adjudicated,
     AdjudicatorDrawn,
     Annotate,
     AnnotatorDrawn,
+    CheckerDrawn,
     DrawAdjudicator,
     DrawAnnotator,
-    Enriched,
-    EvidenceWritten,
-    Failed,
+    DrawChecker,
     Generate,
-    Generated,
     InstanceEvent,
     InstanceState,
     Outcome,
@@ -66,10 +64,9 @@ from gra.protocols.peer_review import (
     ProtocolError,
     Replaced,
     Review,
-    Reviewed,
+    RunCheck,
     TaskStep,
     VerificationPlanned,
-    Verified,
     Verify,
     WriteTests,
     step_seat,
@@ -82,18 +79,11 @@ from gra.protocols.reproducible import (
     step_seed,
 )
 from gra.protocols.roles import (
-    AdjudicationOutput,
-    Annotation,
     Example,
     GeneratedItem,
-    GeneratorOutput,
     Inspiration,
-    RefinedResponse,
-    ReviewOutput,
-    SolverOutput,
-    UnitTestOutput,
-    VerificationOutput,
 )
+from gra.protocols.rolespec import role_table
 from gra.report.agreement import read_records, reviewer_agreement
 from gra.supervisor.admission import LOCAL_KEY, Admission, Member
 from gra.supervisor.busy import BusyWindow
@@ -120,36 +110,10 @@ from gra.supervisor.outputs import (
 from gra.supervisor.queues import Key, TaskQueues
 from gra.supervisor.resume import ResumePoint
 from gra.supervisor.rounds import SynthesisRounds
+from gra.supervisor.steps import load_steps
 from gra.verify.domain import verifiable_domain
 
 log = structlog.get_logger("gra.supervisor")
-
-# How a role's output becomes a protocol event.
-_OUTPUTS: dict[str, tuple[type, Callable[[InstanceState, Any, Any], InstanceEvent]]] = {
-    "generator": (GeneratorOutput, lambda _state, step, out: Generated(step.model, out.item())),
-    "refiner": (
-        RefinedResponse,
-        lambda state, step, out: Generated(
-            step.model, GeneratedItem(state.original.instruction, out.response)
-        ),
-    ),
-    "reviewer": (ReviewOutput, lambda _state, step, out: Reviewed(step.model, out)),
-    "adjudicator": (AdjudicationOutput, lambda _state, step, out: Adjudicated(step.model, out)),
-    "annotator": (Annotation, lambda _state, step, out: Enriched(step.model, out)),
-    "tester": (
-        UnitTestOutput,
-        lambda _state, step, out: EvidenceWritten(
-            step.model, step.seat, tests=out.tests, program=out.solution
-        ),
-    ),
-    "solver": (
-        SolverOutput,
-        lambda _state, step, out: EvidenceWritten(step.model, step.seat, program=out.program),
-    ),
-    "verifier": (VerificationOutput, lambda _state, step, out: Verified(step.model, out)),
-}
-# Roles whose failure costs the instance one piece of evidence, not the instance.
-_VERIFICATION_ROLES = ("tester", "solver", "verifier")
 
 
 def _task_key(state: InstanceState, step: TaskStep) -> tuple[int, str, str, int]:
@@ -250,6 +214,10 @@ class Conductor:
         mode: Literal["generate", "review", "refine"] = "generate",
     ) -> None:
         self.config = config
+        # The plugins' protocol steps, and every role the supervisor may dispatch:
+        # its output type and the event its output becomes.
+        self.checks = load_steps(config, config_path or "config")
+        self.roles = role_table(*BUILTIN_ROLES.values(), *(check.role for check in self.checks))
         # generate: seeds are few-shot sources; review/refine: the pairs to judge.
         self.mode = mode
         self.seeds = seeds
@@ -671,9 +639,9 @@ class Conductor:
         step = flight.pending.step
         self.stats.add_usage(step.model, step.role, result.usage)
         flight.agent.completed += 1
-        output_type, to_event = _OUTPUTS[step.role]
+        spec = self.roles[step.role]
         try:
-            output = msgspec.msgpack.decode(bytes(result.body), type=output_type)
+            output = spec.decoder.decode(bytes(result.body))
         except msgspec.DecodeError as exc:
             self._task_failed(flight.agent, f"undecodable result: {exc}")
             self._requeue(flight.pending, flight.agent, f"undecodable result: {exc}")
@@ -689,7 +657,7 @@ class Conductor:
             self.stats.late_results += 1
             return
         del instance.tasks[key]
-        self._apply(instance, to_event(instance.state, step, output))
+        self._apply(instance, spec.to_event(instance.state, step, output))
         self._advance(instance)
 
     async def _on_task_error(
@@ -870,8 +838,20 @@ class Conductor:
                     case PlanVerification(excluded=excluded):
                         self._apply(instance, self._plan_verification(state, excluded))
                         break
+                    case DrawChecker(check=check, role=role, excluded=excluded):
+                        checker = self._draw_waiting_seat(instance, role, excluded)
+                        if checker is False:
+                            return
+                        self._apply(instance, CheckerDrawn(check, checker))
+                        break
                     case (
-                        Generate() | Review() | Adjudicate() | Annotate() | WriteTests() | Verify()
+                        Generate()
+                        | Review()
+                        | Adjudicate()
+                        | Annotate()
+                        | WriteTests()
+                        | Verify()
+                        | RunCheck()
                     ):
                         key = _task_key(state, step)
                         if key not in instance.tasks:
@@ -885,17 +865,6 @@ class Conductor:
                             self.pending.push(task)
             else:
                 return
-
-    def _given_up(self, step: TaskStep, reason: str) -> InstanceEvent:
-        """A step that will not be done: verification loses that piece of evidence
-        (a test set, or the whole check: cannot verify); any other step fails the
-        instance."""
-        match step:
-            case WriteTests(model=model, seat=seat):
-                return EvidenceWritten(model, seat, failed=reason)
-            case Verify(model=model):
-                return Verified(model, VerificationOutput("cannot_verify", "none", reason))
-        return Failed(reason)
 
     def _plan_verification(
         self, state: InstanceState, excluded: frozenset[str]
@@ -1010,7 +979,7 @@ class Conductor:
             step = pending.step
             instance.tasks.pop(_pending_key(pending), None)
             why = f"{step.role} task failed {pending.attempt} times; last: {reason[:500]}"
-            self._apply(instance, self._given_up(step, why))
+            self._apply(instance, self.roles[step.role].give_up(step, why))
             self._advance(instance)
             return
         retry = PendingTask(
@@ -1234,6 +1203,7 @@ class Conductor:
             and (self.config.annotate.enrich or started.kind == "seed_annotation"),
             labels=self.config.annotate.labels,
             verify=self.config.verify if started.kind == "item" else None,
+            checks=self.checks if started.kind == "item" else (),
         )
         instance = LiveInstance(state, started.round, list(started.seed_ids))
         self.instances[started.instance] = instance
@@ -1317,9 +1287,10 @@ class Conductor:
         fail the instance. Returns False while the task should keep waiting."""
         step = pending.step
         state = instance.state
-        if step.role == "annotator" or step.role == "verifier":
+        spec = self.roles[step.role]
+        if spec.handover == "any":
             taken = {step.model}
-        elif step.role in _VERIFICATION_ROLES:
+        elif spec.handover == "not_generator":
             taken = {step.model, *([state.generator] if state.generator else [])}
         else:
             taken = state.involved
@@ -1339,11 +1310,10 @@ class Conductor:
                 old=step.model,
                 new=new,
             )
-            role = step.role if step.role in _VERIFICATION_ROLES else ""
-            self._apply(instance, Replaced(step.model, new, role))
+            self._apply(instance, Replaced(step.model, new, step.role if spec.names_seat else ""))
         else:
             self._apply(
-                instance, self._given_up(step, f"no live model left for the {step.role} role")
+                instance, spec.give_up(step, f"no live model left for the {step.role} role")
             )
         self._advance(instance)
         return True

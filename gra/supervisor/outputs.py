@@ -73,6 +73,17 @@ COUNT_KEYS = (
 )
 
 
+_COUNT_OF_STAGE = {
+    "instruction_check": "rejected_instruction_check",
+    "score": "rejected_score",
+    "adjudication": "rejected_adjudication",
+    "verification": "rejected_verification",
+    "dedup": "deduplicated",
+    "failed": "failed",
+    "accepted": "accepted",
+}
+
+
 @dataclass
 class RunStats:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
@@ -105,16 +116,8 @@ class RunStats:
         if record.verification is not None:
             verdict = record.verification.verdict
             self.verification[verdict] = self.verification.get(verdict, 0) + 1
-        key = {
-            "instruction_check": "rejected_instruction_check",
-            "score": "rejected_score",
-            "adjudication": "rejected_adjudication",
-            "verification": "rejected_verification",
-            "dedup": "deduplicated",
-            "failed": "failed",
-            "accepted": "accepted",
-        }[record.stage]
-        self.counts[key] += 1
+        key = _COUNT_OF_STAGE.get(record.stage, f"rejected_{record.stage}")  # a plugin's step
+        self.counts[key] = self.counts.get(key, 0) + 1
 
     def add_usage(self, model: str, role: str, usage: Usage) -> None:
         """Count what a task cost; a report with any number out of range counts nothing.
@@ -151,7 +154,7 @@ class RunStats:
             }
             models[model] = total
         wall = self.wall_seconds
-        finished = sum(self.counts[k] for k in COUNT_KEYS if k not in ("generated", "adjudicated"))
+        finished = sum(n for k, n in self.counts.items() if k not in ("generated", "adjudicated"))
         return {
             "counts": dict(self.counts),
             "instances_finished": finished,
