@@ -71,6 +71,11 @@ def main() -> int:
         help="keep the runs already finished in --out; run only what is missing",
     )
     parser.add_argument(
+        "--no-committee",
+        action="store_true",
+        help="only the verifier's run (its rows; about half the model time)",
+    )
+    parser.add_argument(
         "--rescore",
         action="store_true",
         help="score the runs already in --out again (after a change to the scoring only)",
@@ -96,11 +101,14 @@ def main() -> int:
     if args.rescore:
         rescore(load_config(args.config), unlabelled_domain, work / "calibration")
     else:
-        run_calibration(args.config, unlabelled_domain, work / "calibration", args.reuse)
+        run_calibration(
+            args.config, unlabelled_domain, work / "calibration", args.reuse, args.no_committee
+        )
     calibration = json.loads((work / "calibration" / "calibration.json").read_text())
     result = {
         "set": args.set,
         "split": args.split,
+        "runs": ["verified"] if args.no_committee else ["committee", "verified"],
         "pairs": len(pairs),
         "config": args.config,
         "commit": commit(),
@@ -116,7 +124,9 @@ def main() -> int:
     return 0
 
 
-def run_calibration(config: str, pairs: Path, out: Path, reuse: bool) -> None:
+def run_calibration(
+    config: str, pairs: Path, out: Path, reuse: bool, no_committee: bool = False
+) -> None:
     command = [
         sys.executable,
         "-m",
@@ -129,6 +139,7 @@ def run_calibration(config: str, pairs: Path, out: Path, reuse: bool) -> None:
         str(out),
         "--no-progress",
         *(["--reuse"] if reuse else []),
+        *(["--no-committee"] if no_committee else []),
     ]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)

@@ -49,6 +49,8 @@ class CalibrationOptions:
     out_dir: Path
     show_progress: bool = True
     with_verifier: bool = True
+    # Skip the committee run: only the verifier's figures (about half the model time).
+    with_committee: bool = True
     # Keep a run already finished in out_dir (its summary.json written) instead of
     # running it again: after a change that only affects the other run.
     reuse: bool = False
@@ -193,7 +195,9 @@ def calibrate(config: Config, options: CalibrationOptions) -> dict[str, Any]:
         run_sync(run_config, job)
         return _verdicts(out)
 
-    committee = review("committee", committee_config(config))
+    if not (options.with_committee or options.with_verifier):
+        raise ConfigError("calibrate: nothing to run (neither the committee nor the verifier)")
+    committee = review("committee", committee_config(config)) if options.with_committee else None
     verified = review("verified", verified_config(config)) if options.with_verifier else None
     result = score_runs(config.protocol, labels, committee, verified)
     result["input"] = str(options.input)
@@ -205,10 +209,13 @@ def calibrate(config: Config, options: CalibrationOptions) -> dict[str, Any]:
 
 def rescore(config: Config, labelled: Path, out_dir: Path) -> dict[str, Any]:
     """Score the runs a calibration directory already holds (no model runs again)."""
-    verified_dir = out_dir / "verified"
-    verified = _verdicts(verified_dir) if (verified_dir / "verdicts.jsonl").exists() else None
+
+    def recorded(name: str) -> dict[str, dict[str, Any]] | None:
+        path = out_dir / name / "verdicts.jsonl"
+        return _verdicts(out_dir / name) if path.exists() else None
+
     result = score_runs(
-        config.protocol, read_labels(labelled), _verdicts(out_dir / "committee"), verified
+        config.protocol, read_labels(labelled), recorded("committee"), recorded("verified")
     )
     result["input"] = str(labelled)
     (out_dir / CALIBRATION).write_text(json.dumps(result, indent=2) + "\n")
@@ -219,35 +226,40 @@ def rescore(config: Config, labelled: Path, out_dir: Path) -> dict[str, Any]:
 def score_runs(
     policy: Policy,
     labels: Mapping[str, str],
-    committee: Mapping[str, Mapping[str, Any]],
+    committee: Mapping[str, Mapping[str, Any]] | None,
     verified: Mapping[str, Mapping[str, Any]] | None,
 ) -> dict[str, Any]:
-    """Per model and per configuration metrics from the recorded verdicts."""
+    """Per model and per configuration metrics from the recorded verdicts (either run
+    may be missing: its rows are left out)."""
     tau = policy.tau
     rows: dict[str, dict[str, Any]] = {}
     models: dict[str, dict[str, Any]] = {}
-    for model, predictions in sorted(alone_predictions(committee, tau).items()):
-        models[model] = judge_metrics(predictions, labels)
-        rows[f"{model} alone"] = models[model]
-    paper = committee_predictions(committee)
-    rows["committee (paper)"] = judge_metrics(paper, labels)
     others: dict[str, dict[str, bool]] = {}
-    if len(models) >= 3:  # would the committee do better without one of its models?
-        for model in models:
-            kept = [m for m in models if m != model]
-            others[model] = subcommittee_predictions(committee, kept, policy)
-            rows[f"committee without {model}"] = judge_metrics(others[model], labels)
-    result: dict[str, Any] = {
-        "tau": tau,
-        "models": models,
-        "weights": reliability_weights(models),
-        "agreement": reviewer_agreement(committee.values(), tau=tau),
-    }
+    result: dict[str, Any] = {"tau": tau}
+    paper: dict[str, bool] | None = None
+    if committee is not None:
+        for model, predictions in sorted(alone_predictions(committee, tau).items()):
+            models[model] = judge_metrics(predictions, labels)
+            rows[f"{model} alone"] = models[model]
+        paper = committee_predictions(committee)
+        rows["committee (paper)"] = judge_metrics(paper, labels)
+        if len(models) >= 3:  # would the committee do better without one of its models?
+            for model in models:
+                kept = [m for m in models if m != model]
+                others[model] = subcommittee_predictions(committee, kept, policy)
+                rows[f"committee without {model}"] = judge_metrics(others[model], labels)
+        result["models"] = models
+        result["weights"] = reliability_weights(models)
+        result["agreement"] = reviewer_agreement(committee.values(), tau=tau)
     if verified is not None:
-        for on_pass in ("committee", "accept"):
-            predictions = combined_predictions(paper, verified, on_pass)
-            rows[f"committee + verifier (on_pass={on_pass})"] = judge_metrics(predictions, labels)
-        verified_only = combined_predictions(paper, verified, "accept", unverified="reject")
+        if paper is not None:
+            for on_pass in ("committee", "accept"):
+                predictions = combined_predictions(paper, verified, on_pass)
+                name = f"committee + verifier (on_pass={on_pass})"
+                rows[name] = judge_metrics(predictions, labels)
+        # The verifier alone overrides every committee verdict: any placeholder does.
+        placeholder = paper if paper is not None else dict.fromkeys(verified, False)
+        verified_only = combined_predictions(placeholder, verified, "accept", unverified="reject")
         rows["verifier alone (on_pass=accept, unverified=reject)"] = judge_metrics(
             verified_only, labels
         )

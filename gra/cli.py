@@ -90,6 +90,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         out_dir,
         show_progress=not args.no_progress,
         with_verifier=not args.no_verifier,
+        with_committee=not args.no_committee,
         reuse=args.reuse,
     )
     result = calibrate(config, options)
@@ -310,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument("--out", required=True, help="output directory")
     calibrate.add_argument("--no-verifier", action="store_true", help="the committee only")
+    calibrate.add_argument(
+        "--no-committee", action="store_true", help="the verifier's run only (half the time)"
+    )
     calibrate.add_argument(
         "--reuse", action="store_true", help="keep runs already finished in --out"
     )

@@ -9,6 +9,7 @@ from gra.calibrate import (
     alone_predictions,
     combined_predictions,
     committee_predictions,
+    score_runs,
     subcommittee_predictions,
 )
 from gra.protocols.peer_review import Policy
@@ -96,3 +97,23 @@ def test_unverified_reject_rejects_what_was_not_verified() -> None:
         "y": False,
         "z": False,
     }
+
+
+def test_the_verifier_run_alone_gives_the_verifier_rows_only() -> None:
+    labels = {"x": "good", "y": "bad", "z": "good"}
+    verified = {
+        "x": {"decision": "accepted", "verification": {"verdict": "passed"}},
+        "y": {"decision": "rejected", "verification": {"verdict": "failed"}},
+        "z": {"decision": "accepted", "verification": {"verdict": "cannot_verify"}},
+    }
+    result = score_runs(Policy(), labels, None, verified)
+    rows = result["configurations"]
+    assert set(rows) == {
+        "verifier alone (on_pass=accept, unverified=reject)",
+        "committee + verifier (live run, on_pass=accept)",
+    }
+    alone = rows["verifier alone (on_pass=accept, unverified=reject)"]
+    assert (alone["true_positive"], alone["true_negative"], alone["false_negative"]) == (1, 1, 1)
+    assert rows["committee + verifier (live run, on_pass=accept)"]["accuracy"] == 1.0
+    assert "weights" not in result
+    assert result["verification"]["cannot_verify"] == {"good": 1, "bad": 0}
