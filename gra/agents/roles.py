@@ -91,6 +91,16 @@ class Role(Generic[RequestT, OutputT]):
             spec.name, spec.request_type, spec.output_type, prompt, sampling, check, **options
         )
 
+    @classmethod
+    def executing(
+        cls,
+        spec: RoleSpec[RequestT, OutputT],
+        execute: Callable[[RequestT], Awaitable[OutputT]],
+    ) -> Role[RequestT, OutputT]:
+        """A role that runs code instead of prompting a model: any agent serving it
+        answers with what ``execute`` returns, whatever its model."""
+        return cls.of(spec, _no_prompt, Sampling(max_tokens=1), execute=execute)
+
     def schema_for(self, request: RequestT | None) -> dict[str, Any]:
         """The JSON schema that constrains the model's answer to ``request``."""
         if self.variant is not None and request is not None:
@@ -124,6 +134,10 @@ class Role(Generic[RequestT, OutputT]):
             return msgspec.convert(raw, type=target)
         except msgspec.ValidationError as exc:
             raise InvalidOutput(f"{self.name} output does not match its schema: {exc}") from exc
+
+
+def _no_prompt(request: Any) -> ChatMessages:
+    raise InvalidOutput("this role runs code; it prompts no model")
 
 
 # ---- prompts ---------------------------------------------------------------
@@ -345,14 +359,14 @@ _REGISTRY: dict[str, Role[Any, Any]] = {}
 def register_role(role: Role[Any, Any]) -> None:
     """Add ``role``; a built-in role's types must be its spec's, so the agent and the
     supervisor never disagree on what goes over the wire."""
-    if role.name in _REGISTRY and _REGISTRY[role.name] is not role:
-        raise ValueError(f"role {role.name!r} is already registered")
     spec = specs.BUILTIN_ROLES.get(role.name)
     if spec is not None and (role.request_type, role.output_type) != (
         spec.request_type,
         spec.output_type,
     ):
         raise ValueError(f"role {role.name!r} does not match its spec in the role table")
+    if role.name in _REGISTRY and _REGISTRY[role.name] is not role:
+        raise ValueError(f"role {role.name!r} is already registered")
     _REGISTRY[role.name] = role
 
 
