@@ -44,9 +44,17 @@ async def test_a_testers_wrong_expected_value_is_outvoted() -> None:
 
 async def test_a_wrong_response_fails_where_the_derivations_agree() -> None:
     tests = ("assert count_even([0, 1]) == 1", "assert count_even([2]) == 1")
-    result = await _verify(WRONG, tests, references=(REFERENCE,))
+    # Two solutions whose authors are not known: each is a derivation of its own.
+    result = await _verify(WRONG, tests, references=(REFERENCE, OTHER_REFERENCE))
     assert result.verdict == "failed"
-    assert "got 0; 2 independent derivations give 1" in result.evidence
+    assert "got 0; 3 independent derivations give 1" in result.evidence
+
+
+async def test_one_tester_and_its_own_solution_are_one_derivation() -> None:
+    tests = ("assert count_even([0, 1]) == 1", "assert count_even([2]) == 1")
+    result = await _verify(WRONG, tests, references=(REFERENCE,))
+    assert result.verdict == "cannot_verify", result
+    assert result.tests_failed == 0
 
 
 async def test_an_assert_nobody_agrees_on_is_not_counted() -> None:
@@ -67,7 +75,41 @@ async def test_a_reference_that_fails_a_stated_example_does_not_vote() -> None:
 
 async def test_asserts_without_equality_vote_on_the_outcome() -> None:
     tests = ("assert count_even([1, 3]) < 1", "assert isinstance(count_even([2]), int)")
-    right = await _verify(RIGHT, tests, references=(REFERENCE,))
+    other = ("assert count_even([5]) <= 0",)
+    right = await _verify(RIGHT, tests, other, references=(REFERENCE, OTHER_REFERENCE))
     assert right.verdict == "passed"
-    broken = await _verify(BROKEN_REFERENCE, tests, references=(REFERENCE, OTHER_REFERENCE))
+    assert right.tests_failed == 0
+    broken = await _verify(BROKEN_REFERENCE, tests, other, references=(REFERENCE, OTHER_REFERENCE))
     assert broken.verdict == "failed"
+
+
+# A tester whose expected value is wrong writes a solution that agrees with it: the
+# two come from one call, one derivation, and must not outvote the others as two.
+SLIPPED_REFERENCE = "def count_even(xs):\n    return sum(1 for x in xs if x % 2 == 0) + (0 in xs)\n"
+
+
+async def test_a_testers_own_solution_does_not_second_its_own_asserts() -> None:
+    slip = ("assert count_even([0, 1]) == 2",)  # wrong: 1; its author's solution says 2 too
+    other = ("assert count_even([2, 4]) == 2",)
+    # Set i's author wrote reference i: its solution does not vote on its own asserts.
+    result = await _verify(RIGHT, slip, other, references=(SLIPPED_REFERENCE, OTHER_REFERENCE))
+    assert result.verdict == "passed", result
+    assert result.tests_failed == 0
+
+
+async def test_a_tester_contradicting_itself_abstains_on_its_asserts() -> None:
+    # The author's own solution gives 1 (right), its assert says 2: neither counts, and
+    # the one other derivation (1) is not two.
+    tests = ("assert count_even([0, 1]) == 2",)
+    other = ("assert count_even([3]) == 0",)
+    result = await _verify(RIGHT, tests, other, references=(REFERENCE, OTHER_REFERENCE))
+    assert result.verdict == "passed", result
+    assert result.tests_failed == 0
+
+
+async def test_another_testers_solution_confirms_an_assert() -> None:
+    tests = ("assert count_even([0, 1]) == 1",)
+    other = ("assert count_even([2]) == 1",)
+    result = await _verify(WRONG, tests, other, references=(REFERENCE, OTHER_REFERENCE))
+    assert result.verdict == "failed", result
+    assert "got 0; 2 independent derivations give 1" in result.evidence

@@ -3,12 +3,17 @@
 A small model writes good test inputs but often a wrong expected value: it must
 work the answer out in its head. Each tester therefore also writes its own
 solution from the instruction alone, and every solution runs the same asserts.
-For each assert the tester's expected value is one vote and each reference
-solution's result another; a value with at least ``min_votes`` votes, and more
-than any other value, is the oracle. The response passes the assert when it
-gives the oracle's value and fails it when it gives another; with no oracle the
-assert is not counted (nobody agrees what it should give). A reference solution
-that fails any example the instruction itself states does not vote.
+Votes are independent derivations, one per tester: for an assert, its author
+votes for the expected value it wrote (its own solution, written in the same
+call, is the same derivation: it does not vote again, and where it gives
+another value the author contradicts itself and abstains), and every other
+tester's solution votes for what it returns. A value with at least
+``min_votes`` votes, and more than any other value, is the oracle. The response
+passes the assert when it gives the oracle's value and fails it when it gives
+another; with no oracle the assert is not counted (nobody agrees what it should
+give). A reference solution that fails any example the instruction itself
+states does not vote. When the solutions' authors are not known (``owners``
+not given), every solution votes.
 
 Asserts that are not ``A == B`` vote on the outcome instead: the tester says
 "passes", each reference solution says what it did.
@@ -61,29 +66,45 @@ def _short(text: str, n: int = 120) -> str:
 
 
 def reconcile(
-    response: HarnessRun, references: Sequence[HarnessRun], *, min_votes: int = 2
+    response: HarnessRun,
+    references: Sequence[HarnessRun],
+    *,
+    min_votes: int = 2,
+    owners: Sequence[int | None] | None = None,
 ) -> HarnessRun:
     """The response's run with every tester's assert (groups 1..n) judged by vote.
 
+    ``owners[i]``: the test group whose author wrote ``references[i]`` (None: not known).
     Stated examples (group 0) are the instruction's own word and stay as they are.
     """
-    voters = [r for r in references if _examples_hold(r)]
+    authors = list(owners) if owners is not None else [None] * len(references)
+    if len(authors) != len(references):
+        raise ValueError("one owner per reference solution")
+    voters = [(r, o) for r, o in zip(references, authors, strict=True) if _examples_hold(r)]
     results: dict[tuple[int, int], tuple[TestResult, str]] = {}
     for key, (result, detail) in response.results.items():
         if key[0] == 0 or result in ("invalid", "skip"):
             results[key] = (result, detail)
             continue
         expected = next(
-            (v[1] for v in (response.values.get(key), *(r.values.get(key) for r in voters))
+            (v[1] for v in (response.values.get(key), *(r.values.get(key) for r, _ in voters))
              if v is not None and v[1] is not None),
             None,
         )  # fmt: skip
         equality = expected is not None
-        votes: Counter[str] = Counter({expected if equality else _PASSES: 1})
-        for reference in voters:
+        claim = expected if equality else _PASSES
+        votes: Counter[str] = Counter()
+        author_agrees = True
+        for reference, owner in voters:
             value = _value(reference, key, equality)
-            if value is not None:
+            if value is None:
+                continue
+            if owner == key[0]:
+                author_agrees = value == claim
+            else:
                 votes[value] += 1
+        if author_agrees:
+            votes[claim] += 1
         oracle = _oracle(votes, min_votes)
         given = _value(response, key, equality) or _NO_VALUE
         if oracle is None:

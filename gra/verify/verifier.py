@@ -109,14 +109,27 @@ async def verify_code(
         return _cannot("no Python code in the response")
     examples = _stated_examples(instruction)
     sets = [[t for t in (_unfence(line) for line in tests) if t] for tests in test_sets]
-    codes = [code for code in (extract_python(r) for r in references) if code]
+    # One solution per test set, in order, is each set's author's own (the protocol's
+    # order); otherwise whose solution is whose is not known.
+    aligned = len(references) == len(sets)
+    authored = [
+        (index + 1 if aligned else None, code)
+        for index, code in enumerate(extract_python(r) for r in references)
+        if code
+    ]
     runs = await asyncio.gather(
-        *(_run_harness(code, examples, sets, settings) for code in (solution, *codes))
+        *(
+            _run_harness(code, examples, sets, settings)
+            for code in (solution, *(c for _, c in authored))
+        )
     )
     (run, result), others = runs[0], runs[1:]
-    if codes and sets:
+    if authored and sets:
         run = reconcile(
-            run, [r for r, _ in others], min_votes=max(2, settings.min_solver_agreement)
+            run,
+            [r for r, _ in others],
+            min_votes=max(2, settings.min_solver_agreement),
+            owners=[owner for owner, _ in authored],
         )
     return judge_code(
         run,
