@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gra.bench import machine_info, write_result
-from gra.calibrate import rescore
+from gra.calibrate import REVERIFIED, rescore, reverify
 from gra.config import load_config
 from gra.report.calibration import metrics_markdown
 
@@ -76,13 +76,18 @@ def main() -> int:
         help="only the verifier's run (its rows; about half the model time)",
     )
     parser.add_argument(
+        "--reverify",
+        action="store_true",
+        help="judge the recorded tests and programs in --out again with this code (no models)",
+    )
+    parser.add_argument(
         "--rescore",
         action="store_true",
         help="score the runs already in --out again (after a change to the scoring only)",
     )
     args = parser.parse_args()
-    if args.rescore and not args.out:
-        parser.error("--rescore needs --out, the directory of an earlier run")
+    if (args.rescore or args.reverify) and not args.out:
+        parser.error("--rescore and --reverify need --out, the directory of an earlier run")
 
     pairs = split_pairs(args.set, args.split, args.limit)
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gra-judging-"))
@@ -98,13 +103,17 @@ def main() -> int:
         )
     )
     started = time.monotonic()
-    if args.rescore:
+    calibration_json = work / "calibration" / "calibration.json"
+    if args.reverify:
+        reverify(load_config(args.config), unlabelled_domain, work / "calibration")
+        calibration_json = work / "calibration" / REVERIFIED / "calibration.json"
+    elif args.rescore:
         rescore(load_config(args.config), unlabelled_domain, work / "calibration")
     else:
         run_calibration(
             args.config, unlabelled_domain, work / "calibration", args.reuse, args.no_committee
         )
-    calibration = json.loads((work / "calibration" / "calibration.json").read_text())
+    calibration = json.loads(calibration_json.read_text())
     result = {
         "set": args.set,
         "split": args.split,
@@ -113,6 +122,7 @@ def main() -> int:
         "config": args.config,
         "commit": commit(),
         "rescored": args.rescore,
+        "reverified": args.reverify,
         "wall_seconds": round(time.monotonic() - started, 1),
         "machine": machine_info(),
         "calibration": calibration,

@@ -24,6 +24,7 @@ sees them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -33,10 +34,11 @@ from typing import Any
 import msgspec
 
 from gra.config import AgentConfig, Config, ConfigError
-from gra.protocols.peer_review import Policy, Verdict, decide
-from gra.protocols.roles import Checks, ReviewOutput, Scores
+from gra.protocols.peer_review import Policy, Verdict, VerifyPolicy, decide
+from gra.protocols.roles import Checks, ReviewOutput, Scores, VerifyRequest
 from gra.report.agreement import read_records, reviewer_agreement
 from gra.report.calibration import judge_metrics, metrics_table, reliability_weights
+from gra.verify import VerifySettings, verify
 
 CALIBRATION = "calibration.json"
 _SANDBOX = AgentConfig(model="sandbox", backend="sandbox", roles=("verifier",))
@@ -219,6 +221,66 @@ def rescore(config: Config, labelled: Path, out_dir: Path) -> dict[str, Any]:
     )
     result["input"] = str(labelled)
     (out_dir / CALIBRATION).write_text(json.dumps(result, indent=2) + "\n")
+    result["table"] = metrics_table(result["configurations"])
+    return result
+
+
+REVERIFIED = "reverified"
+
+
+async def _reverify_one(verdict: dict[str, Any], policy: VerifyPolicy) -> dict[str, Any]:
+    recorded = verdict.get("verification")
+    if not recorded:
+        return verdict
+    response = verdict.get("original_response") or verdict["response"]
+    request = VerifyRequest(
+        recorded["kind"],
+        verdict["instruction"],
+        response,
+        test_sets=tuple(tuple(tests) for tests in recorded.get("test_sets", ())),
+        programs=tuple(recorded.get("programs", ())),
+        wall_s=policy.timeout_s,
+        test_timeout_s=policy.test_timeout_s,
+        test_agreement=policy.test_agreement,
+        min_solver_agreement=policy.min_solver_agreement,
+    )
+    output = await verify(request, VerifySettings.for_request(request))
+    again = {**recorded, **msgspec.structs.asdict(output)}
+    return {**verdict, "verification": again}
+
+
+async def _reverify_all(
+    verdicts: Mapping[str, dict[str, Any]], policy: VerifyPolicy, concurrency: int
+) -> dict[str, dict[str, Any]]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(verdict: dict[str, Any]) -> dict[str, Any]:
+        async with gate:
+            return await _reverify_one(verdict, policy)
+
+    done = await asyncio.gather(*(one(v) for v in verdicts.values()))
+    return dict(zip(verdicts, done, strict=True))
+
+
+def reverify(
+    config: Config, labelled: Path, out_dir: Path, *, concurrency: int = 2
+) -> dict[str, Any]:
+    """Judge the evidence the verified run recorded (the testers' asserts and
+    solutions, the solvers' programs) again with this code and the config's
+    [verify] thresholds, in the sandbox, and score it: a change to the verifier's
+    rules measured on the very same fleet output, without model time. Writes
+    ``out_dir/reverified/`` (verdicts.jsonl, calibration.json)."""
+    verified = _verdicts(out_dir / "verified")
+    again = asyncio.run(_reverify_all(verified, config.verify, concurrency))
+    target = out_dir / REVERIFIED
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "verdicts.jsonl").write_text("".join(json.dumps(v) + "\n" for v in again.values()))
+    committee_dir = out_dir / "committee"
+    committee = _verdicts(committee_dir) if (committee_dir / "verdicts.jsonl").exists() else None
+    result = score_runs(config.protocol, read_labels(labelled), committee, again)
+    result["input"] = str(labelled)
+    result["reverified"] = True
+    (target / CALIBRATION).write_text(json.dumps(result, indent=2) + "\n")
     result["table"] = metrics_table(result["configurations"])
     return result
 

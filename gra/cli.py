@@ -12,7 +12,7 @@ from typing import Any
 
 from gra.backends.base import DEFAULT_PROMPT_CACHE_MIB
 from gra.config import load_config
-from gra.errors import GraError, OutputError, TargetAlreadyMet
+from gra.errors import GraError, OutputDirError, OutputError, TargetAlreadyMet
 from gra.logs import configure
 from gra.models import CATALOG, assemble, models_dir
 
@@ -78,10 +78,19 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from gra.calibrate import CALIBRATION, CalibrationOptions, calibrate
+    from gra.calibrate import CALIBRATION, REVERIFIED, CalibrationOptions, calibrate, reverify
 
     config = load_config(args.config)
     out_dir = Path(args.out)
+    if args.reverify:
+        if not (out_dir / "verified" / "verdicts.jsonl").is_file():
+            raise OutputDirError(
+                f"{out_dir}: no verified run to judge again (verified/verdicts.jsonl)"
+            )
+        result = reverify(config, Path(args.input), out_dir)
+        print(result["table"])
+        print(f"{out_dir / REVERIFIED / CALIBRATION}: the recorded evidence judged again")
+        return 0
     out_dir.mkdir(parents=True, exist_ok=True)
     configure(json_path=out_dir / "calibrate.jsonl", level=args.log_level, role="supervisor")
     options = CalibrationOptions(
@@ -316,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument(
         "--reuse", action="store_true", help="keep runs already finished in --out"
+    )
+    calibrate.add_argument(
+        "--reverify",
+        action="store_true",
+        help="judge the verified run's recorded tests and programs again (no model runs)",
     )
     calibrate.add_argument("--no-progress", action="store_true")
     calibrate.add_argument("--log-level", default="warning")
