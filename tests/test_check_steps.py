@@ -32,6 +32,7 @@ from gra.protocols.peer_review import (
 from gra.protocols.records import build_record
 from gra.protocols.roles import Checks, GeneratedItem, GenerateRequest, ReviewOutput, Scores
 from gra.protocols.rolespec import role_table
+from gra.supervisor.journal import InstanceChanged, JournalEntry
 
 ITEM = GeneratedItem("Write a haiku about the sea.", "Waves fold into foam")
 
@@ -233,3 +234,28 @@ def test_the_role_table_is_the_agents_source_of_names_and_types() -> None:
     clash = check_role("reviewer", LengthRequest, LengthOutput, lambda _o: CheckVerdict(False, ""))
     with pytest.raises(ValueError, match="two roles are named 'reviewer'"):
         role_table(*BUILTIN_ROLES.values(), clash)
+
+
+def test_a_check_replays_from_the_journal_as_it_happened() -> None:
+    """--resume rebuilds an instance from its journaled events: the check's events
+    decode from the journal and give the same outcome and evidence."""
+    live = instance(STEP)
+    events = [Generated("gen", ITEM), Reviewed("r1", review(9)), Reviewed("r2", review(9))]
+    events.append(CheckerDrawn("length", "r1"))
+    for event in events[1:]:
+        live.apply(event)
+    (step,) = live.next_steps()
+    events.append(LENGTH.to_event(live, step, LengthOutput(7, 3)))
+    live.apply(events[-1])
+    lines = [msgspec.json.encode(InstanceChanged("i1", event)) for event in events]
+    decoder = msgspec.json.Decoder(JournalEntry)
+    resumed = InstanceState(
+        "i1", "poetry", Policy(reviewers=2), "gen", ("r1", "r2"), checks=(STEP,)
+    )
+    for line in lines:
+        entry = decoder.decode(line)
+        assert isinstance(entry, InstanceChanged)
+        resumed.apply(entry.event)
+    assert resumed.outcome == live.outcome
+    assert resumed.outcome is not None and resumed.outcome.stage == "length"
+    assert resumed.check_results == live.check_results

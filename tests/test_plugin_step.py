@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from gra.config import load_config
+from gra.errors import ConfigError
+from gra.supervisor.steps import load_steps
 from tests.conftest import ROOT, run_gra, scripted_config
 from tests.test_fleet import read_jsonl
 
@@ -114,3 +117,23 @@ def test_a_step_no_plugin_provides_is_a_config_error_before_agents_start(
     assert "(installed: screen)" in done.stderr
     assert not list((out / "logs").glob("agent-*")), "no agent started"
     assert not (out / "journal.jsonl").exists()
+
+
+def test_bad_settings_or_an_unserved_role_are_config_errors_naming_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    install(site)
+    monkeypatch.syspath_prepend(str(PLUGIN))
+    monkeypatch.syspath_prepend(str(site))
+    bad = SCREEN + "max_words = 0\n"
+    config = load_config(scripted_config(tmp_path, list(ROLES), roles=ROLES, extra=bad))
+    with pytest.raises(ConfigError, match=r"fleet.toml: protocol.steps.screen: .*max_words"):
+        load_steps(config, str(tmp_path / "fleet.toml"))
+    unserved = {m: [r for r in roles if r != "screen"] for m, roles in ROLES.items()}
+    config = load_config(scripted_config(tmp_path, list(ROLES), roles=unserved, extra=SCREEN))
+    with pytest.raises(ConfigError, match="no agent serves its role 'screen'"):
+        load_steps(config, "fleet.toml")
+    served = load_config(scripted_config(tmp_path, list(ROLES), roles=ROLES, extra=SCREEN))
+    (step,) = load_steps(served, "fleet.toml")
+    assert step.settings.banned == ("from b that",) and step.settings.max_words == 2_000
