@@ -330,3 +330,23 @@ async def test_hostile_responses_are_contained_and_judged(attack: str, tmp_path:
     assert "CURVE-SECRET" not in result.evidence + result.reason
     assert len(result.evidence) <= FAST.evidence_chars + 200
     assert os.path.exists(secret)
+
+
+async def test_the_fleets_code_is_mended_before_it_runs() -> None:
+    """A JSON brace left in a solver's program or a tester's solution, or a missing
+    Fraction import, no longer costs the evidence."""
+    slipped = ("print(6 * 7)}", "print(Fraction(84, 2))")
+    request = VerifyRequest("math", "What is 6 times 7?", "The answer is 41.", programs=slipped)
+    result = await verify(request, FAST)
+    assert (result.verdict, result.sets_usable) == ("failed", 2), result
+    tests = (("assert dedupe([1, 1]) == [1]",), ("assert dedupe([2, 2, 3]) == [2, 3]",))
+    solutions = (
+        "def dedupe(xs):\n    return list(dict.fromkeys(xs))}",
+        "def dedupe(xs):\n    out = []\n    for x in xs:\n        if x not in out:\n"
+        "            out.append(x)\n    return out}",
+    )
+    wrong = "```python\ndef dedupe(xs):\n    return sorted(set(xs), reverse=True)\n```"
+    coding = VerifyRequest("coding", DEDUPE, wrong, test_sets=tests, programs=solutions)
+    result = await verify(coding, FAST)
+    assert result.verdict == "failed", result
+    assert "2 independent derivations" in result.evidence

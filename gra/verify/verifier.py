@@ -24,6 +24,7 @@ from gra.verify.code import stated_examples as _stated_examples
 from gra.verify.differential import reconcile
 from gra.verify.domain import normalise_domain
 from gra.verify.math_answers import judge_math
+from gra.verify.repair import fleet_code
 
 __all__ = ["VerifySettings", "verify"]
 
@@ -114,7 +115,7 @@ async def verify_code(
     aligned = len(references) == len(sets)
     authored = [
         (index + 1 if aligned else None, code)
-        for index, code in enumerate(extract_python(r) for r in references)
+        for index, code in enumerate(fleet_code(r) for r in references)
         if code
     ]
     runs = await asyncio.gather(
@@ -145,7 +146,7 @@ async def verify_code(
 
 
 async def _run_program(program: str, limits: SandboxLimits) -> SandboxResult:
-    source = extract_python(program) or program
+    source = fleet_code(program) or program
     return await run_python_async(source, limits=limits)
 
 

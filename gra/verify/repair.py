@@ -1,0 +1,61 @@
+"""Mend the slips small models make when they write code inside a JSON string.
+
+The testers' solutions and the solvers' programs arrive as JSON string values.
+Small models often close the JSON object inside the string (``print(x)}``: the
+brace meant for the object lands in the code) and use ``Fraction`` or ``math``
+without importing them. Both make a right derivation crash, so its evidence is
+lost. Only the fleet's own evidence is mended this way, never the response under
+review: a response whose code does not run is what the verifier must report.
+"""
+
+from __future__ import annotations
+
+import re
+
+from gra.verify.code import extract_python
+
+__all__ = ["fleet_code"]
+
+_STRAY_BRACES = re.compile(r"\}+\s*$")
+_IMPORTS = (
+    (re.compile(r"\bFraction\s*\("), re.compile(r"\bimport\b[^\n]*\bFraction\b"),
+     "from fractions import Fraction"),
+    (re.compile(r"\bDecimal\s*\("), re.compile(r"\bimport\b[^\n]*\bDecimal\b"),
+     "from decimal import Decimal"),
+    (re.compile(r"(?<![\w.])math\.\w"), re.compile(r"^\s*import\s+math\b", re.MULTILINE),
+     "import math"),
+)  # fmt: skip
+
+
+def _without_stray_braces(source: str) -> str:
+    """Each line's closing braces beyond its opening ones, dropped at its end."""
+    lines = []
+    for line in source.splitlines():
+        excess = line.count("}") - line.count("{")
+        match = _STRAY_BRACES.search(line)
+        if excess > 0 and match:
+            kept = len(match.group().rstrip()) - excess
+            line = line[: match.start()] + "}" * max(0, kept)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _with_imports(source: str) -> str:
+    missing = [line for used, imported, line in _IMPORTS
+               if used.search(source) and not imported.search(source)]  # fmt: skip
+    return "\n".join([*missing, source]) if missing else source
+
+
+def fleet_code(text: str) -> str | None:
+    """The Python source in a fleet-written program or solution, mended where a
+    JSON brace slipped into it or a standard import is missing; None when even
+    the mended text holds no compiling Python."""
+    source = extract_python(text)
+    mended = _without_stray_braces(text)
+    if mended != text:
+        # A broken text may still yield a compiling part (the lines before the slip):
+        # the mended text wins when it yields more of the code.
+        fixed = extract_python(mended)
+        if fixed is not None and (source is None or len(fixed) > len(source)):
+            source = fixed
+    return None if source is None else _with_imports(source)
