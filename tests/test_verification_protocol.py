@@ -260,3 +260,24 @@ def test_unverified_reject_rejects_items_nothing_could_check() -> None:
     no_verifier = instance(unverified="reject")
     no_verifier.apply(VerificationPlanned("coding", ("r1", "r2"), None))
     assert no_verifier.outcome is not None and no_verifier.outcome.stage == "verification"
+
+
+def test_each_test_set_reaches_the_verifier_with_its_authors_solution_beside_it() -> None:
+    """The verifier tells a tester's own solution from the others' by position, so a
+    tester that wrote no solution keeps its place (an empty one)."""
+    policy = VerifyPolicy(enabled=True, test_sets=3)
+    state = InstanceState("i1", "coding", Policy(), "gen", ("r1", "r2"), verify=policy)
+    state.apply(Generated("gen", ITEM))
+    state.apply(VerificationPlanned("coding", ("r1", "r2", "r1"), "sandbox"))
+    state.apply(EvidenceWritten("r1", 0, tests=("assert add(1, 2) == 3",), program="A"))
+    state.apply(EvidenceWritten("r2", 1, tests=("assert add(0, 0) == 0",), program=""))
+    state.apply(EvidenceWritten("r1", 2, tests=("assert add(2, 2) == 4",), program="C"))
+    (verify,) = [s for s in state.next_steps() if isinstance(s, Verify)]
+    assert len(verify.request.test_sets) == 3
+    assert verify.request.programs == ("A", "", "C")
+    state.apply(Verified("sandbox", PASSED))
+    state.apply(Reviewed("r1", review(9)))
+    state.apply(Reviewed("r2", review(9)))
+    record = build_record(state, synthesis_round=1, seed_ids=[])
+    assert record.verification is not None
+    assert record.verification.programs == ["A", "", "C"]

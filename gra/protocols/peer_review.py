@@ -832,6 +832,18 @@ class InstanceState:
         elif self.committee is not None:
             self._decide(self.committee)
 
+    def written_evidence(self) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]:
+        """The test sets and programs the seats wrote, in seat order. A tester's
+        solution stays beside its test set (empty when it wrote none): the verifier
+        tells an author's own solution from the others' by position."""
+        written = [self.tests[i] for i in sorted(self.tests)]
+        if self.verify_kind == "coding":
+            with_tests = [w for w in written if w.tests]
+            return tuple(w.tests for w in with_tests), tuple(w.program for w in with_tests)
+        return tuple(w.tests for w in written if w.tests), tuple(
+            w.program for w in written if w.program
+        )
+
     def _verification_steps(self) -> list[Step]:
         assert self.item is not None and self.verify is not None
         pending = [i for i in range(len(self.testers)) if i not in self.tests]
@@ -848,13 +860,13 @@ class InstanceState:
                 role = "tester"
             return [WriteTests(self.testers[i], request, i, role) for i in pending]
         assert self.verifier is not None and self.verify_kind is not None
-        written = [self.tests[i] for i in sorted(self.tests)]
+        test_sets, programs = self.written_evidence()
         request = VerifyRequest(
             self.verify_kind,
             self.item.instruction,
             self.item.response,
-            test_sets=tuple(w.tests for w in written if w.tests),
-            programs=tuple(w.program for w in written if w.program),
+            test_sets=test_sets,
+            programs=programs,
             wall_s=self.verify.timeout_s,
             test_timeout_s=self.verify.test_timeout_s,
             test_agreement=self.verify.test_agreement,

@@ -129,7 +129,7 @@ def _verification(state: InstanceState) -> VerificationRecord | None:
     output: VerificationOutput | None = state.verification
     if state.verify_kind is None or output is None:
         return None
-    written = [state.tests[i] for i in sorted(state.tests)]
+    test_sets, programs = state.written_evidence()
     return VerificationRecord(
         kind=state.verify_kind,
         verdict=output.verdict,
@@ -144,8 +144,8 @@ def _verification(state: InstanceState) -> VerificationRecord | None:
         tests_failed=output.tests_failed,
         sets_usable=output.sets_usable,
         sets_failed=output.sets_failed,
-        test_sets=[list(w.tests) for w in written if w.tests],
-        programs=[w.program for w in written if w.program],
+        test_sets=[list(tests) for tests in test_sets],
+        programs=list(programs),
     )
 
 
