@@ -350,3 +350,17 @@ async def test_the_fleets_code_is_mended_before_it_runs() -> None:
     result = await verify(coding, FAST)
     assert result.verdict == "failed", result
     assert "2 independent derivations" in result.evidence
+
+
+async def test_a_false_step_in_a_worked_answer_fails_it_whatever_the_solvers_say() -> None:
+    response = "Total work: 9 * 4 = 38 worker-days. With 2 workers: 38 / 2 = 19 days."
+    programs = ("print(9 * 4 / 2)", "print(19)")  # a solver even agrees with the answer
+    request = VerifyRequest(
+        "math", "9 people take 4 days; how long for 2?", response, programs=programs
+    )
+    result = await verify(request, FAST)
+    assert (result.verdict, result.method) == ("failed", "arithmetic"), result
+    assert "9 * 4 = 38, but the left side is 36" in result.evidence
+    right = "Total work: 9 * 4 = 36 worker-days. With 2 workers: 36 / 2 = 18 days."
+    again = await verify(VerifyRequest("math", request.instruction, right, programs=programs), FAST)
+    assert (again.verdict, again.method) == ("passed", "answer"), again

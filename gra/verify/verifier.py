@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from gra.protocols.roles import VerificationOutput, VerifyRequest
 from gra.sandbox import SandboxLimits, SandboxResult, run_python_async
+from gra.verify.arithmetic import false_steps
 from gra.verify.code import (
     HarnessRun,
     build_harness,
@@ -153,8 +154,20 @@ async def _run_program(program: str, limits: SandboxLimits) -> SandboxResult:
 async def verify_math(
     response: str, programs: tuple[str, ...], settings: VerifySettings
 ) -> VerificationOutput:
-    """Run the solvers' programs (concurrently) and compare their answers with the
-    response's (see ``judge_math``)."""
+    """Check the computations the response states, then run the solvers' programs
+    (concurrently) and compare their answers with the response's (see
+    ``judge_math``). A false step fails the item whatever its final answer."""
+    slips = false_steps(response)
+    if slips:
+        shown = "\n".join(f"{s.claim}, but the left side is {s.actual}" for s in slips[:5])
+        return VerificationOutput(
+            "failed",
+            "arithmetic",
+            f"the response's own arithmetic is wrong: {slips[0].claim}"[:300],
+            shown[: settings.evidence_chars],
+            tests_run=len(slips),
+            tests_failed=len(slips),
+        )
     if not programs:
         return _cannot("no solver programs")
     results = await asyncio.gather(*(_run_program(p, settings.limits) for p in programs))
