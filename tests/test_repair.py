@@ -35,6 +35,11 @@ def test_missing_standard_imports_are_added() -> None:
     assert fleet_code(imported) == imported
 
 
+def test_a_language_tag_without_its_fence_is_dropped() -> None:
+    program = "python\n# lay the path\nprint(9 * 4 / 2)}"
+    assert fleet_code(program) == "# lay the path\nprint(9 * 4 / 2)"
+
+
 def test_what_is_not_code_stays_none() -> None:
     assert fleet_code("The answer is 12.") is None
     assert fleet_code("print('unterminated)") is None

@@ -2,8 +2,9 @@
 
 The testers' solutions and the solvers' programs arrive as JSON string values.
 Small models often close the JSON object inside the string (``print(x)}``: the
-brace meant for the object lands in the code) and use ``Fraction`` or ``math``
-without importing them. Both make a right derivation crash, so its evidence is
+brace meant for the object lands in the code), start with a fence's language
+tag without its fence (a first line ``python``), and use ``Fraction`` or
+``math`` without importing them. Both make a right derivation crash, so its evidence is
 lost. Only the fleet's own evidence is mended this way, never the response under
 review: a response whose code does not run is what the verifier must report.
 """
@@ -46,10 +47,14 @@ def _with_imports(source: str) -> str:
     return "\n".join([*missing, source]) if missing else source
 
 
+_LANGUAGE_TAG = re.compile(r"\A\s*(?:python3?|py)\s*\n", re.IGNORECASE)
+
+
 def fleet_code(text: str) -> str | None:
     """The Python source in a fleet-written program or solution, mended where a
     JSON brace slipped into it or a standard import is missing; None when even
     the mended text holds no compiling Python."""
+    text = _LANGUAGE_TAG.sub("", text)  # a fence's language tag without the fence
     source = extract_python(text)
     mended = _without_stray_braces(text)
     if mended != text:
