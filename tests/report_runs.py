@@ -3,7 +3,8 @@
 ``synthetic_run`` writes what a long run leaves (records, summary, journal) straight
 from ``ItemRecord`` objects, with known properties: one lenient and one strict
 reviewer, every stage reached, and optionally one hostile record whose every
-string is markup. ``scripted_run`` runs the real `gra run` on the scripted
+string is markup. ``synthetic_logs`` writes the timings of a llama.cpp fleet whose busy shares are
+known. ``scripted_run`` runs the real `gra run` on the scripted
 double. ``open_in_chromium`` loads a file in Debian's chromium (`make chromium`)
 with every background service off and every host name unresolvable, and returns
 what the page did: its DOM after scripts ran, its console lines, and the network
@@ -21,6 +22,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -130,6 +132,51 @@ def synthetic_records(n: int, *, hostile: bool = False, seed: int = 0) -> list[I
     return records
 
 
+# Each model's agent (two task slots) is busy this share of the run, in its logs.
+BUSY = {"lenient-7b": 0.2, "strict-3b": 0.4, "plain-1b": 0.6, "plain-2b": 0.8}
+START = 1_800_000_000.0
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+
+
+def synthetic_logs(out: Path, records: list[ItemRecord], wall_s: float) -> None:
+    """logs/ as a llama.cpp fleet leaves them: the supervisor's ``instance_finished`` lines
+    evenly over ``wall_s``, and per model one ``llama_call`` per item, their lengths
+    making its two slots busy ``BUSY[model]`` of the time."""
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    step = wall_s / max(1, len(records))
+    with (logs / "supervisor.jsonl").open("w") as handle:
+        for index, record in enumerate(records):
+            line = {
+                "event": "instance_finished",
+                "instance_id": record.id,
+                "decision": record.decision,
+                "stage": record.stage,
+                "level": "info",
+                "timestamp": _iso(START + step * (index + 1)),
+            }
+            handle.write(json.dumps(line) + "\n")
+    for model, share in BUSY.items():
+        with (logs / f"agent-{model}-0.jsonl").open("w") as handle:
+            for index in range(len(records)):
+                started = START + step * index
+                seconds = 2 * share * step
+                line = {
+                    "seconds": seconds,
+                    "started_at": started,
+                    "prompt_tokens": 300,
+                    "completion_tokens": 100,
+                    "event": "llama_call",
+                    "model": model,
+                    "level": "debug",
+                    "timestamp": _iso(started + seconds),
+                }
+                handle.write(json.dumps(line) + "\n")
+
+
 def synthetic_run(out: Path, n: int, *, hostile: bool = False) -> list[ItemRecord]:
     """A finished run directory of ``n`` records, as `gra run` would leave it."""
     out.mkdir(parents=True, exist_ok=True)
@@ -207,6 +254,7 @@ def synthetic_run(out: Path, n: int, *, hostile: bool = False) -> list[ItemRecor
         "running": False,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    synthetic_logs(out, records, summary["wall_seconds"])
     return records
 
 

@@ -12,13 +12,15 @@ from collections import Counter
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 import structlog
 
 from gra.report import refreshing_report, write_report_quietly
 from gra.report.collect import collect
+from gra.report.diversity import sample_key
 from gra.report.html import REPORT, write_report
-from tests.report_runs import HOSTILE, HOSTILE_MODEL, synthetic_records, synthetic_run
+from tests.report_runs import BUSY, HOSTILE, HOSTILE_MODEL, synthetic_records, synthetic_run
 
 # A page is mailed, attached to an issue and opened on a laptop: 2 MB loads at once
 # anywhere, and leaves room for ten times the plots and examples the page holds.
@@ -54,10 +56,27 @@ def test_report_of_a_scripted_run_is_written_when_the_run_ends(tmp_path: Path) -
     assert leniency["alpha"] > 0 > leniency["beta"]
     # The seeds' domains are found through the journal's config path.
     assert sum(report.domains.seeds.values()) == 16
-    # `gra report` rewrites it.
+    # Items finished over time, from the supervisor's log (the double logs no call timings).
+    assert 'data-plot="timeline"' in page and "No per-model series" in page
+    assert report.timeline is not None
+    assert sum(c.sum() for c in report.timeline.finished.values()) == report.records
+    # The run did not deduplicate, so its own page does without the map...
+    assert 'data-plot="map"' not in page and "did not deduplicate" in page
+    # ...and `gra report` rewrites it with one, from the real MiniLM model.
     (out / REPORT).unlink()
     assert _gra("report", str(out)).stdout.strip() == str(out / REPORT)
     assert (out / REPORT).stat().st_size > 10_000
+    page = (out / REPORT).read_text()
+    assert 'data-plot="map"' in page and "No embedding map" not in page
+    embedded = collect(out).item_map
+    assert embedded is not None
+    assert embedded.sampled == {
+        "seed": 16,
+        "accepted": summary["counts"]["accepted"],
+        "rejected": report.records - summary["counts"]["accepted"] - summary["counts"]["failed"],
+    }
+    # Real sentences: neither all the same nor unrelated.
+    assert 0.05 < (embedded.spread["seed"] or 0) < 0.95
 
 
 def test_a_record_holding_markup_is_shown_as_text(tmp_path: Path) -> None:
@@ -162,12 +181,29 @@ def test_the_report_of_10000_items_stays_small(tmp_path: Path) -> None:
     _gra("report", str(tmp_path))
     seconds = time.monotonic() - started
     size = (tmp_path / REPORT).stat().st_size
-    print(f"\ngra report on 10,000 records: {seconds:.1f} s, page {size / 1e6:.2f} MB")
-    assert size < MAX_PAGE_BYTES
     page = (tmp_path / REPORT).read_text()
-    for plot in PLOTS:
+    timed = re.search(r"model loaded in ([0-9.]+) s, sample embedded in ([0-9.]+) s", page)
+    assert timed is not None
+    print(
+        f"\ngra report on 10,000 records: {seconds:.1f} s (MiniLM loaded in {timed.group(1)} s, "
+        f"sample embedded in {timed.group(2)} s), page {size / 1e6:.2f} MB"
+    )
+    assert size < MAX_PAGE_BYTES
+    for plot in (*PLOTS, "map", "timeline"):
         assert f'data-plot="{plot}"' in page, plot
-    report = collect(tmp_path)
+    started = time.monotonic()
+    report = collect(tmp_path, skip_map="measured without it")
+    print(f"collect without the map: {time.monotonic() - started:.1f} s")
+    # Each model's busy share and decode speed, read back from 50,000 log lines.
+    # An hour and a bit: two-minute bins, the narrowest round width giving at most 60.
+    assert report.timeline is not None
+    assert (report.timeline.bin_s, report.timeline.bins) == (120.0, 31)
+    for model, share in BUSY.items():
+        assert float(report.timeline.busy[model][1:-1].mean()) == pytest.approx(share, rel=0.02)
+    speed = report.timeline.tokens_per_s["plain-1b"]
+    np.testing.assert_allclose(speed[~np.isnan(speed)], 100 / (1.2 * 0.36))
+    assert np.isnan(speed).sum() <= 1  # the last bin can hold nothing of it
+    assert sum(c.sum() for c in report.timeline.finished.values()) == 10_000
     stages = Counter(r.stage for r in records)
     total = report.total_funnel()
     assert report.records == 10_000
@@ -193,6 +229,50 @@ def test_the_report_of_10000_items_stays_small(tmp_path: Path) -> None:
     assert max(categories.values()) <= 8
 
 
+def _direction(text: str) -> np.ndarray:
+    """A made-up embedding: a random direction seeded by the text."""
+    return np.random.default_rng(sample_key(text)).normal(size=16)
+
+
+def test_the_map_embeds_a_capped_reproducible_sample(tmp_path: Path) -> None:
+    records = synthetic_run(tmp_path, 1_000)
+    seen: list[list[str]] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        seen.append(texts)
+        return np.array([_direction(t) for t in texts])
+
+    report = collect(tmp_path, embed=embed)
+    embedded = report.item_map
+    assert embedded is not None and len(seen) == 1  # one call for the whole sample
+    accepted = sum(r.decision == "accepted" for r in records)
+    rejected = sum(r.decision == "rejected" for r in records)
+    assert embedded.offered == {"seed": 16, "accepted": accepted, "rejected": rejected}
+    assert embedded.sampled == {"seed": 16, "accepted": 150, "rejected": 150}
+    assert all(len(text) <= 500 for text in seen[0])
+    # Random directions in 16 dimensions are about orthogonal: a spread near 1.
+    assert embedded.spread["accepted"] == pytest.approx(1.0, abs=0.05)
+    again = collect(tmp_path, embed=embed).item_map
+    assert again is not None and seen[1] == seen[0]
+    np.testing.assert_array_equal(again.points, embedded.points)
+
+
+def test_without_the_embedding_model_the_page_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gra.data.dedup
+
+    synthetic_run(tmp_path, 100)
+    # The package's model directory, empty: the weights check refuses it before torch loads.
+    monkeypatch.setattr(gra.data.dedup, "default_model_path", lambda: tmp_path / "no-model")
+    page = write_report(tmp_path).read_text()
+    assert 'data-plot="map"' not in page
+    assert "No embedding map: the embedding model could not be used (EmbeddingError:" in page
+    assert "no model.safetensors" in page
+    for plot in (*PLOTS, "timeline"):
+        assert f'data-plot="{plot}"' in page, plot
+
+
 def test_gra_report_on_a_missing_directory_is_a_one_line_error(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "gra", "report", str(tmp_path / "nowhere")],
@@ -212,6 +292,8 @@ async def test_the_report_refreshes_while_the_run_runs(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.1)
         assert (tmp_path / REPORT).exists()
+    # A refresh leaves the embedding map to the page written at the end.
+    assert "left out of the pages rewritten while the run runs" in (tmp_path / REPORT).read_text()
     (tmp_path / REPORT).unlink()
     # Leaving while a refresh is drawing interrupts it cleanly: no partial page left.
     async with refreshing_report(tmp_path, every_s=0.1):

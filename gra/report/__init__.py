@@ -29,11 +29,21 @@ def write_report_quietly(out_dir: Path, **kwargs: Any) -> Path | None:
     Called when a run ends: the data is already safe on disk, and a page that
     cannot be drawn (a missing plotting library, a record nobody foresaw) must
     never turn a finished run into a failed one. Imported lazily so that agents
-    and the supervisor's hot path never load matplotlib.
+    and the supervisor's hot path never load matplotlib. The embedding map is
+    drawn only by a run that deduplicated (it has loaded MiniLM already); for
+    any other, loading torch would add seconds to every short run's end.
     """
     try:
         from gra.report.html import write_report
 
+        config = kwargs.get("config")
+        dedup = getattr(getattr(config, "dedup", None), "enabled", True)
+        if config is not None and dedup is False:
+            kwargs.setdefault(
+                "skip_map",
+                "this run did not deduplicate, so it never loaded the embedding model; "
+                "`gra report DIR` draws the map",
+            )
         return write_report(out_dir, **kwargs)
     except Exception as exc:
         log.warning("report_failed", out_dir=str(out_dir), error=f"{type(exc).__name__}: {exc}")
@@ -65,6 +75,8 @@ def _lower_priority() -> None:  # pragma: no cover - runs in the child
 
 
 async def _refresh(out_dir: Path, every_s: float) -> None:
+    from gra.report.embedding import MAP_ENV
+
     wait = every_s
     while True:
         await asyncio.sleep(wait)
@@ -79,6 +91,7 @@ async def _refresh(out_dir: Path, every_s: float) -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 preexec_fn=_lower_priority,
+                env={**os.environ, MAP_ENV: "0"},
             )
         except OSError as exc:
             log.warning("report_refresh_failed", error=str(exc))

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from gra.report.agreement import CHECK_NAMES, SCORE_NAMES, read_records, reviewer_agreement
+from gra.report.diversity import BottomK, Embed, ItemMap, embedding_text
+from gra.report.timeline import Timeline, read_timeline
 
 # Where an item can end, in the order an item meets the gates.
 STAGES = ("instruction_check", "score", "adjudication", "verification", "dedup", "accepted")
@@ -204,6 +206,9 @@ class RunReport:
     fleet: Fleet = field(default_factory=Fleet)
     examples: list[Example] = field(default_factory=list)
     verification: Counter[str] = field(default_factory=Counter)
+    item_map: ItemMap | None = None
+    map_note: str = ""  # why there is no map, when there is none
+    timeline: Timeline | None = None
     records: int = 0
     skipped: int = 0
     notes: list[str] = field(default_factory=list)
@@ -341,6 +346,7 @@ class _Collector:
         self.domains = DomainMix()
         self.verification: Counter[str] = Counter()
         self.examples: dict[str, list[Example]] = defaultdict(list)
+        self.samples = {"accepted": BottomK(), "rejected": BottomK()}
         self.per_category = per_category
         self.records = 0
         self.skipped = 0
@@ -366,6 +372,11 @@ class _Collector:
         verdict = _mapping(record.get("verification")).get("verdict")
         if isinstance(verdict, str):
             self.verification[verdict] += 1
+        if generated and not failed:
+            self.samples["accepted" if decision == "accepted" else "rejected"].offer(
+                _text(record.get("id")),
+                embedding_text(_text(record.get("instruction")), _text(record.get("response"))),
+            )
         domain = _text(record.get("domain"), 100) or "(none)"
         if decision == "accepted":
             self.domains.accepted[domain] += 1
@@ -458,8 +469,9 @@ def _seed_domains(
     config: Any | None,
     seeds: Sequence[Any] | None,
     notes: list[str],
-) -> tuple[Counter[str], dict[str, float] | None]:
-    """Seed domains (annotated ones as the fleet relabelled them) and configured weights.
+) -> tuple[Counter[str], dict[str, float] | None, Sequence[Any]]:
+    """Seed domains (annotated ones as the fleet relabelled them), configured weights,
+    and the seeds themselves (for the map).
 
     A running job passes its config and seeds; ``gra report`` finds the config
     through the journal's first line, which may no longer exist.
@@ -494,7 +506,17 @@ def _seed_domains(
         seed_id = getattr(seed, "id", None)
         domain = relabelled.get(seed_id) if isinstance(seed_id, str) else None
         domains[_text(domain or getattr(seed, "domain", ""), 100) or "(none)"] += 1
-    return domains, weights
+    return domains, weights, seeds or ()
+
+
+def _seed_sample(seeds: Sequence[Any]) -> BottomK:
+    sample = BottomK()
+    for seed in seeds:
+        instruction = _text(getattr(seed, "instruction", ""))
+        if instruction:
+            text = embedding_text(instruction, _text(getattr(seed, "response", "")))
+            sample.offer(_text(getattr(seed, "id", "")) or instruction, text)
+    return sample
 
 
 def _journal_config(out_dir: Path) -> str | None:
@@ -515,11 +537,15 @@ def collect(
     config: Any | None = None,
     seeds: Sequence[Any] | None = None,
     per_category: int = EXAMPLES_PER_CATEGORY,
+    skip_map: str | None = None,
+    embed: Embed | None = None,
 ) -> RunReport:
     """Read ``out_dir`` (a finished or running `gra run` / `gra review`) into a RunReport.
 
     ``config`` and ``seeds`` are what the run used, when the caller has them; without
     them they are found through the journal, and left out when they cannot be.
+    A sample of the items is embedded with ``embed`` (MiniLM from disk when None)
+    for the diversity figures and the map, unless ``skip_map`` says why not.
     """
     out_dir = Path(out_dir)
     report = RunReport(str(out_dir))
@@ -561,11 +587,21 @@ def collect(
         stats.accept_rate = _number(figures.get("accept_rate"))
         report.reviewers.append(stats)
     report.domains = collector.domains
+    samples = dict(collector.samples)
     if report.mode == "generate":
-        report.domains.seeds, report.domains.weights = _seed_domains(
+        report.domains.seeds, report.domains.weights, run_seeds = _seed_domains(
             out_dir, _journal_config(out_dir), config, seeds, report.notes
         )
+        samples["seed"] = _seed_sample(run_seeds)
+    if skip_map is None:
+        from gra.report.embedding import draw_item_map
+
+        report.item_map, note = draw_item_map(samples, embed)
+        report.map_note = note or ""
+    else:
+        report.map_note = skip_map
     report.fleet = _fleet(summary)
+    report.timeline = read_timeline(out_dir, summary)
     report.examples = [e for c in EXAMPLE_CATEGORIES for e in collector.examples.get(c, [])]
     return report
 

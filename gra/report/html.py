@@ -11,9 +11,9 @@ second line of defence, not the first.
 The page stays small whatever the run's size (measured on 10,000 records in
 tests/test_report.py): plots draw aggregates, the example table holds at most
 ``EXAMPLES_PER_CATEGORY`` items of each kind, texts are cut to a few hundred
-characters. No diversity map: embedding the items needs the MiniLM model and
-torch, seconds to load and minutes on thousands of items on a CPU, too much
-for a page refreshed at the end of every run.
+characters. The map of embedded items draws a capped sample (gra/report/diversity.py)
+and is left out of the pages rewritten while a run runs: loading MiniLM and
+embedding the sample takes CPU seconds the fleet needs.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from gra.report.collect import (
     collect,
     top_domains,
 )
+from gra.report.diversity import KINDS, SAMPLE_PER_KIND, TEXT_CHARS
+from gra.report.embedding import map_wanted
 from gra.supervisor.lines import OutputError
 
 REPORT = "report.html"
@@ -325,6 +327,48 @@ def _domains_section(report: RunReport) -> str:
             "<code>[run] domains</code> weights (absent: the seeds' proportions).",
         )
         + _table(["domain", "accepted", "share", "rejected", "seeds", "configured"], rows)
+        + _diversity(report)
+    )
+
+
+def _diversity(report: RunReport) -> str:
+    embedded = report.item_map
+    if embedded is None:
+        why = report.map_note or "no items to embed"
+        return f"<h3>Diversity</h3><p class='note'>No embedding map: {_e(why)}.</p>"
+    rows = [
+        [
+            kind,
+            f"{embedded.sampled[kind]} of {embedded.offered[kind]}",
+            _num(embedded.spread[kind], 3),
+        ]
+        for kind in KINDS
+        if embedded.offered[kind]
+    ]
+    spread = embedded.spread
+    accepted, seeds = spread["accepted"], spread["seed"]
+    versus = (
+        f"Accepted items spread <b>{_num(accepted, 3)}</b> apart against the seeds' "
+        f"<b>{_num(seeds, 3)}</b> ({accepted / seeds:.2f} times)"
+        if accepted is not None and seeds
+        else f"Accepted items spread <b>{_num(accepted, 3)}</b> apart"
+    )
+    return (
+        "<h3>Diversity</h3>"
+        f"<p>{versus} (mean pairwise cosine distance of their MiniLM embeddings: 0 the same "
+        "text, about 1 unrelated); an accepted item lies "
+        f"<b>{_num(embedded.accepted_to_seeds, 3)}</b> from a seed on average. Below the "
+        "seeds' spread, the fleet is paraphrasing its seeds.</p>"
+        + _figure(
+            "map",
+            plots.item_map(embedded),
+            f"A reproducible sample (the items whose ids hash lowest, at most {SAMPLE_PER_KIND} "
+            f"of each kind, the first {TEXT_CHARS} characters of instruction and response) "
+            "embedded with all-MiniLM-L6-v2 and projected on its first two principal "
+            f"components (model loaded in {embedded.load_seconds:.1f} s, sample embedded in "
+            f"{embedded.seconds:.1f} s).",
+        )
+        + _table(["kind", "embedded", "mean pairwise cosine distance"], rows)
     )
 
 
@@ -375,6 +419,7 @@ def _fleet_section(report: RunReport) -> str:
             "Speed as the agents report it (completion tokens over model seconds); busy fraction "
             "is model seconds over wall time times the model's task slots.",
         )
+        + _timeline(report)
         + _table(
             ["model", "role", "calls", "prompt tokens", "completion tokens", "model s", "tokens/s"],
             usage_rows,
@@ -389,6 +434,27 @@ def _fleet_section(report: RunReport) -> str:
             if health_rows
             else ""
         )
+    )
+
+
+def _timeline(report: RunReport) -> str:
+    if report.timeline is None:
+        return (
+            "<p class='note'>No timings over time: the run's logs/ hold no "
+            "<code>instance_finished</code> or <code>llama_call</code> lines.</p>"
+        )
+    per_model = (
+        ""
+        if report.timeline.busy
+        else " No per-model series: only the llama.cpp backend logs each call's timing."
+    )
+    return _figure(
+        "timeline",
+        plots.timeline(report.timeline),
+        "From logs/: items finished (the supervisor's <code>instance_finished</code> lines), "
+        "and per model the llama.cpp calls that ended and the share of its task slots busy "
+        "(each call's <code>started_at</code> and seconds). Calls do not name their role, so "
+        f"these are per model, not per role.{per_model}",
     )
 
 
@@ -460,11 +526,24 @@ def render(report: RunReport) -> str:
 
 
 def write_report(
-    out_dir: Path, *, config: Any | None = None, seeds: Sequence[Any] | None = None
+    out_dir: Path,
+    *,
+    config: Any | None = None,
+    seeds: Sequence[Any] | None = None,
+    skip_map: str | None = None,
 ) -> Path:
-    """Write ``out_dir/report.html`` whole (readers never see half a page); its path."""
+    """Write ``out_dir/report.html`` whole (readers never see half a page); its path.
+
+    ``skip_map`` leaves the embedding map out and says why on the page; the live
+    refresh leaves it out through the environment (gra/report/embedding.py).
+    """
     out_dir = Path(out_dir)
-    page = render(collect(out_dir, config=config, seeds=seeds))
+    if skip_map is None and not map_wanted():
+        skip_map = (
+            "left out of the pages rewritten while the run runs (embedding takes CPU the "
+            "fleet needs); the page written when it ends, or `gra report DIR`, has it"
+        )
+    page = render(collect(out_dir, config=config, seeds=seeds, skip_map=skip_map))
     path = out_dir / REPORT
     # Per process: a refresh while the run ends, or a user's `gra report`, never collide.
     partial = path.with_suffix(f".html.{os.getpid()}.partial")

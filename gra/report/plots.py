@@ -10,7 +10,10 @@ that installs from a wheel. Text is kept as SVG text (``svg.fonttype =
 
 Every plot draws aggregates (histograms, means, counts), never one mark per
 item, so its size depends on the number of models, criteria and domains,
-not on the number of records. Model and domain names come from records and
+not on the number of records. The one exception, the map of embedded items,
+draws a capped sample (gra/report/diversity.py), and draws its points as one
+inline PNG inside the SVG (axes and text stay vector), so it costs tens of
+kilobytes whatever the sample. Model and domain names come from records and
 are untrusted: matplotlib's SVG writer escapes text, and mathtext parsing is
 off so a ``$`` in a name is a dollar sign, not a formula. A function returns
 None when there is nothing to draw.
@@ -36,6 +39,8 @@ from gra.report.collect import (
     RoundFunnel,
     top_domains,
 )
+from gra.report.diversity import ItemMap
+from gra.report.timeline import Timeline
 
 MAX_MODELS = 12  # the most reviewed; more lines or rows than this are unreadable
 MAX_ROUNDS = 40  # the last ones: a bar per round stays legible
@@ -82,11 +87,12 @@ def _figure(name: str, width: float, height: float, **kwargs: object) -> Iterato
         yield Figure(figsize=(width, height), layout="constrained", **kwargs)
 
 
-def to_svg(figure: Figure, name: str) -> str:
-    """The figure as an ``<svg>`` element for inlining: no XML prolog, no metadata."""
+def to_svg(figure: Figure, name: str, dpi: float | None = None) -> str:
+    """The figure as an ``<svg>`` element for inlining: no XML prolog, no metadata.
+    ``dpi``: the resolution of rasterized artists (None: the figure's)."""
     buffer = io.StringIO()
     with matplotlib.rc_context({**_RC, "svg.hashsalt": name}):
-        figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+        figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None}, dpi=dpi)
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg") :]
     svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
@@ -327,3 +333,89 @@ def fleet(usage: Fleet) -> str | None:
         right.set_xlabel("model seconds / (wall seconds x task slots)")
         right.set_title("Busy fraction")
         return to_svg(fig, "fleet")
+
+
+KIND_COLORS = {"seed": "#4c72b0", "accepted": "#55a868", "rejected": "#c44e52"}
+
+
+def item_map(embedded: ItemMap) -> str | None:
+    """Seeds, accepted and rejected items on the first two principal components of their
+    MiniLM embeddings: accepted items far from every seed are new ground."""
+    if not len(embedded.points):
+        return None
+    kinds = np.array(embedded.kinds)
+    with _figure("map", 7.5, 5.2) as fig:
+        ax = fig.subplots()
+        # Rejected under accepted under seeds: the seeds are what the rest is read against.
+        for kind in ("rejected", "accepted", "seed"):
+            chosen = embedded.points[kinds == kind]
+            if len(chosen):
+                ax.scatter(
+                    chosen[:, 0],
+                    chosen[:, 1],
+                    s=28 if kind == "seed" else 12,
+                    marker="D" if kind == "seed" else "o",
+                    color=KIND_COLORS[kind],
+                    alpha=0.9 if kind == "seed" else 0.6,
+                    edgecolors="white" if kind == "seed" else "none",
+                    linewidths=0.5,
+                    label=f"{kind} ({len(chosen)})",
+                    rasterized=True,
+                )
+        first, second = embedded.explained
+        ax.set_xlabel(f"first principal component ({100 * first:.0f}% of variance)")
+        ax.set_ylabel(f"second ({100 * second:.0f}%)")
+        ax.set_title("Items on the first two principal components of their MiniLM embeddings")
+        ax.legend(frameon=False, fontsize=8, loc="best")
+        return to_svg(fig, "map", dpi=110)
+
+
+def timeline(series: Timeline) -> str | None:
+    """Items finished, calls finished and busy fraction per model, per time bin."""
+    x = series.minutes()
+    models = sorted(series.busy, key=lambda m: -float(series.busy[m].sum()))[:MAX_MODELS]
+    panels = 3 if models else 1
+    width = series.bin_s / 60.0
+    with _figure("timeline", 9.5, 1.2 + 1.9 * panels) as fig:
+        axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
+        ax = axes[0]
+        bottom = np.zeros(series.bins)
+        for decision in sorted(series.finished):
+            counts = series.finished[decision]
+            color = STAGE_COLORS.get(decision, STAGE_COLORS["score"])
+            if decision == "failed":
+                color = STAGE_COLORS["failed"]
+            ax.bar(x, counts, width=width, bottom=bottom, align="edge", color=color, label=decision)
+            bottom += counts
+        ax.set_ylabel("items finished")
+        ax.set_title(f"Over time (bins of {_duration(series.bin_s)})")
+        if series.finished:
+            ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+        else:
+            ax.text(0.5, 0.5, "no instance_finished lines", transform=ax.transAxes, ha="center")
+        if models:
+            middle = x + width / 2
+            for index, model in enumerate(models):
+                color = COLORS[index % len(COLORS)]
+                axes[1].plot(
+                    middle,
+                    series.calls.get(model, np.zeros(series.bins)),
+                    color=color,
+                    label=_short(model),
+                    linewidth=1.3,
+                )
+                axes[2].plot(middle, series.busy[model], color=color, linewidth=1.3)
+            axes[1].set_ylabel("model calls\nfinished")
+            axes[1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+            axes[2].set_ylabel("busy fraction\nof task slots")
+            axes[2].set_ylim(0, max(1.05, *(float(np.max(series.busy[m])) for m in models)))
+        axes[-1].set_xlabel("minutes since the first recorded event")
+        return to_svg(fig, "timeline")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
