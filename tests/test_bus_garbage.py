@@ -16,13 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gra.protocols.messages import (
+    FRAME_DECODER,
     Goodbye,
     Heartbeat,
     Hello,
     Result,
     TaskError,
     Usage,
-    decode_frame,
 )
 from tests.conftest import scripted_config
 from tests.test_fleet import check_outputs, make_conductor
@@ -79,7 +79,7 @@ def generate_frames(count: int) -> list[bytes]:
 
 def undecodable(frame: bytes) -> bool:
     try:
-        decode_frame(frame)
+        FRAME_DECODER.decode(frame)
     except (msgspec.DecodeError, ValueError, TypeError):
         return True
     return False

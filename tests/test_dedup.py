@@ -124,12 +124,6 @@ def test_bad_settings_are_refused() -> None:
         DedupPool(TableEmbedder({}), text="both")
 
 
-def test_candidate_from_an_accepted_record() -> None:
-    record = {"id": "r1-000007", "instruction": "i", "response": "r", "mean": 9.25}
-    assert Candidate.from_record(record) == Candidate("r1-000007", "i", "r", 9.25)
-    assert Candidate.from_record({**record, "mean": None}).mean == -math.inf
-
-
 def test_weights_that_are_not_minilm_are_refused(tmp_path: Path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"not the model")
     embedder = Embedder(tmp_path)  # lazy: constructing it checks nothing yet

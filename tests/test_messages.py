@@ -14,6 +14,8 @@ import msgspec
 import pytest
 
 from gra.protocols.messages import (
+    FRAME_DECODER,
+    FRAME_ENCODER,
     PROTOCOL_VERSION,
     Cancel,
     Goodbye,
@@ -27,8 +29,6 @@ from gra.protocols.messages import (
     TaskError,
     Usage,
     Welcome,
-    decode_frame,
-    encode_frame,
 )
 from gra.protocols.roles import (
     AdjudicateRequest,
@@ -114,11 +114,11 @@ OUTPUTS = [
 
 @pytest.mark.parametrize("frame", FRAMES, ids=lambda f: type(f).__name__)
 def test_every_frame_round_trips(frame: Message) -> None:
-    data = encode_frame(frame)
-    decoded = decode_frame(data)
+    data = FRAME_ENCODER.encode(frame)
+    decoded = FRAME_DECODER.decode(data)
     assert type(decoded) is type(frame)
     assert decoded == frame
-    assert encode_frame(decoded) == data
+    assert FRAME_ENCODER.encode(decoded) == data
 
 
 def test_frames_cover_every_kind() -> None:
@@ -138,21 +138,21 @@ def test_frames_cover_every_kind() -> None:
 
 
 def test_frame_is_tagged_by_kind_and_defaults_fill_in() -> None:
-    as_dict = msgspec.msgpack.decode(encode_frame(Cancel("t-9")))
+    as_dict = msgspec.msgpack.decode(FRAME_ENCODER.encode(Cancel("t-9")))
     assert as_dict == {"kind": "cancel", "task_id": "t-9"}
-    decoded = decode_frame(msgspec.msgpack.encode(hello()))
+    decoded = FRAME_DECODER.decode(msgspec.msgpack.encode(hello()))
     assert isinstance(decoded, Hello)
     assert decoded.version == PROTOCOL_VERSION == 1
     assert decoded.roles == ("generator", "reviewer")
     minimal = {"kind": "task_error", "task_id": "t", "reason": "x"}
-    error = decode_frame(msgspec.msgpack.encode(minimal))
+    error = FRAME_DECODER.decode(msgspec.msgpack.encode(minimal))
     assert error == TaskError("t", "x", Usage(0, 0, 0.0, 0))
 
 
 @pytest.mark.parametrize("payload", REQUESTS, ids=lambda p: type(p).__name__)
 def test_role_request_round_trips_inside_task_body(payload: msgspec.Struct) -> None:
     task = Task("t-1", "inst-1", "role", 1, 60.0, msgspec.Raw(msgspec.msgpack.encode(payload)))
-    decoded = decode_frame(encode_frame(task))
+    decoded = FRAME_DECODER.decode(FRAME_ENCODER.encode(task))
     assert isinstance(decoded, Task)
     assert decoded.task_id == "t-1" and decoded.attempt == 1
     assert msgspec.msgpack.decode(decoded.body, type=type(payload)) == payload
@@ -161,7 +161,7 @@ def test_role_request_round_trips_inside_task_body(payload: msgspec.Struct) -> N
 @pytest.mark.parametrize("payload", OUTPUTS, ids=lambda p: type(p).__name__)
 def test_role_output_round_trips_inside_result_body(payload: msgspec.Struct) -> None:
     result = Result("t-1", msgspec.Raw(msgspec.msgpack.encode(payload)), USAGE)
-    decoded = decode_frame(encode_frame(result))
+    decoded = FRAME_DECODER.decode(FRAME_ENCODER.encode(result))
     assert isinstance(decoded, Result)
     assert decoded.usage == USAGE
     assert msgspec.msgpack.decode(decoded.body, type=type(payload)) == payload
@@ -184,31 +184,31 @@ def test_random_bytes_are_rejected() -> None:
     for _ in range(500):
         data = rng.randbytes(rng.randint(0, 64))
         with pytest.raises(msgspec.DecodeError):
-            decode_frame(data)
+            FRAME_DECODER.decode(data)
 
 
 def test_empty_and_trailing_bytes_are_rejected() -> None:
     with pytest.raises(msgspec.DecodeError):
-        decode_frame(b"")
+        FRAME_DECODER.decode(b"")
     with pytest.raises(msgspec.DecodeError, match="trailing"):
-        decode_frame(encode_frame(Cancel("t-1")) + b"\x00")
+        FRAME_DECODER.decode(FRAME_ENCODER.encode(Cancel("t-1")) + b"\x00")
 
 
 @pytest.mark.parametrize("frame", FRAMES, ids=lambda f: type(f).__name__)
 def test_every_truncation_of_a_valid_frame_is_rejected(frame: Message) -> None:
-    data = encode_frame(frame)
+    data = FRAME_ENCODER.encode(frame)
     for cut in range(len(data)):
         with pytest.raises(msgspec.DecodeError):
-            decode_frame(data[:cut])
+            FRAME_DECODER.decode(data[:cut])
 
 
 def test_unknown_kind_is_rejected() -> None:
     with pytest.raises(msgspec.ValidationError, match=r"Invalid value 'bogus' - at `\$.kind`"):
-        decode_frame(msgspec.msgpack.encode({"kind": "bogus", "task_id": "t"}))
+        FRAME_DECODER.decode(msgspec.msgpack.encode({"kind": "bogus", "task_id": "t"}))
     with pytest.raises(msgspec.ValidationError, match="missing required field `kind`"):
-        decode_frame(msgspec.msgpack.encode({"task_id": "t"}))
+        FRAME_DECODER.decode(msgspec.msgpack.encode({"task_id": "t"}))
     with pytest.raises(msgspec.ValidationError):
-        decode_frame(msgspec.msgpack.encode(["cancel", "t"]))
+        FRAME_DECODER.decode(msgspec.msgpack.encode(["cancel", "t"]))
 
 
 @pytest.mark.parametrize(
@@ -238,7 +238,7 @@ def test_unknown_kind_is_rejected() -> None:
 )
 def test_wrong_field_types_are_rejected(frame: dict[str, Any], where: str) -> None:
     with pytest.raises(msgspec.ValidationError, match=rf"at `\$\.{where}`"):
-        decode_frame(msgspec.msgpack.encode(frame))
+        FRAME_DECODER.decode(msgspec.msgpack.encode(frame))
 
 
 @pytest.mark.parametrize(
@@ -264,7 +264,7 @@ def test_wrong_field_types_are_rejected(frame: dict[str, Any], where: str) -> No
 )
 def test_missing_required_field_is_rejected(frame: dict[str, Any], missing: str) -> None:
     with pytest.raises(msgspec.ValidationError, match=f"missing required field `{missing}`"):
-        decode_frame(msgspec.msgpack.encode(frame))
+        FRAME_DECODER.decode(msgspec.msgpack.encode(frame))
 
 
 @pytest.mark.parametrize(
@@ -280,18 +280,18 @@ def test_missing_required_field_is_rejected(frame: dict[str, Any], missing: str)
 )
 def test_hello_bounds_are_enforced(overrides: dict[str, Any], where: str) -> None:
     with pytest.raises(msgspec.ValidationError, match=rf"at `\$\.{where}`"):
-        decode_frame(msgspec.msgpack.encode(hello(**overrides)))
+        FRAME_DECODER.decode(msgspec.msgpack.encode(hello(**overrides)))
 
 
 def test_hello_capacity_zero_message() -> None:
     with pytest.raises(msgspec.ValidationError, match=r"Expected `int` >= 1 - at `\$.capacity`"):
-        decode_frame(msgspec.msgpack.encode(hello(capacity=0)))
-    assert decode_frame(msgspec.msgpack.encode(hello(capacity=1))).capacity == 1  # type: ignore[union-attr]
+        FRAME_DECODER.decode(msgspec.msgpack.encode(hello(capacity=0)))
+    assert FRAME_DECODER.decode(msgspec.msgpack.encode(hello(capacity=1))).capacity == 1  # type: ignore[union-attr]
 
 
 def test_empty_task_id_is_rejected() -> None:
     with pytest.raises(msgspec.ValidationError, match=r"at `\$.task_id`"):
-        decode_frame(msgspec.msgpack.encode({"kind": "cancel", "task_id": ""}))
+        FRAME_DECODER.decode(msgspec.msgpack.encode({"kind": "cancel", "task_id": ""}))
 
 
 # ---- malformed role outputs (untrusted model text) ---------------------------------

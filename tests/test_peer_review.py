@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import msgspec
 import pytest
 
+from gra.protocols.assignment import BalancedDraw
 from gra.protocols.peer_review import (
     Adjudicate,
     Adjudicated,
@@ -32,8 +33,6 @@ from gra.protocols.peer_review import (
     Verdict,
     committee_stats,
     decide,
-    draw_adjudicator,
-    draw_roles,
     score_out_of_reach,
 )
 from gra.protocols.roles import (
@@ -432,12 +431,32 @@ def test_score_out_of_reach_bounds() -> None:
 
 
 # ---- role draws and exclusions ------------------------------------------------
+# The draw the conductor makes (gra.protocols.assignment.BalancedDraw, as the
+# supervisor builds it from the policy), with no model busy.
+
+
+def conductor_draw(
+    models: Sequence[str],
+    policy: Policy,
+    rng: random.Random,
+    draw: BalancedDraw | None = None,
+    reviewer_models: Sequence[str] | None = None,
+) -> tuple[str, tuple[str, ...]]:
+    draw = draw or BalancedDraw(policy.assignment_slack)
+    return draw.draw(models, policy, rng, reviewer_models=reviewer_models)
+
+
+def adjudicator_seat(
+    draw: BalancedDraw, models: Sequence[str], involved: set[str], rng: random.Random
+) -> str | None:
+    return draw.seat("adjudicator", set(models) - involved, rng)
 
 
 def test_generator_is_never_in_its_committee() -> None:
     models = ["a", "b", "c", "d", "e"]
+    draw = BalancedDraw(Policy().assignment_slack)
     for seed in range(2000):
-        generator, committee = draw_roles(models, Policy(), random.Random(seed))
+        generator, committee = conductor_draw(models, Policy(), random.Random(seed), draw)
         assert generator in models
         assert generator not in committee
         assert len(committee) == 3
@@ -445,14 +464,15 @@ def test_generator_is_never_in_its_committee() -> None:
         assert set(committee) <= set(models)
 
 
-def test_draw_roles_is_uniform_over_generators_and_reviewers() -> None:
+def test_the_draw_is_uniform_over_generators_and_reviewers() -> None:
     models = ["a", "b", "c", "d", "e"]
     rng = random.Random(12345)
+    draw = BalancedDraw(Policy().assignment_slack)
     n = 30_000
     generators: Counter[str] = Counter()
     reviewers: Counter[str] = Counter()
     for _ in range(n):
-        generator, committee = draw_roles(models, Policy(), rng)
+        generator, committee = conductor_draw(models, Policy(), rng, draw)
         generators[generator] += 1
         reviewers.update(committee)
     assert set(generators) == set(models)
@@ -462,35 +482,36 @@ def test_draw_roles_is_uniform_over_generators_and_reviewers() -> None:
         assert reviewers[model] / n == pytest.approx(3 / 5, rel=0.03)
 
 
-def test_draw_roles_is_deterministic_for_a_seed() -> None:
+def test_the_draw_is_deterministic_for_a_seed() -> None:
     models = ["a", "b", "c", "d", "e"]
-    first = [draw_roles(models, Policy(), random.Random(7)) for _ in range(3)]
+    first = [conductor_draw(models, Policy(), random.Random(7)) for _ in range(3)]
     assert first[0] == first[1] == first[2]
 
 
-def test_draw_roles_with_narrower_reviewer_pool() -> None:
+def test_the_draw_with_narrower_reviewer_pool() -> None:
     models = ["a", "b", "c", "d", "e"]
     for seed in range(500):
-        generator, committee = draw_roles(
+        generator, committee = conductor_draw(
             models, Policy(), random.Random(seed), reviewer_models=["a", "b", "c"]
         )
         assert generator not in committee
         assert set(committee) <= {"a", "b", "c"}
         assert len(committee) == (2 if generator in {"a", "b", "c"} else 3)
     with pytest.raises(ProtocolError):
-        draw_roles(["a"], Policy(), random.Random(0), reviewer_models=["a"])
+        conductor_draw(["a"], Policy(), random.Random(0), reviewer_models=["a"])
 
 
 def test_adjudicator_is_never_the_generator_or_a_reviewer() -> None:
     models = ["a", "b", "c", "d", "e", "f"]
+    draw = BalancedDraw(Policy().assignment_slack)
     for seed in range(2000):
         rng = random.Random(seed)
-        generator, committee = draw_roles(models, Policy(), rng)
-        adjudicator = draw_adjudicator(models, {generator, *committee}, rng)
+        generator, committee = conductor_draw(models, Policy(), rng, draw)
+        adjudicator = adjudicator_seat(draw, models, {generator, *committee}, rng)
         assert adjudicator is not None
         assert adjudicator != generator
         assert adjudicator not in committee
-    assert draw_adjudicator(["a", "b"], {"a", "b"}, random.Random(0)) is None
+    assert adjudicator_seat(draw, ["a", "b"], {"a", "b"}, random.Random(0)) is None
 
 
 @pytest.mark.parametrize("involved", [GEN, *COMMITTEE])
@@ -634,10 +655,10 @@ def test_committee_size_by_fleet_size(n_models: int, plain: int, reserved: int) 
     assert Policy().committee_size(n_models) == plain
     assert Policy(reserve_adjudicator=True).committee_size(n_models) == reserved
     models = [f"m{i}" for i in range(n_models)]
-    generator, committee = draw_roles(models, Policy(), random.Random(n_models))
+    generator, committee = conductor_draw(models, Policy(), random.Random(n_models))
     assert generator not in committee
     assert len(committee) == plain
-    _, committee = draw_roles(models, Policy(reserve_adjudicator=True), random.Random(n_models))
+    _, committee = conductor_draw(models, Policy(reserve_adjudicator=True), random.Random(n_models))
     assert len(committee) == reserved
 
 
@@ -647,16 +668,17 @@ def test_fewer_than_two_models_raises(n_models: int) -> None:
         Policy().committee_size(n_models)
     if n_models:
         with pytest.raises(ProtocolError):
-            draw_roles(["solo"], Policy(), random.Random(0))
+            conductor_draw(["solo"], Policy(), random.Random(0))
 
 
 def test_reserve_adjudicator_always_leaves_one_model() -> None:
     models = ["a", "b", "c"]
     for seed in range(300):
         rng = random.Random(seed)
-        generator, committee = draw_roles(models, Policy(reserve_adjudicator=True), rng)
+        draw = BalancedDraw(Policy().assignment_slack)
+        generator, committee = conductor_draw(models, Policy(reserve_adjudicator=True), rng, draw)
         assert len(committee) == 1
-        left = draw_adjudicator(models, {generator, *committee}, rng)
+        left = adjudicator_seat(draw, models, {generator, *committee}, rng)
         assert left is not None
         assert {generator, *committee, left} == set(models)
 
@@ -664,7 +686,8 @@ def test_reserve_adjudicator_always_leaves_one_model() -> None:
 def test_three_models_without_reserve_rejects_when_adjudication_is_needed() -> None:
     models = ["a", "b", "c"]
     rng = random.Random(3)
-    generator, committee = draw_roles(models, Policy(), rng)
+    draw = BalancedDraw(Policy().assignment_slack)
+    generator, committee = conductor_draw(models, Policy(), rng, draw)
     assert len(committee) == 2
     state = make_state(generator=generator, reviewers=committee)
     state.apply(Generated(generator, ITEM))
@@ -673,7 +696,7 @@ def test_three_models_without_reserve_rejects_when_adjudication_is_needed() -> N
     steps = state.next_steps()
     assert steps == [DrawAdjudicator(frozenset(models))]
     assert isinstance(steps[0], DrawAdjudicator)
-    drawn = draw_adjudicator(models, set(steps[0].excluded), rng)
+    drawn = adjudicator_seat(draw, models, set(steps[0].excluded), rng)
     assert drawn is None
     state.apply(AdjudicatorDrawn(drawn))
     result = outcome(state)

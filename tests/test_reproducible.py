@@ -18,13 +18,13 @@ from gra.agents.runtime import AgentRuntime
 from gra.backends.base import ChatMessages, Completion, JsonSchema, Sampling
 from gra.bus import Router
 from gra.protocols.messages import (
+    FRAME_DECODER,
+    FRAME_ENCODER,
     Hello,
     Result,
     Shutdown,
     Task,
     Welcome,
-    decode_frame,
-    encode_frame,
 )
 from gra.protocols.peer_review import Generate, Generated, InstanceState, Policy, Replaced, Review
 from gra.protocols.reproducible import (
@@ -222,9 +222,9 @@ async def test_an_agent_samples_each_output_try_with_its_own_seed(
 def test_a_task_frame_with_a_seed_out_of_range_is_refused() -> None:
     frame = Task("t", "i", "reviewer", 1, 1.0, msgspec.Raw(b"\x80"), 1 << 32)
     with pytest.raises(msgspec.ValidationError, match="seed"):
-        decode_frame(encode_frame(frame))
+        FRAME_DECODER.decode(FRAME_ENCODER.encode(frame))
     largest = msgspec.structs.replace(frame, seed=(1 << 32) - 1)
-    assert decode_frame(encode_frame(largest)) == largest
+    assert FRAME_DECODER.decode(FRAME_ENCODER.encode(largest)) == largest
 
 
 def test_a_reviewer_seed_belongs_to_its_seat_and_stays_with_it_after_a_hand_over() -> None:

@@ -14,9 +14,8 @@ are loaded, and nothing is ever downloaded.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,17 +53,6 @@ class Candidate:
     instruction: str
     response: str
     mean: float
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Candidate:
-        """From one decoded line of accepted.jsonl (a null mean sorts last)."""
-        mean = record.get("mean")
-        return cls(
-            str(record["id"]),
-            record["instruction"],
-            record["response"],
-            -math.inf if mean is None else float(mean),
-        )
 
 
 @dataclass(frozen=True)

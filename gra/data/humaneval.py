@@ -108,10 +108,6 @@ def to_seed(problem: Problem) -> SeedItem:
     )
 
 
-def humaneval_seeds(path: Path | None = None) -> list[SeedItem]:
-    return [to_seed(problem) for problem in read_problems(path)]
-
-
 def write_humaneval_seeds(path: Path, source: Path | None = None) -> int:
     """Write HumanEval as a JSONL seed file that ``load_seeds`` reads; returns the count.
 

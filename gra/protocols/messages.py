@@ -140,12 +140,3 @@ Frame = (
 
 FRAME_ENCODER = msgspec.msgpack.Encoder()
 FRAME_DECODER = msgspec.msgpack.Decoder(Frame)
-
-
-def encode_frame(message: Message) -> bytes:
-    return FRAME_ENCODER.encode(message)
-
-
-def decode_frame(data: bytes) -> Frame:
-    """Decode one frame; raises ``msgspec.DecodeError`` (incl. ValidationError)."""
-    return FRAME_DECODER.decode(data)

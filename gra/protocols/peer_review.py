@@ -284,12 +284,6 @@ def draw_roles(
     return generator, tuple(rng.sample(others, min(size, len(others))))
 
 
-def draw_committee(models: Sequence[str], policy: Policy, rng: random.Random) -> tuple[str, ...]:
-    """A committee for an existing item (review mode): no generator to exclude."""
-    pool = sorted(set(models))
-    return tuple(rng.sample(pool, policy.committee_size(len(pool), with_generator=False)))
-
-
 def draw_adjudicator(models: Sequence[str], involved: set[str], rng: random.Random) -> str | None:
     candidates = sorted(set(models) - involved)
     return rng.choice(candidates) if candidates else None

@@ -79,11 +79,6 @@ def read_ids(path: Path) -> set[str]:
     return {record.id for record in _decode_lines(path, _id_decoder)}
 
 
-def read_records(path: Path, record_type: type[T]) -> list[T]:
-    """``iter_records`` as a list."""
-    return list(iter_records(path, record_type))
-
-
 class LineFile:
     """Unbuffered, so a failed write can be undone with one ftruncate."""
 
