@@ -299,3 +299,28 @@ async def test_the_report_refreshes_while_the_run_runs(tmp_path: Path) -> None:
     async with refreshing_report(tmp_path, every_s=0.1):
         await asyncio.sleep(1.0)
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_items_a_plugin_step_rejected_are_in_the_funnel(tmp_path: Path) -> None:
+    """A plugin check step's stage is its own name; the report counts those items
+    at the checks gate instead of leaving them out."""
+    records = [msgspec.to_builtins(r) for r in synthetic_records(20)]
+    screened = [r for r in records if r["decision"] == "accepted"][:3]
+    for record in screened:
+        record.update(decision="rejected", stage="screen", reason="banned term")
+        record["checks"] = [
+            {"name": "screen", "model": "m", "verdict": "rejected", "reason": "x", "evidence": ""}
+        ]
+    (tmp_path / "accepted.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in records if r["decision"] == "accepted")
+    )
+    (tmp_path / "rejected.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in records if r["decision"] != "accepted")
+    )
+    report = collect(tmp_path, skip_map="not needed here")
+    assert report.skipped == 0
+    assert report.records == 20
+    total = report.total_funnel()
+    assert total.ended["check"] == 3
+    gates = dict(total.survivors())
+    assert gates["passed verification"] - gates["passed plugin checks"] == 3

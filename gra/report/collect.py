@@ -23,7 +23,10 @@ from gra.report.diversity import BottomK, Embed, ItemMap, embedding_text
 from gra.report.timeline import Timeline, read_timeline
 
 # Where an item can end, in the order an item meets the gates.
-STAGES = ("instruction_check", "score", "adjudication", "verification", "dedup", "accepted")
+# "check": a plugin check step (its stage in the record is the step's own name).
+STAGES = (
+    "instruction_check", "score", "adjudication", "verification", "check", "dedup", "accepted",
+)  # fmt: skip
 # The funnel's bars: what is left after each gate.
 GATES = (
     "generated",
@@ -32,6 +35,7 @@ GATES = (
     "passed scores",
     "passed adjudication",
     "passed verification",
+    "passed plugin checks",
     "unique (dedup)",
 )
 _KNOWN_STAGES = (*STAGES, "failed")
@@ -229,6 +233,16 @@ class RunReport:
 # ---- small readers that never raise -------------------------------------------
 
 
+def _stage(record: Mapping[str, Any]) -> Any:
+    """The record's stage; a plugin check step's own name reads as "check"."""
+    stage = record.get("stage")
+    checks = record.get("checks")
+    named = isinstance(stage, str) and stage not in _KNOWN_STAGES and isinstance(checks, list)
+    if named and any(isinstance(c, Mapping) and c.get("name") == stage for c in checks):
+        return "check"
+    return stage
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -353,7 +367,7 @@ class _Collector:
 
     def add(self, record: Mapping[str, Any]) -> bool:
         """Count ``record``; False (and nothing counted) when it is not a record."""
-        decision, stage = record.get("decision"), record.get("stage")
+        decision, stage = record.get("decision"), _stage(record)
         if decision not in ("accepted", "rejected", "failed") or stage not in _KNOWN_STAGES:
             self.skipped += 1
             return False
