@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from gra.backends.base import DEFAULT_PROMPT_CACHE_MIB
-from gra.config import load_config
-from gra.errors import GraError, OutputDirError, OutputError, TargetAlreadyMet
+from gra.config import BACKENDS, AgentSettings, agent_settings, load_config
+from gra.errors import ConfigError, GraError, OutputDirError, OutputError, TargetAlreadyMet
 from gra.logs import configure
 from gra.models import CATALOG, assemble, models_dir
+from gra.protocols.messages import AGENT_SETTINGS_ENV
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -157,31 +158,79 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def _cmd_agent(args: argparse.Namespace) -> int:
-    from gra.agents.main import AgentOptions, run_agent
+# `gra agent`'s flags, each named for the AgentSettings field it sets (entry.*: the
+# AgentConfig ones); a flag left out keeps the Struct's default, stated there only.
+_AGENT_FLAGS = (
+    "connect",
+    "agent_id",
+    "output_retries",
+    "model_path",
+    "parent_pid",
+    "log_file",
+    "curve_secret",
+    "server_key",
+)
+_ENTRY_FLAGS = (
+    "roles",
+    "backend",
+    "model",
+    "url",
+    "served_model",
+    "api_key_env",
+    "capacity",
+    "n_ctx",
+    "n_threads",
+    "prompt_cache_mib",
+    "factory",
+)
 
-    options = AgentOptions(
-        connect=args.connect,
-        agent_id=args.agent_id or f"{args.model}-{__import__('os').getpid()}",
-        roles=tuple(r.strip() for r in args.role.split(",") if r.strip()),
-        backend=args.backend,
-        model=args.model,
-        model_path=args.model_path,
-        url=args.url,
-        served_model=args.served_model,
-        api_key_env=args.api_key_env,
-        capacity=args.capacity,
-        n_ctx=args.n_ctx,
-        n_threads=args.n_threads,
-        prompt_cache_mib=args.prompt_cache_mib,
-        factory=args.factory,
-        output_retries=args.output_retries,
-        parent_pid=args.parent_pid,
-        log_file=args.log_file,
-        curve_secret=args.curve_secret,
-        server_key=args.server_key,
-    )
-    return run_agent(options)
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from gra.agents.main import run_agent
+
+    return run_agent(agent_settings_of(args))
+
+
+def agent_settings_of(args: argparse.Namespace) -> AgentSettings:
+    """The one shape of an agent's settings: from the supervisor (``--settings-env``,
+    how it starts its agents) or from the flags of an agent started by hand."""
+    given = {dest: getattr(args, dest) for dest in (*_AGENT_FLAGS, *_ENTRY_FLAGS)}
+    given = {dest: value for dest, value in given.items() if value is not None}
+    if args.settings_env:
+        if given:
+            raise ConfigError(
+                f"gra agent --settings-env: {_flag(next(iter(given)))} is given; the "
+                f"settings come from ${AGENT_SETTINGS_ENV} only"
+            )
+        raw = os.environ.pop(AGENT_SETTINGS_ENV, None)  # nothing the agent starts inherits it
+        if raw is None:
+            raise ConfigError(f"gra agent --settings-env: ${AGENT_SETTINGS_ENV} is not set")
+        where = f"gra agent: ${AGENT_SETTINGS_ENV}"
+        return agent_settings(raw.encode(), lambda field: f"{where} {field}".rstrip())
+    missing = [_flag(dest) for dest in ("connect", "model") if dest not in given]
+    if missing:
+        raise ConfigError(f"gra agent: {' and '.join(missing)} required")
+    source: dict[str, Any] = {dest: given[dest] for dest in _AGENT_FLAGS if dest in given}
+    source.setdefault("agent_id", f"{args.model}-{os.getpid()}")
+    source["entry"] = {dest: given[dest] for dest in _ENTRY_FLAGS if dest in given}
+
+    def flag_and_value(field: str) -> str:
+        dest = field.rpartition(".")[2].partition("[")[0]
+        if not dest:
+            return "gra agent"
+        value = given.get(dest)
+        shown = ",".join(value) if isinstance(value, tuple) else value
+        return f"gra agent {_flag(dest)}" + ("" if value is None else f" {shown}")
+
+    return agent_settings(source, flag_and_value)
+
+
+def _flag(dest: str) -> str:
+    return "--role" if dest == "roles" else "--" + dest.replace("_", "-")
+
+
+def _role_list(text: str) -> tuple[str, ...]:
+    return tuple(role.strip() for role in text.split(",") if role.strip())
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -335,37 +384,36 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--log-level", default="warning")
     calibrate.set_defaults(handler=_cmd_calibrate)
 
-    agent = sub.add_parser("agent", help="one agent process joining a supervisor")
-    agent.add_argument("--connect", required=True, help="supervisor endpoint, e.g. tcp://host:5555")
-    agent.add_argument("--role", default="generator,reviewer,adjudicator", help="ROLE[,ROLE]")
-    agent.add_argument(
-        "--backend", choices=["llamacpp", "vllm", "openai", "plugin", "sandbox"], required=True
+    agent = sub.add_parser(
+        "agent",
+        help="one agent process joining a supervisor",
+        description="A flag left out keeps the default of the same key in an [[agents]] entry.",
     )
-    agent.add_argument("--model", required=True, help="model name (its identity in the fleet)")
+    agent.add_argument("--connect", help="supervisor endpoint, e.g. tcp://host:5555 (required)")
+    agent.add_argument(
+        "--role", dest="roles", type=_role_list, help="ROLE[,ROLE] (default: every role)"
+    )
+    agent.add_argument("--backend", choices=BACKENDS, help="(default: llamacpp)")
+    agent.add_argument("--model", help="model name: its identity in the fleet (required)")
     agent.add_argument("--model-path", help="GGUF file (llamacpp; default: the catalog model)")
     agent.add_argument("--url", help="server base url (vllm/openai)")
     agent.add_argument("--served-model", help="model name on the server (default: --model)")
     agent.add_argument("--api-key-env", help="environment variable holding the API key")
+    agent.add_argument("--capacity", type=int, help="tasks in flight (default: the backend's)")
+    agent.add_argument("--n-ctx", type=int)
+    agent.add_argument("--n-threads", type=int)
     agent.add_argument(
-        "--capacity",
-        type=_positive_int,
-        help="tasks in flight (vllm/openai: default 8; sandbox: 2)",
-    )
-    agent.add_argument("--n-ctx", type=_positive_int, default=4096)
-    agent.add_argument("--n-threads", type=_positive_int)
-    agent.add_argument(
-        "--prompt-cache-mib",
-        type=_non_negative_int,
-        default=DEFAULT_PROMPT_CACHE_MIB,
-        help="llama.cpp: RAM for saved prompt states (0: off)",
+        "--prompt-cache-mib", type=int, help="llama.cpp: RAM for saved prompt states (0: off)"
     )
     agent.add_argument("--factory", help="module:callable building the backend (plugin)")
-    agent.add_argument("--output-retries", type=_non_negative_int, default=2)
+    agent.add_argument("--output-retries", type=int)
     agent.add_argument("--agent-id")
     agent.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     agent.add_argument("--log-file", help="JSON-lines log file")
     agent.add_argument("--curve-secret", help="this agent's secret key file (from gra keys)")
     agent.add_argument("--server-key", help="the supervisor's public key file (from gra keys)")
+    # How the supervisor starts its agents: every setting in $GRA_AGENT_SETTINGS.
+    agent.add_argument("--settings-env", action="store_true", help=argparse.SUPPRESS)
     agent.set_defaults(handler=_cmd_agent)
 
     models = sub.add_parser("models", help="list, assemble and verify the default models")

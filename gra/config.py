@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
@@ -20,8 +21,14 @@ from gra.protocols.roles import DEFAULT_DOMAINS
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
+# Attempts at a model output that fails validation, per task (``limits.output_retries``,
+# handed to every agent in its AgentSettings).
+OutputRetries = Annotated[int, msgspec.Meta(ge=0, le=20)]
+DEFAULT_OUTPUT_RETRIES = 2
 
-BACKENDS = ("llamacpp", "vllm", "openai", "plugin", "sandbox")
+# "sandbox": no model; an agent whose roles run code (the verifier).
+BackendName = Literal["llamacpp", "vllm", "openai", "plugin", "sandbox"]
+BACKENDS: tuple[str, ...] = get_args(BackendName)
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -32,8 +39,7 @@ class AgentConfig(_Strict):
     """One model and the agent process(es) hosting it."""
 
     model: Annotated[str, msgspec.Meta(min_length=1)]
-    # "sandbox": no model; an agent whose roles run code (the verifier).
-    backend: Literal["llamacpp", "vllm", "openai", "plugin", "sandbox"] = "llamacpp"
+    backend: BackendName = "llamacpp"
     roles: tuple[str, ...] = (
         "generator",
         "reviewer",
@@ -74,6 +80,79 @@ class AgentConfig(_Strict):
     @property
     def model_id(self) -> str:
         return self.name or (Path(self.model).stem if self.model.endswith(".gguf") else self.model)
+
+
+class AgentSettings(_Strict):
+    """Everything one agent process runs with, in one shape: its ``[[agents]]`` entry
+    and its place in the fleet. The supervisor hands it to each agent it starts
+    (JSON in the environment, gra.protocols.messages.AGENT_SETTINGS_ENV); ``gra agent``
+    builds it from its flags. So every default lives here or in AgentConfig, and a
+    value the supervisor sets is the value the agent uses."""
+
+    # The supervisor's endpoint; a launcher fills it in when it starts the agent.
+    connect: str
+    agent_id: Annotated[str, msgspec.Meta(min_length=1)]
+    entry: AgentConfig
+    output_retries: OutputRetries = DEFAULT_OUTPUT_RETRIES
+    # llamacpp: the GGUF file (the supervisor resolves and verifies it once);
+    # unset: ``entry.model`` from the catalog.
+    model_path: str | None = None
+    # The agent dies with this process (a launched agent's supervisor or actor).
+    parent_pid: int | None = None
+    log_file: str | None = None
+    # CURVE: this agent's secret key file and the supervisor's public key file.
+    curve_secret: str | None = None
+    server_key: str | None = None
+
+
+_agent_settings_decoder = msgspec.json.Decoder(AgentSettings)
+
+
+def agent_settings(
+    source: bytes | dict[str, Any], name: Callable[[str], str] = lambda field: field
+) -> AgentSettings:
+    """``source`` (a supervisor's JSON, or ``gra agent``'s flags as a dict) as
+    AgentSettings; anything wrong is a ConfigError naming the field, as ``name``
+    spells a field path (``entry.n_ctx``; "": the whole) for whoever gave it."""
+    try:
+        if isinstance(source, bytes):
+            settings = _agent_settings_decoder.decode(source)
+        else:
+            settings = msgspec.convert(source, AgentSettings)
+    except msgspec.ValidationError as exc:
+        why, at, path = str(exc).rpartition(" - at `$.")
+        message = f"{name(path.rstrip('`'))}: {why}" if at else f"{name('')}: {exc}"
+        raise ConfigError(message) from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{name('')}: not JSON: {exc}") from None
+    from gra.agents.roles import known_roles
+
+    unknown = sorted(set(settings.entry.roles) - set(known_roles()))
+    if unknown:
+        raise ConfigError(
+            f"{name('entry.roles')}: unknown roles {unknown} (known: {known_roles()})"
+        )
+    problem = entry_problem(settings.entry)
+    if problem is not None:
+        raise ConfigError(f"{name('entry.' + problem[0])}: {problem[1]}")
+    if bool(settings.curve_secret) != bool(settings.server_key):
+        missing = "server_key" if settings.curve_secret else "curve_secret"
+        raise ConfigError(
+            f"{name(missing)}: CURVE needs both this agent's secret key file and the "
+            "supervisor's public key file"
+        )
+    return settings
+
+
+def entry_problem(agent: AgentConfig) -> tuple[str, str] | None:
+    """What an entry lacks whatever the fleet around it, as (field, why)."""
+    if agent.backend in ("vllm", "openai") and not agent.url:
+        return "url", f"the {agent.backend} backend needs the server's url"
+    if agent.backend == "plugin" and ":" not in (agent.factory or ""):
+        return "factory", "the plugin backend needs 'module:callable'"
+    if agent.backend == "sandbox" and set(agent.roles) - {"verifier"}:
+        return "roles", "a sandbox agent hosts no model; it can only be a verifier"
+    return None
 
 
 class RunSettings(_Strict):
@@ -128,7 +207,7 @@ class AnnotateSettings(_Strict):
 class Limits(_Strict):
     task_deadline_s: Seconds = 600.0
     task_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 2
-    output_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 2
+    output_retries: OutputRetries = DEFAULT_OUTPUT_RETRIES
     startup_timeout_s: Seconds = 600.0
     # How long a task waits for its model to come back (an agent restarting)
     # when no uninvolved model can take the role over; then the instance fails.
@@ -257,14 +336,9 @@ def _check(config: Config, path: Path) -> None:
         for role in agent.roles:
             if role not in roles:
                 raise ConfigError(f"{where}.roles: unknown role {role!r} (known: {sorted(roles)})")
-        if agent.backend in ("vllm", "openai") and not agent.url:
-            raise ConfigError(f"{where}.url: the {agent.backend} backend needs the server's url")
-        if agent.backend == "plugin" and not agent.factory:
-            raise ConfigError(f"{where}.factory: the plugin backend needs 'module:callable'")
-        if agent.backend == "sandbox" and set(agent.roles) - {"verifier"}:
-            raise ConfigError(
-                f"{where}.roles: a sandbox agent hosts no model; it can only be a verifier"
-            )
+        problem = entry_problem(agent)
+        if problem is not None:
+            raise ConfigError(f"{where}.{problem[0]}: {problem[1]}")
         if agent.key is not None and not agent.remote:
             raise ConfigError(f"{where}.key: only remote agents name a key (local ones share one)")
         if agent.remote and config.bus.curve_keys and not agent.key:

@@ -30,7 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from gra.backends.base import ChatMessages, Completion, JsonSchema, Sampling
+from gra.config import AgentSettings
 
 SIX = ("correctness", "clarity", "completeness", "relevance", "coherence", "ethics")
 
@@ -137,5 +140,16 @@ class ScriptedBackend:
         pass
 
 
-def scripted(options: Any) -> ScriptedBackend:
-    return ScriptedBackend(options.model, options.capacity or 1, options.agent_id)
+def scripted(settings: AgentSettings) -> ScriptedBackend:
+    return ScriptedBackend(settings.entry.model_id, settings.entry.capacity or 1, settings.agent_id)
+
+
+def recording(settings: AgentSettings) -> ScriptedBackend:
+    """``scripted``, after writing to $GRA_DOUBLE_SETTINGS_OUT the settings it was built
+    with and which GRA_AGENT_* variables the agent's environment still holds."""
+    record = {
+        "settings": json.loads(msgspec.json.encode(settings)),
+        "environment": sorted(name for name in os.environ if name.startswith("GRA_AGENT_")),
+    }
+    Path(os.environ["GRA_DOUBLE_SETTINGS_OUT"]).write_text(json.dumps(record))
+    return scripted(settings)

@@ -8,76 +8,53 @@ import importlib
 import os
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gra.agents.roles import get_role
 from gra.agents.runtime import AgentRuntime
 from gra.backends import Backend, LlamaCppBackend, ModelUnusable, NoModelBackend, OpenAIBackend
-from gra.backends.llamacpp import DEFAULT_PROMPT_CACHE_MIB
+from gra.config import AgentConfig, AgentSettings
 from gra.logs import configure
 from gra.protocols.messages import AGENT_EXIT_UNUSABLE, AGENT_TOKEN_ENV
 
 
-@dataclass(frozen=True)
-class AgentOptions:
-    connect: str
-    agent_id: str
-    roles: tuple[str, ...]
-    backend: str
-    model: str
-    model_path: str | None = None
-    url: str | None = None
-    served_model: str | None = None
-    api_key_env: str | None = None
-    capacity: int | None = None
-    n_ctx: int = 4096
-    n_threads: int | None = None
-    # llama.cpp: RAM (MiB) for saved model states that later prompts resume from; 0: off.
-    prompt_cache_mib: int = DEFAULT_PROMPT_CACHE_MIB
-    factory: str | None = None
-    output_retries: int = 2
-    parent_pid: int | None = None
-    log_file: str | None = None
-    curve_secret: str | None = None
-    server_key: str | None = None
-
-
-def build_backend(options: AgentOptions) -> Backend:
-    match options.backend:
+def build_backend(settings: AgentSettings) -> Backend:
+    """The entry's backend; a setting the entry leaves unset keeps the backend's default.
+    A plugin's factory is called with the whole AgentSettings."""
+    entry = settings.entry
+    match entry.backend:
         case "llamacpp":
             from gra.models import resolve
 
-            path = Path(options.model_path) if options.model_path else resolve(options.model)
+            path = Path(settings.model_path) if settings.model_path else resolve(entry.model)
             return LlamaCppBackend(
-                options.model,
+                entry.model_id,
                 path,
-                n_ctx=options.n_ctx,
-                n_threads=options.n_threads,
-                prompt_cache_mib=options.prompt_cache_mib,
+                n_ctx=entry.n_ctx,
+                n_threads=entry.n_threads,
+                prompt_cache_mib=entry.prompt_cache_mib,
             )
         case "vllm" | "openai":
-            if not options.url:
-                raise ValueError(f"the {options.backend} backend needs --url")
-            api_key = os.environ.get(options.api_key_env) if options.api_key_env else None
+            api_key = os.environ.get(entry.api_key_env) if entry.api_key_env else None
             return OpenAIBackend(
-                options.model,
-                options.url,
-                served_model=options.served_model,
-                capacity=options.capacity or 8,
+                entry.model_id,
+                entry.url or "",
+                served_model=entry.served_model,
                 api_key=api_key,
-                vllm=options.backend == "vllm",
+                vllm=entry.backend == "vllm",
+                **_capacity(entry),
             )
         case "sandbox":
-            return NoModelBackend(options.model, capacity=options.capacity or 2)
+            return NoModelBackend(entry.model_id, **_capacity(entry))
         case "plugin":
-            if not options.factory or ":" not in options.factory:
-                raise ValueError("the plugin backend needs --factory module:callable")
-            module_name, _, attr = options.factory.partition(":")
+            module_name, _, attr = (entry.factory or "").partition(":")
             factory = getattr(importlib.import_module(module_name), attr)
-            return factory(options)
-        case other:
-            raise ValueError(f"unknown backend {other!r}")
+            return factory(settings)  # type: ignore[no-any-return]
+
+
+def _capacity(entry: AgentConfig) -> dict[str, Any]:
+    return {} if entry.capacity is None else {"capacity": entry.capacity}
 
 
 def _die_with_parent() -> None:
@@ -89,41 +66,40 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def run_agent(options: AgentOptions) -> int:
-    if options.parent_pid is not None:
+def run_agent(settings: AgentSettings) -> int:
+    if settings.parent_pid is not None:
         _die_with_parent()
-        if os.getppid() != options.parent_pid:
+        if os.getppid() != settings.parent_pid:
             return 1  # the parent died before we could ask
+    entry = settings.entry
     configure(
-        json_path=Path(options.log_file) if options.log_file else None,
-        level="warning" if options.parent_pid else "info",
-        agent_id=options.agent_id,
-        model=options.model,
+        json_path=Path(settings.log_file) if settings.log_file else None,
+        level="warning" if settings.parent_pid else "info",
+        agent_id=settings.agent_id,
+        model=entry.model_id,
         pid=os.getpid(),
     )
-    roles = {name: get_role(name) for name in options.roles}
+    roles = {name: get_role(name) for name in entry.roles}
     curve = None
-    if options.curve_secret or options.server_key:
-        if not (options.curve_secret and options.server_key):
-            raise ValueError("CURVE needs both --curve-secret and --server-key")
-        curve = (Path(options.curve_secret), Path(options.server_key))
+    if settings.curve_secret and settings.server_key:
+        curve = (Path(settings.curve_secret), Path(settings.server_key))
     # Taken out of the environment so that nothing this process starts inherits it.
     token = os.environ.pop(AGENT_TOKEN_ENV, "")
-    backend = build_backend(options)
+    backend = build_backend(settings)
     runtime = AgentRuntime(
-        options.agent_id,
+        settings.agent_id,
         backend,
         roles,
-        options.connect,
-        output_retries=options.output_retries,
-        parent_pid=options.parent_pid,
+        settings.connect,
+        output_retries=settings.output_retries,
+        parent_pid=settings.parent_pid,
         curve=curve,
         token=token,
     )
     try:
         asyncio.run(runtime.run())
     except ModelUnusable as exc:
-        print(f"gra agent {options.agent_id}: {exc}", file=sys.stderr)
+        print(f"gra agent {settings.agent_id}: {exc}", file=sys.stderr)
         return AGENT_EXIT_UNUSABLE
     # Stopped: what is left is the interpreter's teardown (freeing a model can take
     # seconds on a loaded machine). A SIGTERM now asks for what is already under way;

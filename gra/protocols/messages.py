@@ -20,6 +20,8 @@ PROTOCOL_VERSION = 1
 # The environment variable through which a launched agent receives the token
 # its hello must carry (``Hello.token``).
 AGENT_TOKEN_ENV = "GRA_AGENT_TOKEN"
+# ... and its settings (gra.config.AgentSettings as JSON; ``gra agent --settings-env``).
+AGENT_SETTINGS_ENV = "GRA_AGENT_SETTINGS"
 # Set by a cluster launcher: the node an agent runs on, reported in its hello.
 AGENT_NODE_ENV = "GRA_NODE"
 # An agent's exit code for a model it cannot use (missing, not a model,

@@ -13,13 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 import structlog
 from rich.console import RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gra.bus.endpoints import private_ipc_endpoint
 from gra.bus.security import SUPERVISOR, create_keys
-from gra.config import AgentConfig, Config, ConfigError, SeedSettings, require_role
+from gra.config import (
+    AgentConfig,
+    AgentSettings,
+    Config,
+    ConfigError,
+    SeedSettings,
+    require_role,
+)
 from gra.data.seeds import read_seeds
 from gra.models import resolve
 from gra.report import refreshing_report, write_report_quietly
@@ -74,49 +82,34 @@ def agent_specs(config: Config) -> list[AgentSpec]:
     llama_processes = sum(a.replicas for a in local if a.backend == "llamacpp")
     threads = max(1, (os.cpu_count() or 2) // max(1, llama_processes))
     specs = []
-    for agent in local:
+    for entry in local:
         if cluster:
-            threads = max(1, int(agent.num_cpus or 1))
-        args = _agent_args(config, agent, threads, curve=not cluster)
-        for replica in range(agent.replicas):
-            agent_id = _safe_id(f"{agent.model_id}-{replica}")
-            specs.append(AgentSpec(agent_id, tuple(args), model=agent.model_id))
+            threads = max(1, int(entry.num_cpus or 1))
+        settings = _agent_settings(config, entry, threads, curve=not cluster)
+        for replica in range(entry.replicas):
+            agent_id = _safe_id(f"{entry.model_id}-{replica}")
+            specs.append(AgentSpec(msgspec.structs.replace(settings, agent_id=agent_id)))
     return specs
 
 
-def _agent_args(
-    config: Config, agent: AgentConfig, threads: int, *, curve: bool = True
-) -> list[str]:
-    args = [
-        "--role",
-        ",".join(agent.roles),
-        "--backend",
-        agent.backend,
-        "--model",
-        agent.model_id,
-        "--output-retries",
-        str(config.limits.output_retries),
-    ]
-    if agent.backend == "llamacpp":
-        path = resolve(agent.model, Path(config.base_dir))
-        args += ["--model-path", str(path), "--n-ctx", str(agent.n_ctx)]
-        args += ["--n-threads", str(agent.n_threads or threads)]
-        args += ["--prompt-cache-mib", str(agent.prompt_cache_mib)]
-    if agent.url:
-        args += ["--url", agent.url]
-    if agent.served_model:
-        args += ["--served-model", agent.served_model]
-    if agent.api_key_env:
-        args += ["--api-key-env", agent.api_key_env]
-    if agent.capacity:
-        args += ["--capacity", str(agent.capacity)]
-    if agent.factory:
-        args += ["--factory", agent.factory]
-    if config.bus.curve_keys and curve:
-        keys = config.resolve(config.bus.curve_keys)
-        args += ["--curve-secret", str(keys / "agents" / f"{LOCAL_AGENT_KEY}.key_secret")]
-        args += ["--server-key", str(keys / f"{SUPERVISOR}.key")]
-    return args
+def _agent_settings(
+    config: Config, entry: AgentConfig, threads: int, *, curve: bool = True
+) -> AgentSettings:
+    """``entry`` as its agents receive it; ``connect`` and ``agent_id`` are filled in later."""
+    model_path = None
+    if entry.backend == "llamacpp":
+        model_path = str(resolve(entry.model, Path(config.base_dir)))
+        entry = msgspec.structs.replace(entry, n_threads=entry.n_threads or threads)
+    keys = config.resolve(config.bus.curve_keys) if config.bus.curve_keys and curve else None
+    return AgentSettings(
+        connect="",
+        agent_id=entry.model_id,
+        entry=entry,
+        output_retries=config.limits.output_retries,
+        model_path=model_path,
+        curve_secret=str(keys / "agents" / f"{LOCAL_AGENT_KEY}.key_secret") if keys else None,
+        server_key=str(keys / f"{SUPERVISOR}.key") if keys else None,
+    )
 
 
 def prepare_out_dir(out_dir: Path, resume: bool) -> None:
@@ -137,8 +130,6 @@ def prepare_out_dir(out_dir: Path, resume: bool) -> None:
 
 async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
     if options.target is not None:
-        import msgspec
-
         config = msgspec.structs.replace(
             config, run=msgspec.structs.replace(config.run, target=options.target)
         )

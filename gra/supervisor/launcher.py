@@ -14,24 +14,45 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import msgspec
 import structlog
 
-from gra.protocols.messages import AGENT_TOKEN_ENV
+from gra.config import AgentSettings
+from gra.protocols.messages import AGENT_SETTINGS_ENV, AGENT_TOKEN_ENV
 
 log = structlog.get_logger("gra.launcher")
+
+
+# How a launcher starts an agent: every setting travels in the environment
+# (AGENT_SETTINGS_ENV), none in argv.
+AGENT_COMMAND = ("-m", "gra", "agent", "--settings-env")
 
 
 @dataclass(frozen=True)
 class AgentSpec:
     """Everything needed to start one agent process."""
 
-    agent_id: str
-    args: tuple[str, ...]
-    # The model id it hosts, for admission (gra.supervisor.admission).
-    model: str = ""
+    # Its settings but for ``connect`` (and where it runs: ``parent_pid``,
+    # ``log_file``), which the launcher fills in when it starts the agent.
+    settings: AgentSettings
     # The per-run secret its hello must carry: handed over in the environment
     # (not argv, which any user can read in the process list).
     token: str = ""
+
+    @property
+    def agent_id(self) -> str:
+        return self.settings.agent_id
+
+    @property
+    def model(self) -> str:
+        """The model id it hosts, for admission (gra.supervisor.admission)."""
+        return self.settings.entry.model_id
+
+
+def agent_environment(settings: AgentSettings, token: str, **extra: str) -> dict[str, str]:
+    """This process's environment plus what an agent is handed: its settings and token."""
+    encoded = msgspec.json.encode(settings).decode()
+    return {**os.environ, AGENT_SETTINGS_ENV: encoded, AGENT_TOKEN_ENV: token, **extra}
 
 
 class Launcher(Protocol):
@@ -66,25 +87,19 @@ class LocalLauncher:
         self._reported: set[str] = set()
 
     def start(self, spec: AgentSpec, endpoint: str) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "gra",
-            "agent",
-            "--connect",
-            endpoint,
-            "--agent-id",
-            spec.agent_id,
-            "--parent-pid",
-            str(os.getpid()),
-            "--log-file",
-            str(self.log_dir / f"agent-{spec.agent_id}.jsonl"),
-            *spec.args,
-        ]
+        settings = msgspec.structs.replace(
+            spec.settings,
+            connect=endpoint,
+            parent_pid=os.getpid(),
+            log_file=str(self.log_dir / f"agent-{spec.agent_id}.jsonl"),
+        )
         stderr = (self.log_dir / f"agent-{spec.agent_id}.stderr").open("ab")
-        env = {**os.environ, AGENT_TOKEN_ENV: spec.token}
         self.processes[spec.agent_id] = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env
+            [sys.executable, *AGENT_COMMAND],
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=stderr,
+            env=agent_environment(settings, spec.token),
         )
         self._reported.discard(spec.agent_id)
         stderr.close()

@@ -52,10 +52,10 @@ import structlog
 import zmq
 
 from gra.bus.security import SUPERVISOR, create_keys, load_public
-from gra.config import RAY_DEFAULT_ENDPOINT, AgentConfig, Config
+from gra.config import RAY_DEFAULT_ENDPOINT, AgentConfig, AgentSettings, Config
 from gra.errors import RunError
-from gra.protocols.messages import AGENT_NODE_ENV, AGENT_TOKEN_ENV
-from gra.supervisor.launcher import AgentSpec
+from gra.protocols.messages import AGENT_NODE_ENV
+from gra.supervisor.launcher import AGENT_COMMAND, AgentSpec, agent_environment
 
 log = structlog.get_logger("gra.launcher.ray")
 
@@ -136,31 +136,36 @@ class AgentHost:
         }
 
     def run(
-        self, endpoint: str, args: list[str], token: str, key: tuple[bytes, bytes, bytes] | None
+        self, settings: bytes, token: str, key: tuple[bytes, bytes, bytes] | None
     ) -> tuple[int, str]:
-        """Start the agent, wait for it; its exit code and the tail of its stderr."""
+        """Start the agent with ``settings`` (AgentSettings as JSON), wait for it; its exit
+        code and the tail of its stderr."""
         import ray
 
         directory = Path(tempfile.mkdtemp(prefix="gra-agent-"))
         try:
             directory.chmod(0o700)
-            command = [sys.executable, "-m", "gra", "agent", "--connect", endpoint]
-            command += ["--agent-id", self.agent_id, "--parent-pid", str(os.getpid()), *args]
+            here = msgspec.json.decode(settings, type=AgentSettings)
+            here = msgspec.structs.replace(here, parent_pid=os.getpid())
             if key is not None:
                 public, secret, server = key
                 _write_certificate(directory / "agent.key_secret", public, secret)
                 _write_certificate(directory / "supervisor.key", server)
-                command += ["--curve-secret", str(directory / "agent.key_secret")]
-                command += ["--server-key", str(directory / "supervisor.key")]
-            env = {
-                **os.environ,
-                AGENT_TOKEN_ENV: token,
-                AGENT_NODE_ENV: ray.get_runtime_context().get_node_id(),
-            }
+                here = msgspec.structs.replace(
+                    here,
+                    curve_secret=str(directory / "agent.key_secret"),
+                    server_key=str(directory / "supervisor.key"),
+                )
+            node = ray.get_runtime_context().get_node_id()
+            env = agent_environment(here, token, **{AGENT_NODE_ENV: node})
             stderr_path = directory / "stderr"
             with stderr_path.open("wb") as stderr:
                 self._process = subprocess.Popen(
-                    command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env
+                    [sys.executable, *AGENT_COMMAND],
+                    stdin=subprocess.DEVNULL,
+                    stdout=stderr,
+                    stderr=stderr,
+                    env=env,
                 )
             if self._terminated:
                 self._process.terminate()
@@ -322,7 +327,11 @@ class RayLauncher:
         self._launched[spec.agent_id] = _Launched(
             spec.agent_id,
             actor,
-            actor.run.remote(target, list(spec.args), spec.token, key),
+            actor.run.remote(
+                msgspec.json.encode(msgspec.structs.replace(spec.settings, connect=target)),
+                spec.token,
+                key,
+            ),
             actor.where.remote(),
             time.monotonic(),
         )
