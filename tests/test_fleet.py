@@ -272,12 +272,20 @@ async def test_frozen_agent_is_declared_dead_and_its_work_moves(tmp_path: Path, 
             await until("busy", lambda: [a for a in conductor.fleet.live() if a.in_flight])
             victim = next(a for a in conductor.fleet.live() if a.in_flight)
             frozen.update(agent=victim.agent_id, pid=victim.pid, tasks=set(victim.in_flight))
+            held = {
+                flight.pending.instance_id
+                for task_id in frozen["tasks"]
+                if (flight := conductor.inflight.get(task_id))
+            }
             os.kill(victim.pid, signal.SIGSTOP)
             await until("declared dead", lambda: not agent().alive)
             await until("killed", lambda: not pid_alive(frozen["pid"]))
             await until("restarted", lambda: agent().alive and agent().pid != frozen["pid"])
             completed = agent().completed
             await until("working again", lambda: agent().completed > completed)
+            # Stopping now would leave the moved work unfinished (for a resume),
+            # so wait for the instances it held to finish elsewhere.
+            await until("its instances finished", lambda: not held & conductor.instances.keys())
         finally:
             conductor.request_stop()
 
@@ -288,7 +296,14 @@ async def test_frozen_agent_is_declared_dead_and_its_work_moves(tmp_path: Path, 
         await freezer
         with contextlib.suppress(ProcessLookupError, KeyError):
             os.kill(frozen["pid"], signal.SIGCONT)
-    assert story == ["busy", "declared dead", "killed", "restarted", "working again"]
+    assert story == [
+        "busy",
+        "declared dead",
+        "killed",
+        "restarted",
+        "working again",
+        "its instances finished",
+    ]
     assert summary["agents_lost"] >= 1
     assert summary["agents"][frozen["agent"]]["restarts"] == 1
     out = tmp_path / "out"
