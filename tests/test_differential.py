@@ -113,3 +113,64 @@ async def test_another_testers_solution_confirms_an_assert() -> None:
     result = await _verify(WRONG, tests, other, references=(REFERENCE, OTHER_REFERENCE))
     assert result.verdict == "failed", result
     assert "got 0; 2 independent derivations give 1" in result.evidence
+
+
+async def test_a_failure_the_derivations_confirm_fails_the_item_from_one_set() -> None:
+    # Only the first set reaches zero, the case the wrong response gets wrong; the
+    # other two never touch it. Two independent derivations settle that assert, so
+    # the failure stands though most sets pass.
+    edge = ("assert count_even([0, 1]) == 1",)
+    plain = ("assert count_even([2, 3]) == 1",)
+    more = ("assert count_even([4, 6, 7]) == 2",)
+    result = await _verify(WRONG, edge, plain, more, references=(REFERENCE, OTHER_REFERENCE))
+    assert result.verdict == "failed", result
+    assert result.sets_failed == 1
+    # Three sets, two solutions: whose is whose is not known, so all three vote.
+    assert "got 0; 3 independent derivations give 1" in result.evidence
+
+
+async def test_an_unconfirmed_failure_in_one_set_of_three_does_not_fail_the_item() -> None:
+    # Without solutions nothing settles the slip: one set of three is not enough.
+    slip = ("assert count_even([2, 4]) == 3",)
+    plain = ("assert count_even([2, 3]) == 1",)
+    more = ("assert count_even([4, 6, 7]) == 2",)
+    result = await _verify(RIGHT, slip, plain, more)
+    assert result.verdict == "passed", result
+    assert result.sets_failed == 1
+
+
+HALF = "def half(n):\n    return n // 2\n"
+OTHER_HALF = "def half(n):\n    return int(n / 2)\n"
+
+
+async def test_equal_numbers_are_one_value_whatever_their_type() -> None:
+    # 0.0 == 0 in Python: the response that gives 0.0 passes an assert on 0.
+    response = "```python\ndef half(n):\n    return n / 2 if n else 0.0\n```"
+    tests = ("assert half(0) == 0",)
+    task = "Write `half(n)`: half of the even integer n."
+    result = await _verify(response, tests, references=(HALF, OTHER_HALF), task=task)
+    assert result.verdict == "passed", result
+    assert result.tests_failed == 0
+
+
+FIRST = "```python\ndef first(xs):\n    return xs[0]\n```"
+FIRST_OR_NONE = "def first(xs):\n    return xs[0] if xs else None\n"
+OTHER_FIRST_OR_NONE = "def first(xs):\n    for x in xs:\n        return x\n"
+
+
+async def test_raising_where_the_derivations_return_none_is_not_counted() -> None:
+    # The instruction says nothing of an empty list: raising and returning None are
+    # both ways to say there is no answer.
+    task = "Write `first(xs)` returning the first element of the list xs."
+    tests = ("assert first([]) == None", "assert first([3, 4]) == 3")
+    result = await _verify(FIRST, tests, references=(FIRST_OR_NONE, OTHER_FIRST_OR_NONE), task=task)
+    assert result.verdict == "passed", result
+    assert result.tests_failed == 0
+
+
+async def test_raising_where_the_instruction_asks_for_none_fails() -> None:
+    task = "Write `first(xs)` returning the first element of the list xs, or None when it is empty."
+    tests = ("assert first([]) == None", "assert first([3, 4]) == 3")
+    result = await _verify(FIRST, tests, references=(FIRST_OR_NONE, OTHER_FIRST_OR_NONE), task=task)
+    assert result.verdict == "failed", result
+    assert "IndexError" in result.evidence

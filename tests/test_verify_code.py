@@ -39,6 +39,14 @@ def test_extracts_a_fenced_python_block() -> None:
     assert extract_python(response) == "def f(x):\n    return x + 1"
 
 
+def test_a_function_whose_docstring_is_mostly_doctests_is_code_not_a_transcript() -> None:
+    # Five ``>>>`` lines in a seventeen-line block: still a function, which compiles;
+    # a transcript does not.
+    examples = "".join(f"    >>> twice({n})\n    {2 * n}\n" for n in range(5))
+    source = f'def twice(n):\n    """Twice n.\n{examples}    """\n    return 2 * n'
+    assert extract_python(f"```python\n{source}\n```") == source
+
+
 def test_extracts_unfenced_code_and_code_in_prose() -> None:
     assert extract_python("def f(x):\n    return 2 * x\n") == "def f(x):\n    return 2 * x"
     prose = "Sure! Here is the code:\n\ndef f(x):\n    return 2 * x\n\nThis doubles x."

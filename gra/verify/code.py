@@ -84,8 +84,11 @@ def _repl_code(code: str) -> str:
 
 
 def _is_repl(code: str) -> bool:
+    """A ``>>>`` transcript: many prompt lines, and (unlike a function whose
+    docstring holds doctests) not Python as it stands."""
     lines = [line for line in code.splitlines() if line.strip()]
-    return bool(lines) and sum(bool(_REPL.match(line)) for line in lines) >= max(1, len(lines) // 3)
+    prompts = sum(bool(_REPL.match(line)) for line in lines)
+    return bool(lines) and prompts >= max(1, len(lines) // 3) and not _compiles(code)
 
 
 def _fenced_blocks(text: str) -> list[_Block] | None:
@@ -780,11 +783,15 @@ _SEEN = [None, None]  # the last ``==`` test's actual and expected values, as _k
 
 
 def _key(value, depth=0):
-    """A value's comparable text across runs: floats to 9 significant digits."""
+    """A value's comparable text across runs: floats to 9 significant digits, and a
+    whole float as the int it equals (0.0 == 0, as the test's ``==`` says)."""
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, float):
-        return repr(float("%.9g" % value))
+        rounded = float("%.9g" % value)
+        if rounded.is_integer() and abs(rounded) < 1e15:
+            return repr(int(rounded))
+        return repr(rounded)
     if depth < 20 and isinstance(value, (list, tuple)):
         inner = ",".join(_key(v, depth + 1) for v in value)
         return ("[%s]" if isinstance(value, list) else "(%s)") % inner
@@ -1155,6 +1162,9 @@ class HarnessRun:
     values: dict[tuple[int, int], tuple[str | None, str | None]] = field(default_factory=dict)
     # The test that had begun and not finished when the report stopped.
     unfinished: tuple[int, int] | None = None
+    # Tests whose outcome independent derivations settled by vote
+    # (``gra.verify.differential``): a failure among them needs no other set to agree.
+    settled: frozenset[tuple[int, int]] = frozenset()
     in_import: bool = False
     ended: bool = False
     crash: str = ""
@@ -1249,7 +1259,9 @@ def judge_code(
     - any stated example fails -> failed (the instruction's own word);
     - a test set is usable when one of its asserts is not invalid, and fails when a
       usable assert in it fails (assert, exception in the solution, timeout);
-      failed when ``sets_failed >= max(1, ceil(test_agreement * sets_usable))``;
+      failed when ``sets_failed >= max(1, ceil(test_agreement * sets_usable))``, or
+      when a failing test is one whose value independent derivations settled by
+      vote (``run.settled``): that witness needs no other set to agree;
     - passed when an example or a usable test ran and nothing above failed it;
     - otherwise cannot_verify (nothing usable ran).
 
@@ -1355,6 +1367,16 @@ def judge_code(
             "failed",
             f"{len(failed_sets)} of {usable_sets} test sets fail{note}",
             fail_lines(keys),
+            **counts,
+        )
+    settled_failures = [k for k in tests_failed if k in run.settled]
+    if settled_failures:
+        return out(
+            "failed",
+            f"independent derivations agree on the value of {len(settled_failures)} failing "
+            f"test{'s' * (len(settled_failures) != 1)} ({len(failed_sets)} of {usable_sets} "
+            f"test sets fail){note}",
+            fail_lines(settled_failures),
             **counts,
         )
     if example_ran or tests_run:

@@ -17,6 +17,13 @@ not given), every solution votes.
 
 Asserts that are not ``A == B`` vote on the outcome instead: the tester says
 "passes", each reference solution says what it did.
+
+An assert the vote settles is a stronger witness than a tester's word: its
+failure fails the item on its own (``HarnessRun.settled``), where an unsettled
+failure needs agreement across test sets. One case is not counted: the
+response raises where the derivations return None, on an input whose outcome
+the instruction never names (``none_is_stated`` false). Raising and returning
+None are both ways to say "no answer"; the instruction did not pick one.
 """
 
 from __future__ import annotations
@@ -61,6 +68,11 @@ def _oracle(votes: Counter[str], min_votes: int) -> str | None:
     return ranked[0][0]
 
 
+def _raised(result: TestResult, detail: str) -> bool:
+    """The code raised an exception (a failure with no value that is not a timeout)."""
+    return result == "fail" and not detail.startswith(("got ", "timed out"))
+
+
 def _short(text: str, n: int = 120) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
@@ -71,6 +83,7 @@ def reconcile(
     *,
     min_votes: int = 2,
     owners: Sequence[int | None] | None = None,
+    none_is_stated: bool = True,
 ) -> HarnessRun:
     """The response's run with every tester's assert (groups 1..n) judged by vote.
 
@@ -82,6 +95,7 @@ def reconcile(
         raise ValueError("one owner per reference solution")
     voters = [(r, o) for r, o in zip(references, authors, strict=True) if _examples_hold(r)]
     results: dict[tuple[int, int], tuple[TestResult, str]] = {}
+    settled: set[tuple[int, int]] = set()
     for key, (result, detail) in response.results.items():
         if key[0] == 0 or result in ("invalid", "skip"):
             results[key] = (result, detail)
@@ -110,13 +124,26 @@ def reconcile(
         if oracle is None:
             tally = ", ".join(f"{_short(v, 60)} x{n}" for v, n in votes.most_common(4))
             results[key] = ("invalid", f"no agreement on what it should give ({tally})")
+        elif (
+            given == _NO_VALUE
+            and oracle == "None"
+            and not none_is_stated
+            and _raised(result, detail)
+        ):
+            results[key] = (
+                "invalid",
+                f"the instruction does not say: the response raises ({_short(detail)}), "
+                f"{votes[oracle]} independent derivations return None",
+            )
         elif given == oracle:
+            settled.add(key)
             results[key] = ("pass", "")
         else:
+            settled.add(key)
             agreeing = votes[oracle]
             why = detail if given == _NO_VALUE and detail else f"got {_short(given)}"
             results[key] = (
                 "fail",
                 f"{why}; {agreeing} independent derivations give {_short(oracle)}",
             )
-    return replace(response, results=results)
+    return replace(response, results=results, settled=frozenset(settled))

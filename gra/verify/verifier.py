@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 
@@ -32,6 +33,8 @@ __all__ = ["VerifySettings", "verify"]
 # Room the harness leaves the sandbox's own wall clock: interpreter start-up and
 # teardown, so the harness stops starting tests before the sandbox kills it.
 _WALL_MARGIN_S = 1.5
+# The instruction names None as an outcome: raising instead is then a wrong answer.
+_NAMES_NONE = re.compile(r"\bNone\b")
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ async def verify_code(
             [r for r, _ in others],
             min_votes=max(2, settings.min_solver_agreement),
             owners=[owner for owner, _ in authored],
+            none_is_stated=_NAMES_NONE.search(instruction) is not None,
         )
     return judge_code(
         run,
