@@ -142,9 +142,9 @@ def _iso(at: float) -> str:
 
 
 def synthetic_logs(out: Path, records: list[ItemRecord], wall_s: float) -> None:
-    """logs/ as a llama.cpp fleet leaves them: the supervisor's ``instance_finished`` lines
-    evenly over ``wall_s``, and per model one ``llama_call`` per item, their lengths
-    making its two slots busy ``BUSY[model]`` of the time."""
+    """logs/ as a fleet leaves them: the supervisor's ``instance_finished`` lines evenly
+    over ``wall_s``, and per model one ``task_done`` per item (generator and reviewer
+    by turns), their lengths making its two slots busy ``BUSY[model]`` of the time."""
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
     step = wall_s / max(1, len(records))
@@ -169,7 +169,10 @@ def synthetic_logs(out: Path, records: list[ItemRecord], wall_s: float) -> None:
                     "started_at": started,
                     "prompt_tokens": 300,
                     "completion_tokens": 100,
-                    "event": "llama_call",
+                    "calls": 1,
+                    "ok": True,
+                    "event": "task_done",
+                    "role": ("generator", "reviewer")[index % 2],
                     "model": model,
                     "level": "debug",
                     "timestamp": _iso(started + seconds),

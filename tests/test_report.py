@@ -56,10 +56,15 @@ def test_report_of_a_scripted_run_is_written_when_the_run_ends(tmp_path: Path) -
     assert leniency["alpha"] > 0 > leniency["beta"]
     # The seeds' domains are found through the journal's config path.
     assert sum(report.domains.seeds.values()) == 16
-    # Items finished over time, from the supervisor's log (the double logs no call timings).
-    assert 'data-plot="timeline"' in page and "No per-model series" in page
+    # Items finished over time, from the supervisor's log; tasks per model and role from
+    # the agents' task_done lines (every backend writes them, the test double too).
+    assert 'data-plot="timeline"' in page and "No per-model series" not in page
     assert report.timeline is not None
     assert sum(c.sum() for c in report.timeline.finished.values()) == report.records
+    assert {"generator", "reviewer"} <= set(report.timeline.role_tasks)
+    assert set(report.timeline.calls) == {"alpha", "beta", "gamma", "delta"}
+    tasks = sum(int(c.sum()) for c in report.timeline.role_tasks.values())
+    assert tasks == sum(int(c.sum()) for c in report.timeline.calls.values()) > report.records
     # The run did not deduplicate, so its own page does without the map...
     assert 'data-plot="map"' not in page and "did not deduplicate" in page
     # ...and `gra report` rewrites it with one, from the real MiniLM model.
@@ -203,6 +208,15 @@ def test_the_report_of_10000_items_stays_small(tmp_path: Path) -> None:
     speed = report.timeline.tokens_per_s["plain-1b"]
     np.testing.assert_allclose(speed[~np.isnan(speed)], 100 / (1.2 * 0.36))
     assert np.isnan(speed).sum() <= 1  # the last bin can hold nothing of it
+    # Per role: generator and reviewer by turns, so each holds half the busy seconds.
+    fleet = sum(report.timeline.busy[m] * 2 for m in BUSY) / (2 * len(BUSY))
+    np.testing.assert_allclose(sum(report.timeline.role_busy.values()), fleet)
+    middle = slice(1, -1)
+    np.testing.assert_allclose(
+        report.timeline.role_busy["generator"][middle],
+        report.timeline.role_busy["reviewer"][middle],
+        rtol=0.01,
+    )
     assert sum(c.sum() for c in report.timeline.finished.values()) == 10_000
     stages = Counter(r.stage for r in records)
     total = report.total_funnel()

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from gra.report.diversity import (
     sample_texts,
     unit_rows,
 )
-from gra.report.timeline import Call, Finish, bin_timeline, bin_width
+from gra.report.timeline import Call, Finish, bin_timeline, bin_width, read_calls
 
 E1, E2 = [1.0, 0.0], [0.0, 1.0]
 
@@ -145,6 +147,31 @@ def test_busy_fraction_and_speed_per_bin_from_call_timings() -> None:
     np.testing.assert_allclose(timeline.minutes(), [0, 1 / 6, 2 / 6, 3 / 6])
 
 
+def test_per_role_series_share_the_whole_fleets_slots() -> None:
+    # Bins of 10 s over two models of one slot each (2 slots in all). Model a reviews
+    # for 10 s in bin 0 (40 tokens); model b generates for 10 s in bin 0 (100 tokens)
+    # and reviews from t=10 to 20 (60 tokens).
+    calls = [
+        Call("a", 0.0, 10.0, 40, "reviewer"),
+        Call("b", 0.0, 10.0, 100, "generator"),
+        Call("b", 10.0, 10.0, 60, "reviewer"),
+        Call("b", 15.0, 0.0, 0),  # from a log that names no role: per model only
+    ]
+    timeline = bin_timeline([], calls, {"a": 1, "b": 1}, max_bins=2)
+    assert timeline is not None and (timeline.bin_s, timeline.bins) == (10.0, 2)
+    np.testing.assert_allclose(timeline.role_tasks["reviewer"], [0, 2])  # ended at 10, 20
+    np.testing.assert_allclose(timeline.role_tasks["generator"], [0, 1])
+    np.testing.assert_allclose(timeline.calls["b"], [0, 3])
+    np.testing.assert_allclose(timeline.role_busy["reviewer"], [10 / 20, 10 / 20])
+    np.testing.assert_allclose(timeline.role_busy["generator"], [10 / 20, 0])
+    # The roles' shares add up to the fleet's busy fraction.
+    fleet = (timeline.busy["a"] + timeline.busy["b"]) / 2
+    np.testing.assert_allclose(sum(timeline.role_busy.values()), fleet)
+    np.testing.assert_allclose(timeline.role_tokens_per_s["reviewer"], [4, 6])
+    assert math.isnan(timeline.role_tokens_per_s["generator"][1])
+    assert set(timeline.role_tasks) == {"reviewer", "generator"}
+
+
 def test_an_idle_bin_has_no_speed_and_no_events_no_timeline() -> None:
     calls = [Call("m", 0.0, 1.0, 10), Call("m", 30.0, 1.0, 10)]
     timeline = bin_timeline([], calls, {}, max_bins=60)
@@ -152,3 +179,20 @@ def test_an_idle_bin_has_no_speed_and_no_events_no_timeline() -> None:
     assert math.isnan(timeline.tokens_per_s["m"][10])
     assert timeline.busy["m"][0] == pytest.approx(1.0)  # one slot when summary names none
     assert bin_timeline([], [], {}) is None
+
+
+def test_task_done_lines_are_read_and_older_logs_fall_back_to_llama_calls(tmp_path: Path) -> None:
+    def line(event: str, **fields: object) -> str:
+        return json.dumps({"event": event, "model": "m", "seconds": 2.0, **fields}) + "\n"
+
+    both = tmp_path / "agent-m-0.jsonl"
+    both.write_text(
+        line("llama_call", started_at=10.0, completion_tokens=5)
+        + line("task_done", started_at=10.0, completion_tokens=5, role="tester")
+        + "not json, with task_done in it\n"
+        + line("task_done", started_at=float("nan"), role="tester")
+    )
+    older = tmp_path / "agent-n-0.jsonl"
+    older.write_text(line("llama_call", started_at=3.0, completion_tokens=7))
+    calls = read_calls([both, older])
+    assert calls == [Call("m", 10.0, 2.0, 5, "tester"), Call("m", 3.0, 2.0, 7, "")]

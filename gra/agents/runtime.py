@@ -229,6 +229,7 @@ class AgentRuntime:
         assert self._dealer is not None
         structlog.contextvars.bind_contextvars(task_id=task.task_id, instance_id=task.instance_id)
         reply: Result | TaskError
+        started_at, started = time.time(), time.perf_counter()
         try:
             try:
                 reply = await asyncio.wait_for(self._attempt(task), timeout=task.deadline_s)
@@ -238,6 +239,19 @@ class AgentRuntime:
             except Exception as exc:  # a failed task is data, never a dead agent
                 log.exception("task_crashed")
                 reply = TaskError(task.task_id, f"agent error: {type(exc).__name__}: {exc}")
+            # The run report's fleet over time (gra.report.timeline) reads these lines:
+            # one per task, on every backend, naming the role.
+            log.debug(
+                "task_done",
+                role=task.role,
+                model=self.backend.model,
+                started_at=round(started_at, 3),
+                seconds=round(time.perf_counter() - started, 4),
+                prompt_tokens=reply.usage.prompt_tokens,
+                completion_tokens=reply.usage.completion_tokens,
+                calls=reply.usage.calls,
+                ok=isinstance(reply, Result),
+            )
             await self._reply(reply, task.deadline_s)
         finally:
             self._tasks.pop(task.task_id, None)

@@ -441,20 +441,26 @@ def _timeline(report: RunReport) -> str:
     if report.timeline is None:
         return (
             "<p class='note'>No timings over time: the run's logs/ hold no "
-            "<code>instance_finished</code> or <code>llama_call</code> lines.</p>"
+            "<code>instance_finished</code>, <code>task_done</code> or <code>llama_call</code> "
+            "lines.</p>"
         )
-    per_model = (
-        ""
-        if report.timeline.busy
-        else " No per-model series: only the llama.cpp backend logs each call's timing."
-    )
+    if not report.timeline.busy:
+        detail = " No per-model series: the agents' logs hold no task timings."
+    elif not report.timeline.role_busy:
+        detail = (
+            " These agents' logs predate <code>task_done</code>: their llama.cpp calls "
+            "give the per-model series, and no role is named."
+        )
+    else:
+        detail = ""
     return _figure(
         "timeline",
         plots.timeline(report.timeline),
         "From logs/: items finished (the supervisor's <code>instance_finished</code> lines), "
-        "and per model the llama.cpp calls that ended and the share of its task slots busy "
-        "(each call's <code>started_at</code> and seconds). Calls do not name their role, so "
-        f"these are per model, not per role.{per_model}",
+        "and per model and per role the tasks that ended, how busy the task slots were and "
+        "how fast tokens came (each agent's <code>task_done</code> lines: the task's role, "
+        "start and seconds). A model's busy fraction is of its own slots; a role's share is "
+        f"of all the fleet's slots, so the roles' shares add up to the fleet's.{detail}",
     )
 
 

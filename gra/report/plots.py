@@ -371,14 +371,16 @@ def item_map(embedded: ItemMap) -> str | None:
 
 
 def timeline(series: Timeline) -> str | None:
-    """Items finished, calls finished and busy fraction per model, per time bin."""
+    """Items finished; then per model (left) and per role (right): tasks finished, busy
+    fraction and decode speed, per time bin."""
     x = series.minutes()
     models = sorted(series.busy, key=lambda m: -float(series.busy[m].sum()))[:MAX_MODELS]
-    panels = 3 if models else 1
+    roles = sorted(series.role_busy, key=lambda r: -float(series.role_busy[r].sum()))
+    rows = 4 if models else 1
     width = series.bin_s / 60.0
-    with _figure("timeline", 9.5, 1.2 + 1.9 * panels) as fig:
-        axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
-        ax = axes[0]
+    with _figure("timeline", 11.0, 1.4 + 1.8 * rows) as fig:
+        grid = fig.add_gridspec(rows, 2)
+        ax = fig.add_subplot(grid[0, :])
         bottom = np.zeros(series.bins)
         for decision in sorted(series.finished):
             counts = series.finished[decision]
@@ -393,23 +395,35 @@ def timeline(series: Timeline) -> str | None:
             ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
         else:
             ax.text(0.5, 0.5, "no instance_finished lines", transform=ax.transAxes, ha="center")
-        if models:
-            middle = x + width / 2
-            for index, model in enumerate(models):
-                color = COLORS[index % len(COLORS)]
-                axes[1].plot(
-                    middle,
-                    series.calls.get(model, np.zeros(series.bins)),
-                    color=color,
-                    label=_short(model),
-                    linewidth=1.3,
+        ax.set_xlabel("minutes since the first recorded event")
+        if not models:
+            return to_svg(fig, "timeline")
+        middle = x + width / 2
+        columns = (
+            ("per model", models, series.calls, series.busy, series.tokens_per_s,
+             "busy fraction\nof its task slots"),
+            ("per role", roles, series.role_tasks, series.role_busy, series.role_tokens_per_s,
+             "share of all\ntask slots busy"),
+        )  # fmt: skip
+        for column, (title, keys, ended, busy, speed, busy_label) in enumerate(columns):
+            axes = [fig.add_subplot(grid[row, column], sharex=ax) for row in (1, 2, 3)]
+            if not keys:
+                axes[0].text(
+                    0.5, 0.5, "the logs name no role", transform=axes[0].transAxes, ha="center"
                 )
-                axes[2].plot(middle, series.busy[model], color=color, linewidth=1.3)
-            axes[1].set_ylabel("model calls\nfinished")
-            axes[1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
-            axes[2].set_ylabel("busy fraction\nof task slots")
-            axes[2].set_ylim(0, max(1.05, *(float(np.max(series.busy[m])) for m in models)))
-        axes[-1].set_xlabel("minutes since the first recorded event")
+            for index, key in enumerate(keys):
+                color = COLORS[index % len(COLORS)]
+                axes[0].plot(middle, ended[key], color=color, label=_short(key), linewidth=1.3)
+                axes[1].plot(middle, busy[key], color=color, linewidth=1.3)
+                axes[2].plot(middle, speed[key], color=color, linewidth=1.3)
+            axes[0].set_title(title, fontsize=9)
+            axes[0].set_ylabel("tasks finished")
+            if keys:
+                axes[0].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+                axes[1].set_ylim(0, max(1.05, *(float(np.max(busy[k])) for k in keys)))
+            axes[1].set_ylabel(busy_label)
+            axes[2].set_ylabel("tokens a second\nwhile busy")
+            axes[2].set_xlabel("minutes")
         return to_svg(fig, "timeline")
 
 
