@@ -30,7 +30,7 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; } \
 		|| { echo "install chromium (apt-get install chromium) for the run report's browser test"; exit 1; }
 
-## the default job: three small real models on llama.cpp (examples/quickstart.toml)
+## the default job: two small real models on llama.cpp and the sandbox verifier (examples/quickstart.toml)
 run: models sandbox
 	$(BIN)/gra run examples/quickstart.toml --out $(or $(OUT),runs/quickstart-$$(date +%Y%m%d-%H%M%S)) $(if $(RESUME),--resume,)
 
