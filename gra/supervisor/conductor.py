@@ -94,6 +94,7 @@ from gra.supervisor.journal import (
     InstanceFinished,
     InstanceStarted,
     Journal,
+    JournalObserver,
     RunStarted,
     TaskRetried,
 )
@@ -324,6 +325,11 @@ class Conductor:
             return self.rounds.candidates
         return self.stats.counts["accepted"]
 
+    @property
+    def inbox_depth(self) -> int:
+        """Inputs (batches of frames, ticks) waiting for the main loop: how far behind it is."""
+        return self._inbox.qsize()
+
     # ---- lifecycle ---------------------------------------------------------
 
     async def run(self) -> dict[str, Any]:
@@ -467,6 +473,16 @@ class Conductor:
             return True
         self.started_in_round = 0
         return False
+
+    def add_observer(self, observer: JournalObserver) -> None:
+        """Call ``observer`` with each journal entry the run appends from now on
+        (instances started, changed, finished; rounds), right after it is written.
+
+        For watching a run from the same process (the scheduler benchmark times
+        instances with it) without touching the conductor. Observers run in the
+        conductor's task: they must be quick and must not raise.
+        """
+        self.journal.add_observer(observer)
 
     def request_stop(self) -> None:
         """Stop as if the target were reached: what is in progress stays resumable."""

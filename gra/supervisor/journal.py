@@ -7,11 +7,15 @@ applying their events to a fresh state machine, then continue.
 Write order gives exactly-once outputs: an instance's record is written to
 its output file and flushed BEFORE its ``finish`` entry; on resume, a record
 found in the outputs without a ``finish`` entry counts as finished.
+
+Observers (``Journal.add_observer``) see each entry right after it is
+written: the journal is the one place every state change passes, so
+watching it (a benchmark timing instances, say) needs no hook elsewhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +81,10 @@ JournalEntry = (
     RunStarted | InstanceStarted | InstanceChanged | TaskRetried | InstanceFinished | RoundFinished
 )
 
+# Called with each entry after it is written, in the supervisor's one task: it
+# must return quickly and must not raise (an exception stops the run).
+JournalObserver = Callable[[Entry], None]
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(JournalEntry)
 
@@ -85,11 +93,19 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file = LineFile(path)
+        self._observers: list[JournalObserver] = []
+
+    def add_observer(self, observer: JournalObserver) -> None:
+        """Call ``observer`` with every entry appended from now on, after it is written."""
+        self._observers.append(observer)
 
     def append(self, entry: Entry, *, sync: bool = False) -> None:
         """Write an entry; without ``sync`` it is made durable by the writer's next ``sync()``
         (the supervisor group-commits once per batch of inputs)."""
         self._file.append(_encoder.encode(entry), sync=sync)
+        if self._observers:  # one falsy test per entry when nobody watches
+            for observer in self._observers:
+                observer(entry)
 
     def sync(self) -> None:
         self._file.sync()
@@ -148,6 +164,7 @@ __all__ = [
     "InstanceStarted",
     "Journal",
     "JournalError",
+    "JournalObserver",
     "Replay",
     "RunStarted",
     "TaskRetried",
