@@ -267,6 +267,9 @@ class Conductor:
         self.assignment = BalancedDraw(config.protocol.assignment_slack)
         self._restarts: dict[str, int] = {}
         self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        # The most inputs (batches of frames, ticks) ever waiting for the main loop
+        # when it took them: how far behind it fell (the scheduler benchmark shows it).
+        self.inbox_peak = 0
         self._fleet_ready = False
         self._fleet_deadline = 0.0
         self._stopping = False
@@ -325,11 +328,6 @@ class Conductor:
             return self.rounds.candidates
         return self.stats.counts["accepted"]
 
-    @property
-    def inbox_depth(self) -> int:
-        """Inputs (batches of frames, ticks) waiting for the main loop: how far behind it is."""
-        return self._inbox.qsize()
-
     # ---- lifecycle ---------------------------------------------------------
 
     async def run(self) -> dict[str, Any]:
@@ -383,6 +381,9 @@ class Conductor:
     async def _main_loop(self, background: list[asyncio.Task[None]]) -> None:
         while not self._done() and not await self._end_round_if_due():
             batch = [await self._inbox.get()]
+            waiting = self._inbox.qsize() + 1
+            if waiting > self.inbox_peak:
+                self.inbox_peak = waiting
             # Whatever else has arrived is handled before dispatching and
             # syncing once: under load, work per input shrinks as batches grow.
             while len(batch) < _MAX_BATCH and not self._inbox.empty():
