@@ -14,7 +14,11 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from gra.bench import FULL_BUS, QUICK_BUS, run_bus_benchmark, write_result
+# Run as a file, this folder is on sys.path and the checkout's root is not.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bus import FULL_BUS, QUICK_BUS, run_bus_benchmark
+from benchmarks.harness import write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

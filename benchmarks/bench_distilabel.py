@@ -32,8 +32,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+# Run as a file, this folder is on sys.path and the checkout's root is not.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import Check, format_table, machine_info, utc_stamp, write_result
 from gra.agents.roles import get_role
-from gra.bench import Check, format_table, machine_info, utc_stamp, write_result
 from gra.models import assemble
 from gra.protocols.roles import Example, GenerateRequest, Inspiration, ReviewRequest
 

@@ -26,7 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gra.bench import machine_info, write_result
+# Run as a file, this folder is on sys.path and the checkout's root is not.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import machine_info, write_result
 from gra.calibrate import REVERIFIED, rescore, reverify
 from gra.config import load_config
 from gra.report.calibration import metrics_markdown

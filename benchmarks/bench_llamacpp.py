@@ -53,10 +53,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+# Run as a file, this folder is on sys.path and the checkout's root is not.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import Check, format_table, machine_info, utc_stamp, write_result
 from gra.agents.roles import get_role
 from gra.backends.base import Sampling
 from gra.backends.llamacpp import DEFAULT_PROMPT_CACHE_MIB, LlamaCppBackend
-from gra.bench import Check, format_table, machine_info, utc_stamp, write_result
 from gra.logs import configure
 from gra.models import resolve
 from gra.protocols.roles import (

@@ -18,13 +18,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gra.bench import (
+# Run as a file, this folder is on sys.path and the checkout's root is not.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import write_result
+from benchmarks.scheduler import (
     FULL_SCHEDULER,
     QUICK_SCHEDULER,
     SchedulerSettings,
     print_scheduler_report,
     run_scheduler_benchmark,
-    write_result,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"

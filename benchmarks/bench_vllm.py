@@ -66,8 +66,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+# Run as a file, this folder is on sys.path and the checkout's root is not.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import httpx
 
+from benchmarks.harness import Check, format_table, machine_info, utc_stamp, write_result
 from gra.agents.roles import InvalidOutput, get_role
 from gra.backends import OpenAIBackend
 from gra.backends.base import (
@@ -77,7 +81,6 @@ from gra.backends.base import (
     JsonSchema,
     Sampling,
 )
-from gra.bench import Check, format_table, machine_info, utc_stamp, write_result
 from gra.config import Config, SeedSettings, load_config
 from gra.data.seeds import SeedItem, read_seeds
 from gra.protocols.builtin_roles import BUILTIN_ROLES
@@ -1232,8 +1235,6 @@ def build_checks(phases: Sequence[Mapping[str, Any]]) -> list[Check]:
 @contextmanager
 def vllm_server(settings: Settings, log_dir: Path) -> Iterator[str]:
     """The one server every side shares; its start-up is timed by none."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))  # tests/ holds the server helper
     from tests.vllm_server import running_vllm_server
 
     first, *aliases = settings.names()

@@ -1,4 +1,4 @@
-"""The bus and scheduler benchmarks behind `gra bench` measure what they claim.
+"""The bus and scheduler benchmarks (benchmarks/, run by `gra bench`) measure what they claim.
 
 No timing is asserted (the machine is shared): these check that the runs do
 the work they report, that the bound is computed from the settings, and that
@@ -10,20 +10,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gra.bench import (
-    BusSettings,
+from benchmarks.bus import BusSettings, run_bus_benchmark
+from benchmarks.harness import machine_info, reap, source_state, write_result
+from benchmarks.scheduler import (
+    SchedulerObserver,
     SchedulerSettings,
-    machine_info,
-    run_bus_benchmark,
+    build_conductor,
     run_scheduler_benchmark,
-    source_state,
-    write_result,
+    start_sim_hosts,
 )
+from gra.supervisor.journal import Entry, InstanceFinished, InstanceStarted, read_journal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,16 +139,58 @@ def test_gra_bench_command_is_wired() -> None:
     assert done.returncode == 0 and "--results" in done.stdout
 
 
-class _Journal:
-    def append(self, entry: object, *, sync: bool = False) -> None:
-        pass
+def test_gra_bench_without_the_checkout_says_so_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An installed package has no benchmarks/ beside it: one line and exit 2."""
+    import gra.cli
+
+    installed = tmp_path / "site-packages" / "gra"
+    installed.mkdir(parents=True)
+    monkeypatch.setattr(gra.cli, "__file__", str(installed / "cli.py"))
+    assert gra.cli.main(["bench"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("gra: error: gra bench runs the benchmarks of gra's source checkout")
+
+
+async def test_the_observer_hook_sees_every_instance_of_a_real_run(tmp_path: Path) -> None:
+    """Conductor.add_observer gets each instance's start and finish as journaled,
+    in order, and SchedulerObserver watches through it: nothing of the conductor
+    (its journal's append included) is replaced."""
+    settings = SchedulerSettings(
+        instances=30, models=3, agents_per_model=1, capacity=2, service_s=0.01, reviewers=2
+    )
+    conductor = build_conductor(settings, tmp_path)
+    attributes = {name: id(value) for name, value in vars(conductor).items()}
+    journal_attributes = {name: id(value) for name, value in vars(conductor.journal).items()}
+    seen: list[Entry] = []
+    conductor.add_observer(seen.append)
+    observer = SchedulerObserver(conductor, time.monotonic(), 5)
+    assert {name: id(value) for name, value in vars(conductor).items()} == attributes
+    assert {name: id(v) for name, v in vars(conductor.journal).items()} == journal_attributes
+    assert "append" not in vars(conductor.journal)
+    hosts, _ = start_sim_hosts(settings, conductor.endpoint, tmp_path)
+    try:
+        summary = await conductor.run()
+    finally:
+        reap(hosts, 10.0)
+    assert summary["counts"]["accepted"] == 30
+
+    def instances(entries: list[Any]) -> list[Any]:
+        return [e for e in entries if isinstance(e, InstanceStarted | InstanceFinished)]
+
+    journaled = instances(list(read_journal(tmp_path / "out" / "journal.jsonl")))
+    assert len(journaled) == 60 and instances(seen) == journaled
+    assert observer.finished == 30 and observer.first_start is not None
+    assert len(observer.curve) == 1 + 30 // 5
 
 
 class _Conductor:
     """What the scheduler benchmark's observer touches of a conductor."""
 
-    def __init__(self) -> None:
-        self.journal = _Journal()
+    def add_observer(self, observer: object) -> None:
+        pass
 
     def request_stop(self) -> None:
         pass
@@ -156,7 +200,7 @@ def test_scheduler_rates_whole_run_first_then_the_10_to_90_percent_window() -> N
     """A run that starts slowly: the window (10% to 90% of instances finished)
     skips the slow start, the whole-run rate (first start to last finish) does not;
     the whole-run figure is the judged one."""
-    from gra.bench import SchedulerObserver, scheduler_checks, scheduler_report
+    from benchmarks.scheduler import scheduler_checks, scheduler_report
 
     observer = SchedulerObserver(_Conductor(), 0.0, 10)  # type: ignore[arg-type]
     observer.first_start = 0.0
@@ -195,7 +239,7 @@ def test_scheduler_rates_whole_run_first_then_the_10_to_90_percent_window() -> N
 
 def test_memory_is_judged_flat_in_every_scheduler_run() -> None:
     """Python's heap strictly; the RSS with libzmq's 64 KiB per peer, no more."""
-    from gra.bench import LIBZMQ_PEER_BYTES, memory_checks
+    from benchmarks.scheduler import LIBZMQ_PEER_BYTES, memory_checks
 
     def run(peers: int, blocks: tuple[int, int], rss: tuple[int, int]) -> dict[str, Any]:
         start = {"finished": 100, "t": 1.0, "rss": rss[0], "py_blocks": blocks[0]}

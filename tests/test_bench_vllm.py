@@ -372,7 +372,7 @@ def test_a_run_report_is_assembled_printed_and_written(
 ) -> None:
     """The whole report path after the phases, on phases shaped as the real ones."""
     from benchmarks.bench_vllm import assemble_report, print_report
-    from gra.bench import machine_info, write_result
+    from benchmarks.harness import machine_info, write_result
 
     settings = Settings(instances=8, repeats=3)
     phases = []
