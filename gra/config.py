@@ -35,6 +35,25 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     pass
 
 
+class ServeConfig(_Strict):
+    """A vLLM server each agent of the entry starts on its own node and talks to
+    (gra.backends.vllm_server): one config for a laptop or a GPU cluster, no server
+    addresses. Relative paths resolve against the config file's directory."""
+
+    # The weights: a directory on the node (or a name vLLM finds offline).
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    # An interpreter that has vLLM installed.
+    python: Annotated[str, msgspec.Meta(min_length=1)] = "python3"
+    # More arguments for vLLM's server (--dtype, --max-model-len ...), after gra's.
+    args: tuple[str, ...] = ()
+    host: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
+    # 0: a free port, chosen when the agent starts.
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
+    startup_timeout_s: Seconds = 900.0
+    # Set in the server's environment (VLLM_CPU_KVCACHE_SPACE, say).
+    env: dict[str, str] | None = None
+
+
 class AgentConfig(_Strict):
     """One model and the agent process(es) hosting it."""
 
@@ -55,6 +74,8 @@ class AgentConfig(_Strict):
     capacity: Positive | None = None
     # vllm / openai
     url: str | None = None
+    # vllm: start the server too, beside each agent (instead of ``url``).
+    serve: ServeConfig | None = None
     served_model: str | None = None
     api_key_env: str | None = None
     # llamacpp
@@ -146,8 +167,12 @@ def agent_settings(
 
 def entry_problem(agent: AgentConfig) -> tuple[str, str] | None:
     """What an entry lacks whatever the fleet around it, as (field, why)."""
-    if agent.backend in ("vllm", "openai") and not agent.url:
-        return "url", f"the {agent.backend} backend needs the server's url"
+    if agent.serve is not None and agent.backend != "vllm":
+        return "serve", f"serve starts a vLLM server: the backend must be vllm, not {agent.backend}"
+    if agent.serve is not None and agent.url:
+        return "url", "serve starts the server and sets the url: leave url out"
+    if agent.backend in ("vllm", "openai") and not agent.url and agent.serve is None:
+        return "url", f"the {agent.backend} backend needs the server's url (or a serve table)"
     if agent.backend == "plugin" and ":" not in (agent.factory or ""):
         return "factory", "the plugin backend needs 'module:callable'"
     if agent.backend == "sandbox" and set(agent.roles) - {"verifier"}:
@@ -285,9 +310,30 @@ def load_config(path: str | Path) -> Config:
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     config = msgspec.structs.replace(config, base_dir=str(path.resolve().parent))
+    config = _resolve_serve_paths(config)
     config = _load_reviewer_weights(config, path)
     _check(config, path)
     return config
+
+
+def _resolve_serve_paths(config: Config) -> Config:
+    """``serve.python`` and ``serve.model`` given as paths relative to the config file
+    become absolute (agents run elsewhere); a model that is no path here stays a name."""
+
+    def resolved(serve: ServeConfig) -> ServeConfig:
+        python = serve.python
+        if "/" in python:
+            python = str(config.resolve(python))
+        model = serve.model
+        if config.resolve(model).exists():
+            model = str(config.resolve(model))
+        return msgspec.structs.replace(serve, python=python, model=model)
+
+    agents = tuple(
+        msgspec.structs.replace(agent, serve=resolved(agent.serve)) if agent.serve else agent
+        for agent in config.agents
+    )
+    return msgspec.structs.replace(config, agents=agents)
 
 
 def _load_reviewer_weights(config: Config, path: Path) -> Config:

@@ -23,6 +23,7 @@ Our exception hierarchy::
     ├── BackendError             a model call that failed (the agent records it per task)
     │   ├── BackendUnavailable   the server or model cannot be reached or loaded
     │   │   └── ModelUnusable    the model itself cannot be used: retrying will not help
+    │   │       └── ServerStartError  the vLLM server an agent starts for itself did not come up
     │   └── BackendCancelled     the call was aborted (deadline, shutdown)
     └── InvalidOutput            model output that decoded but makes no sense for its role
 
@@ -59,6 +60,7 @@ __all__ = [
     "ResumeError",
     "RunError",
     "SeedError",
+    "ServerStartError",
     "StatusError",
     "TargetAlreadyMet",
     "UserError",
@@ -174,6 +176,11 @@ class BackendUnavailable(BackendError):
 class ModelUnusable(BackendUnavailable):
     """A model file that is missing, not a model, or truncated: the agent says so and
     exits with ``AGENT_EXIT_UNUSABLE`` so the supervisor stops at once, without restarts."""
+
+
+class ServerStartError(ModelUnusable):
+    """The vLLM server an agent starts for itself (``[[agents]] serve``) exited or was not
+    ready in time: its log says why, and starting it again would fail the same way."""
 
 
 class BackendCancelled(BackendError):

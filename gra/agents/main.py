@@ -11,9 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gra.agents.roles import get_role
+import msgspec
+import structlog
+
+from gra.agents.roles import Role, get_role
 from gra.agents.runtime import AgentRuntime
 from gra.backends import Backend, LlamaCppBackend, ModelUnusable, NoModelBackend, OpenAIBackend
+from gra.backends.vllm_server import ManagedVllmServer
 from gra.config import AgentConfig, AgentSettings
 from gra.logs import configure
 from gra.protocols.messages import AGENT_EXIT_UNUSABLE, AGENT_TOKEN_ENV
@@ -85,6 +89,51 @@ def run_agent(settings: AgentSettings) -> int:
         curve = (Path(settings.curve_secret), Path(settings.server_key))
     # Taken out of the environment so that nothing this process starts inherits it.
     token = os.environ.pop(AGENT_TOKEN_ENV, "")
+    server = _server(settings)
+    try:
+        if server is not None:
+            url = server.start()  # before the hello: the agent joins once it can answer
+            assert server.process is not None
+            structlog.get_logger("gra.agent").info(
+                "vllm_server_ready", url=url, pid=server.process.pid, log=str(server.log_path)
+            )
+            settings = msgspec.structs.replace(
+                settings, entry=msgspec.structs.replace(entry, url=url)
+            )
+        return _serve(settings, roles, curve, token)
+    except ModelUnusable as exc:
+        print(f"gra agent {settings.agent_id}: {exc}", file=sys.stderr)
+        return AGENT_EXIT_UNUSABLE
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _server(settings: AgentSettings) -> ManagedVllmServer | None:
+    """The vLLM server this agent is to start for itself, if its entry says ``serve``."""
+    serve = settings.entry.serve
+    if serve is None:
+        return None
+    logs = Path(settings.log_file).parent if settings.log_file else Path.cwd()
+    return ManagedVllmServer(
+        python=serve.python,
+        model=serve.model,
+        served_model=settings.entry.served_model or settings.entry.model_id,
+        log_path=logs / f"vllm-{settings.agent_id}.log",
+        args=serve.args,
+        host=serve.host,
+        port=serve.port,
+        startup_timeout_s=serve.startup_timeout_s,
+        env=serve.env or {},
+    )
+
+
+def _serve(
+    settings: AgentSettings,
+    roles: dict[str, Role],
+    curve: tuple[Path, Path] | None,
+    token: str,
+) -> int:
     backend = build_backend(settings)
     runtime = AgentRuntime(
         settings.agent_id,
@@ -96,11 +145,7 @@ def run_agent(settings: AgentSettings) -> int:
         curve=curve,
         token=token,
     )
-    try:
-        asyncio.run(runtime.run())
-    except ModelUnusable as exc:
-        print(f"gra agent {settings.agent_id}: {exc}", file=sys.stderr)
-        return AGENT_EXIT_UNUSABLE
+    asyncio.run(runtime.run())
     # Stopped: what is left is the interpreter's teardown (freeing a model can take
     # seconds on a loaded machine). A SIGTERM now asks for what is already under way;
     # dying of it would turn a clean stop into exit -15. SIGKILL still ends a hang.
