@@ -210,6 +210,39 @@ def test_a_run_places_agents_on_both_nodes_and_keyless_agents_stay_out(
 
 
 @pytest.mark.slow
+@pytest.mark.vllm
+def test_a_served_vllm_model_runs_on_the_node_its_entry_asks_for(
+    tmp_path: Path, cluster: object
+) -> None:
+    """An entry with ``serve``, pinned to the worker node: its agent starts the real vLLM
+    server (CPU build) there and generates; the scripted models review."""
+    from tests.test_vllm_serve import real_serve_entry
+    from tests.vllm_server import vllm_available
+
+    assert vllm_available() is None, vllm_available()
+    nodes = _node_ids(cluster)
+    config = ray_config(
+        tmp_path,
+        cluster,
+        {"a": "num_cpus = 0.5\nresources = {head = 1}", "b": "num_cpus = 0.5"},
+        target=2,
+        roles={"a": ["reviewer"], "b": ["reviewer"]},
+    )
+    text = config.read_text().replace("startup_timeout_s = 60", "startup_timeout_s = 900")
+    served = real_serve_entry('roles = ["generator"]\nnum_cpus = 1\nresources = {worker = 1}')
+    config.write_text(f"{text}[[agents]]\n{served}\n")
+    out = tmp_path / "out"
+    finish(gra_run(config, out), 1500)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["agents"]["qwen-served-0"]["node"] == nodes["worker"]
+    accepted, rejected = check_outputs(out, summary)
+    generated = [r for r in [*accepted, *rejected] if r["decision"] != "failed"]
+    assert generated and all(r["generator"]["model"] == "qwen-served" for r in generated)
+    assert summary["models"]["qwen-served"]["roles"]["generator"]["completion_tokens"] > 0
+    assert summary["agents"]["qwen-served-0"]["completed"] >= len(generated)
+
+
+@pytest.mark.slow
 def test_a_node_killed_mid_run(tmp_path: Path, cluster: object) -> None:
     """Two agents on a node that dies: their tasks move, Ray places their restarts on
     the node that replaces it, and every instance is written exactly once."""

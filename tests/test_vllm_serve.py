@@ -174,7 +174,9 @@ def test_a_server_dies_with_its_agent(tmp_path: Path) -> None:
 # ---- the real vLLM server ----------------------------------------------------------------
 
 
-def _real_serve(extra: str = "") -> str:
+def real_serve_entry(extra: str = "") -> str:
+    """An [[agents]] entry (without its header) whose agent serves the converted model
+    with the real vLLM server."""
     args = json.dumps([*DEFAULT_ARGS, "--max-model-len", "2048"])
     return (
         f'model = "qwen-served"\nbackend = "vllm"\nserved_model = "{SERVED}"\ncapacity = 4\n'
@@ -187,7 +189,7 @@ def _real_serve(extra: str = "") -> str:
 @pytest.mark.vllm
 def test_a_run_starts_its_vllm_server_and_ends_it(tmp_path: Path) -> None:
     assert vllm_available() is None, vllm_available()
-    config = _config(tmp_path, _real_serve(), extra="[limits]\nstartup_timeout_s = 900")
+    config = _config(tmp_path, real_serve_entry(), extra="[limits]\nstartup_timeout_s = 900")
     config.write_text(
         config.read_text() + '\n[[agents]]\nmodel = "gemma-3-270m"\nroles = ["reviewer"]\n'
     )

@@ -8,6 +8,7 @@ import importlib
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -114,12 +115,17 @@ def _server(settings: AgentSettings) -> ManagedVllmServer | None:
     serve = settings.entry.serve
     if serve is None:
         return None
-    logs = Path(settings.log_file).parent if settings.log_file else Path.cwd()
+    # Beside the agent's own log; an agent without one (on a Ray node) uses the node's
+    # temporary directory, and its log line says where.
+    if settings.log_file:
+        log_path = Path(settings.log_file).parent / f"vllm-{settings.agent_id}.log"
+    else:
+        log_path = Path(tempfile.gettempdir()) / f"gra-vllm-{settings.agent_id}-{os.getpid()}.log"
     return ManagedVllmServer(
         python=serve.python,
         model=serve.model,
         served_model=settings.entry.served_model or settings.entry.model_id,
-        log_path=logs / f"vllm-{settings.agent_id}.log",
+        log_path=log_path,
         args=serve.args,
         host=serve.host,
         port=serve.port,
