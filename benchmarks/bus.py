@@ -204,6 +204,8 @@ def _drive_raw(
 
 @dataclass(frozen=True)
 class BusSettings:
+    """Sizes of one bus benchmark run: quick for `gra bench`, full for the README."""
+
     payload_bytes: int = 1024
     throughput_in_flight: int = 100
     throughput_messages: int = 20_000

@@ -143,6 +143,7 @@ def memory_parts() -> dict[str, int]:
 
 
 def utc_stamp() -> str:
+    """UTC time, sortable as text: result file names order by when they were taken."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
@@ -196,6 +197,7 @@ class Check:
 
 
 def format_table(checks: Sequence[Check], value_name: str, baseline_name: str) -> str:
+    """The checks as aligned text columns: what a script prints and a result file keeps."""
     header = ("metric", value_name, baseline_name, "ratio", "target", "result")
     rows = [header] + [
         (

@@ -40,6 +40,7 @@ def run_quick_benchmarks(results_dir: Path | None = None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 when every judged target was met, 1 otherwise (`gra bench` passes it on)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, help="directory for a JSON result per benchmark")
     args = parser.parse_args(argv)

@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SchedulerSettings:
+    """One scheduler run: the simulated fleet, its service time, the job's size;
+    everything the bound is computed from."""
+
     name: str = "main"
     instances: int = 3_000
     models: int = 4
@@ -509,6 +512,8 @@ def scheduler_report(
     run: dict[str, float],
     sims: list[dict[str, float]],
 ) -> dict[str, Any]:
+    """One run's figures from what the observer timed, the conductor's summary and
+    the simulated hosts' reports: rates against the bounds, memory, counts."""
     n = observer.finished
     steady = observer.steady_rate()
     bounds = settings.bounds()
@@ -599,6 +604,8 @@ def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 
 def scheduler_checks(runs: list[dict[str, Any]]) -> list[Check]:
+    """The judged rows (whole-run rate, every instance accepted, flat memory) and the
+    rates shown beside them, for every run."""
     checks = []
     for run in runs:
         s = run["settings"]
@@ -774,6 +781,8 @@ def _secs(value: float | None) -> str:
 
 
 def print_scheduler_report(report: dict[str, Any]) -> None:
+    """The table, then per run what a reader needs to trust it: settings, bounds,
+    timings, peaks and the RSS curve."""
     print(report["table"])
     for run in report["runs"]:
         s, b = run["settings"], run["bounds_items_per_s"]
