@@ -11,6 +11,7 @@ and an agent serves it by naming it in ``--role``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -349,6 +350,40 @@ def _check_generated(request: GenerateRequest, output: GeneratorOutput) -> None:
     seen = {ex.instruction.strip() for ex in request.examples}
     if output.instruction.strip() in seen:
         raise InvalidOutput("generator copied an example instruction")
+    echoed = _echoed_words(output.instruction, _generator_prompt(request)[0]["content"])
+    if echoed:
+        raise InvalidOutput(f"generator instruction repeats its own task: {echoed!r}")
+
+
+# An instruction a quarter of whose words are runs of four or more words from the
+# generator's own task is the task restated ("write a new keyword triple combining
+# ideas from these items ..."), not a new item; a real one shares a phrase at most.
+_ECHO_RUN = 4
+_ECHO_SHARE = 0.25
+
+
+def _echoed_words(text: str, prompt: str) -> str:
+    """The runs of words ``text`` shares with ``prompt``, joined, when they cover at
+    least ``_ECHO_SHARE`` of its words; otherwise ""."""
+
+    def words(value: str) -> list[str]:
+        return re.findall(r"[a-z0-9']+", value.lower())
+
+    said = words(prompt)
+    runs = {tuple(said[i : i + _ECHO_RUN]) for i in range(len(said) - _ECHO_RUN + 1)}
+    found = words(text)
+    covered = [False] * len(found)
+    for i in range(len(found) - _ECHO_RUN + 1):
+        if tuple(found[i : i + _ECHO_RUN]) in runs:
+            covered[i : i + _ECHO_RUN] = [True] * _ECHO_RUN
+    if not found or sum(covered) < _ECHO_SHARE * len(found):
+        return ""
+    shared: list[str] = []
+    for index, word in enumerate(found):
+        if covered[index]:
+            gap = shared and not covered[index - 1]
+            shared.append(f"... {word}" if gap else word)
+    return " ".join(shared)
 
 
 # ---- registry --------------------------------------------------------------
