@@ -245,7 +245,7 @@ def test_labels_map_onto_coding_and_math() -> None:
 
 
 def test_domains_are_recognised_from_content() -> None:
-    assert verifiable_domain("anything", "no code", "code") == "coding"
+    assert verifiable_domain("anything", GOOD, "code") == "coding"
     assert verifiable_domain("Sort a list.", GOOD, None) == "coding"
     asks = "Write a Python function that sorts a list."
     assert verifiable_domain(asks, "Use sorted.", None) == "coding"
@@ -255,6 +255,23 @@ def test_domains_are_recognised_from_content() -> None:
     assert verifiable_domain("Write a poem about the sea.", "Waves roll in.", None) is None
     history = "In 1990, what happened in Berlin?"
     assert verifiable_domain(history, "The wall came down in 1989.", None) is None
+
+
+def test_a_label_alone_does_not_make_an_item_checkable() -> None:
+    """Testers and solvers are not asked about what execution cannot check: a coding
+    item whose response defines no Python (SQL, prose) or a math item with no final
+    answer is not verified, whatever its label (seen: a SQL item labelled coding sent
+    Python testers after asserts they could not write, until the model was benched)."""
+    sql = "Write a SQL query returning the top 5 employees by salary."
+    assert (
+        verifiable_domain(sql, "SELECT * FROM employees ORDER BY salary DESC LIMIT 5;", "coding")
+        is None
+    )
+    assert verifiable_domain("anything", "no code", "code") is None
+    assert verifiable_domain("Explain lists and tuples.", "Lists are mutable.", "coding") is None
+    isolate = "What equation isolates x in a linear equation?"
+    assert verifiable_domain(isolate, "It can be solved step by step.", "math") is None
+    assert verifiable_domain("Solve 2x + 3 = 11.", "So x = 4.", "math") == "math"
 
 
 def test_word_problems_without_a_textbook_word_are_math() -> None:

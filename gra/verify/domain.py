@@ -90,19 +90,23 @@ def verifiable_domain(
 ) -> VerifiableDomain | None:
     """The domain to verify an item as, or None when it is neither.
 
-    A given label that means coding or math wins; otherwise the content decides:
-    Python code in the response that defines a function or class, or an
-    instruction asking for Python code, makes it coding; a math problem whose
-    response has a final numeric or symbolic answer makes it math.
+    A given label that means coding or math says which, but the content must be
+    checkable: coding needs Python code in the response that defines a function
+    or class (what tests call), math a final numeric or symbolic answer. Without a
+    label, the content decides alone: such code, or an instruction asking for
+    Python code, makes it coding; a math problem with such an answer makes it math.
+    So no tester or solver is asked about what execution cannot check (a SQL
+    query, prose, a response with no answer).
     """
     label = normalise_domain(given)
-    if label is not None:
-        return label
     code = extract_python(response)
-    if (code is not None and _defines_something(code)) or _ASKS_FOR_CODE.search(instruction):
+    testable = code is not None and _defines_something(code)
+    answer = final_answer(response)
+    answered = answer is not None and parses_as_answer(answer)
+    if label is not None:
+        return label if (testable if label == "coding" else answered) else None
+    if testable or _ASKS_FOR_CODE.search(instruction):
         return "coding"
-    if _is_math_problem(instruction):
-        answer = final_answer(response)
-        if answer is not None and parses_as_answer(answer):
-            return "math"
+    if _is_math_problem(instruction) and answered:
+        return "math"
     return None
