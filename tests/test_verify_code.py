@@ -47,6 +47,18 @@ def test_a_function_whose_docstring_is_mostly_doctests_is_code_not_a_transcript(
     assert extract_python(f"```python\n{source}\n```") == source
 
 
+def test_a_closing_fence_with_prose_after_it_still_closes_the_block() -> None:
+    # Seen from the 1.5B model in a default run: the prose goes on on the fence's line.
+    response = (
+        "The function can be defined as follows:\n```python\ndef first_three(xs, t):\n"
+        "    return [x for x in xs if x > t][:3]\n``` This uses a list comprehension."
+    )
+    assert (
+        extract_python(response)
+        == "def first_three(xs, t):\n    return [x for x in xs if x > t][:3]"
+    )
+
+
 def test_extracts_unfenced_code_and_code_in_prose() -> None:
     assert extract_python("def f(x):\n    return 2 * x\n") == "def f(x):\n    return 2 * x"
     prose = "Sure! Here is the code:\n\ndef f(x):\n    return 2 * x\n\nThis doubles x."

@@ -107,11 +107,13 @@ def _fenced_blocks(text: str) -> list[_Block] | None:
         body: list[str] = []
         i += 1
         while i < len(lines):
+            # A fence line ends the block even with text after it: models go on with
+            # prose on the closing fence's line ("``` This uses ..."), and inside a
+            # code block a fence line is never code.
             close = _FENCE.match(lines[i])
             if (
                 close
                 and close.group("fence")[0] == fence[0]
-                and not close.group("info").strip()
                 and len(close.group("fence")) >= len(fence)
             ):
                 break
