@@ -7,6 +7,7 @@ import json
 import pytest
 
 from gra.agents.roles import InvalidOutput, get_role
+from gra.protocols.peer_review import Generate, InstanceState, Policy, VerifyPolicy
 from gra.protocols.roles import GenerateRequest, Inspiration
 from tests.conftest import ROOT
 
@@ -60,3 +61,19 @@ def test_no_real_instruction_of_the_shipped_sets_reads_as_an_echo(name: str) -> 
     for instruction in (json.loads(line)["instruction"] for line in lines):
         for request in (REQUEST, plain):
             generator.parse(request, _generated(instruction))
+
+
+def test_a_run_that_checks_by_execution_asks_for_a_checkable_item() -> None:
+    """With verification on for its domain, the generator is told what execution can
+    check (a function with its signature; one exact answer); otherwise it is not."""
+    verify = VerifyPolicy(enabled=True, domains=("coding", "math"))
+    for domain, words in (("coding", "ONE Python function"), ("math", "single exact answer")):
+        state = InstanceState("i1", domain, Policy(reviewers=2), "g", ("r1", "r2"), verify=verify)
+        (step,) = state.next_steps()
+        assert isinstance(step, Generate) and step.request.checkable
+        assert words in get_role("generator").prompt(step.request)[0]["content"]
+    for domain, policy in (("qa", verify), ("coding", None)):
+        state = InstanceState("i1", domain, Policy(reviewers=2), "g", ("r1", "r2"), verify=policy)
+        (step,) = state.next_steps()
+        assert isinstance(step, Generate) and not step.request.checkable
+        assert "checked by" not in get_role("generator").prompt(step.request)[0]["content"]

@@ -152,6 +152,22 @@ def _no_prompt(request: Any) -> ChatMessages:
 _JSON_ONLY = "Answer with one JSON object only, exactly in the requested shape."
 
 
+# When the run keeps only what execution confirms, an item it cannot check is wasted:
+# say what a checkable item looks like.
+_CHECKABLE = {
+    "coding": (
+        " The item will be checked by running it: the instruction asks for ONE Python "
+        "function and states its name, its arguments and what it returns; the response "
+        "gives the complete function in one ```python block."
+    ),
+    "math": (
+        " The item will be checked by computing it: the instruction is ONE self-contained "
+        "problem with a single exact answer (a number, fraction or expression); the response "
+        "works it out step by step and ends with 'The answer is ...'."
+    ),
+}
+
+
 def _generator_prompt(request: GenerateRequest) -> ChatMessages:
     if request.inspirations:
         task = (
@@ -194,6 +210,8 @@ def _generator_prompt(request: GenerateRequest) -> ChatMessages:
             f"Previous response: {request.previous.response}\n"
             f"Reviewers' feedback: {request.feedback}"
         )
+    if request.checkable:
+        task += _CHECKABLE.get(request.domain, "")
     system = (
         "You create high-quality instruction-tuning data. "
         f"{task}\n"

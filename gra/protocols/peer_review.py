@@ -1002,8 +1002,13 @@ class InstanceState:
         return [Adjudicate(self.adjudicator, request)]
 
     def _generate_request(self) -> GenerateRequest:
+        checkable = (
+            self.verify is not None and self.verify.enabled and self.domain in self.verify.domains
+        )
         if not self.history:
-            return GenerateRequest(self.domain, self.examples, inspirations=self.inspirations)
+            return GenerateRequest(
+                self.domain, self.examples, inspirations=self.inspirations, checkable=checkable
+            )
         last = self.history[-1]
         feedback = "\n".join(
             f"Reviewer {i + 1}: " + r.feedback() for i, r in enumerate(last.reviews.values())
@@ -1015,4 +1020,5 @@ class InstanceState:
             previous,
             f"{last.outcome.reason}\n{feedback}",
             self.inspirations,
+            checkable,
         )

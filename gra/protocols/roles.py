@@ -74,6 +74,9 @@ class GenerateRequest(msgspec.Struct, frozen=True):
     # When present, the generator first writes a new keyword triple combining
     # them, then an instruction built on it, then the response.
     inspirations: tuple[Inspiration, ...] = ()
+    # The run checks this domain's items by execution: ask for an item it can check
+    # (a Python function; a problem with one exact answer).
+    checkable: bool = False
 
 
 class RefineRequest(msgspec.Struct, frozen=True):
