@@ -239,8 +239,8 @@ class Limits(_Strict):
     model_grace_s: Seconds = 60.0
     # How often a local agent that died is started again before it is given up.
     agent_restarts: Annotated[int, msgspec.Meta(ge=0)] = 3
-    # A model whose tasks fail on this many items in a row (the tasks of one item count
-    # once) leaves the rotation for breaker_backoff_s (doubling per trip, up to 10 min).
+    # A model whose tasks fail this many times in a row leaves the rotation for
+    # breaker_backoff_s (doubling per trip, up to 10 min); its tasks go to others.
     breaker_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
     breaker_backoff_s: Seconds = 30.0
 

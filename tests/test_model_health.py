@@ -33,27 +33,11 @@ def test_breaker_opens_backs_off_and_closes() -> None:
     assert health.in_rotation("other", 0.0)
 
 
-def test_a_streak_counts_items_not_the_tasks_of_one_item() -> None:
-    # Seen in a default run: three tester seats of one SQL item, each failing with its
-    # retries, benched the only other model and stopped the run.
-    health = ModelHealth(failures=3, backoff_s=10.0)
-    assert not any(health.failure("m", "no assert", 0.0, "item-1") for _ in range(9))
-    assert not health.failure("m", "no assert", 0.0, "item-2")
-    assert health.failure("m", "no assert", 0.0, "item-3")  # three items in a row
-    assert not health.in_rotation("m", 1.0)
-    # Half-open after the backoff: a failure on an item already counted reopens it.
-    assert health.failure("m", "still", 11.0, "item-1")
-    health.success("m")
-    assert not health.failure("m", "no assert", 40.0, "item-1")  # a new streak
-
-
 async def test_a_sick_model_leaves_the_rotation_and_the_run_goes_on(
     tmp_path: Path, double_env
 ) -> None:
     """Model c answers nothing valid: its seats go to the other models, the run reaches
-    its target, and at most a few instances fail (before: most of them did). The
-    breaker counts items, so c fails on three of them before it leaves the rotation,
-    and each of those may fail."""
+    its target, and at most a few instances fail (before: most of them did)."""
     double_env.setenv("GRA_DOUBLE_GARBAGE", json.dumps({"c": "broken"}))
     config = scripted_config(
         tmp_path,
@@ -66,7 +50,7 @@ async def test_a_sick_model_leaves_the_rotation_and_the_run_goes_on(
     summary = await asyncio.wait_for(conductor.run(), 180)
     accepted, _ = check_outputs(tmp_path / "out", summary)
     assert len(accepted) >= 16
-    assert summary["counts"]["failed"] <= 10, summary["counts"]
+    assert summary["counts"]["failed"] <= 3, summary["counts"]
     assert summary["model_health"]["c"]["trips"] >= 1
     assert summary["model_health"]["c"]["out_of_rotation_s"] > 0
     assert "c" not in {r["generator"]["model"] for r in accepted}

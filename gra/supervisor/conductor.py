@@ -610,9 +610,9 @@ class Conductor:
         models = self.fleet.models(role)
         return models - out if out else models
 
-    def _task_failed(self, agent: AgentInfo, reason: str, instance_id: str | None = None) -> None:
+    def _task_failed(self, agent: AgentInfo, reason: str) -> None:
         """Count a failure against the model; one that keeps failing leaves the rotation."""
-        if self.health.failure(agent.model, reason, time.monotonic(), instance_id):
+        if self.health.failure(agent.model, reason, time.monotonic()):
             log.warning(
                 "model_out_of_rotation",
                 model=agent.model,
@@ -660,9 +660,8 @@ class Conductor:
         try:
             output = spec.decoder.decode(bytes(result.body))
         except msgspec.DecodeError as exc:
-            why = f"undecodable result: {exc}"
-            self._task_failed(flight.agent, why, flight.pending.instance_id)
-            self._requeue(flight.pending, flight.agent, why)
+            self._task_failed(flight.agent, f"undecodable result: {exc}")
+            self._requeue(flight.pending, flight.agent, f"undecodable result: {exc}")
             return
         self.health.success(flight.agent.model)
         instance = self.instances.get(flight.pending.instance_id)
@@ -690,7 +689,7 @@ class Conductor:
         log.warning(
             "task_failed", task_id=task_id, agent=flight.agent.agent_id, reason=reason[:300]
         )
-        self._task_failed(flight.agent, reason, flight.pending.instance_id)
+        self._task_failed(flight.agent, reason)
         self._requeue(flight.pending, flight.agent, reason)
 
     async def _on_tick(self) -> None:
@@ -707,7 +706,7 @@ class Conductor:
                 assert self.router is not None
                 await self.router.send(flight.agent.identity, Cancel(task_id))
                 self._take_inflight(task_id, flight.agent.identity)
-                self._task_failed(flight.agent, "task deadline passed", flight.pending.instance_id)
+                self._task_failed(flight.agent, "task deadline passed")
                 self._requeue(flight.pending, flight.agent, "task deadline passed")
         self._check_fleet(now)
         self._check_health()

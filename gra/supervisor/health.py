@@ -9,11 +9,6 @@ backoff that doubles with each trip (``backoff_s`` up to ``max_backoff_s``).
 Then it is tried again; one success closes the breaker and resets the backoff,
 one more failure opens it again at once.
 
-A streak counts items, not tasks: failures on an instance the streak already
-holds (its other seats, the retries of one task) count once. One item no model
-can serve (a SQL query sent to Python testers, say) must not bench a model that
-answers everything else; a sick model fails on item after item and still trips.
-
 Pure logic: the conductor reports outcomes with its clock and asks who is in.
 """
 
@@ -30,7 +25,6 @@ class _Breaker:
     failed: int = 0
     succeeded: int = 0
     last_reason: str = ""
-    streak: set[str] = field(default_factory=set)  # instances failed since the last success
 
 
 @dataclass
@@ -45,22 +39,16 @@ class ModelHealth:
         breaker.succeeded += 1
         breaker.consecutive = 0
         breaker.trips = 0
-        breaker.streak.clear()
 
-    def failure(self, model: str, reason: str, now: float, instance: str | None = None) -> bool:
-        """Count a failed task (of ``instance``, when known); True when this failure
-        takes the model out of rotation."""
+    def failure(self, model: str, reason: str, now: float) -> bool:
+        """Count a failed task; True when this failure takes the model out of rotation."""
         breaker = self._models.setdefault(model, _Breaker())
         breaker.failed += 1
+        breaker.consecutive += 1
         breaker.last_reason = reason[:300]
         half_open = breaker.trips > 0 and now >= breaker.open_until
         if now < breaker.open_until:
             return False  # already out: a late failure of a task sent before the trip
-        if instance is not None and instance in breaker.streak and not half_open:
-            return False  # this item has counted already
-        if instance is not None:
-            breaker.streak.add(instance)
-        breaker.consecutive += 1
         if breaker.consecutive >= self.failures or half_open:
             backoff = min(self.max_backoff_s, self.backoff_s * 2**breaker.trips)
             breaker.trips += 1
