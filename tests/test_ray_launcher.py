@@ -228,7 +228,13 @@ def test_a_served_vllm_model_runs_on_the_node_its_entry_asks_for(
         target=2,
         roles={"a": ["reviewer"], "b": ["reviewer"]},
     )
-    text = config.read_text().replace("startup_timeout_s = 60", "startup_timeout_s = 900")
+    # A real model on two busy cores: the default heartbeat (5 s to be declared lost), not
+    # the scripted tests' 1 s, which ends a starved agent and its server mid-run.
+    text = (
+        config.read_text()
+        .replace("startup_timeout_s = 60", "startup_timeout_s = 900")
+        .replace("heartbeat_interval_s = 0.2", "heartbeat_interval_s = 1.0")
+    )
     served = real_serve_entry('roles = ["generator"]\nnum_cpus = 1\nresources = {worker = 1}')
     config.write_text(f"{text}[[agents]]\n{served}\n")
     out = tmp_path / "out"
@@ -237,7 +243,9 @@ def test_a_served_vllm_model_runs_on_the_node_its_entry_asks_for(
     assert summary["agents"]["qwen-served-0"]["node"] == nodes["worker"]
     accepted, rejected = check_outputs(out, summary)
     generated = [r for r in [*accepted, *rejected] if r["decision"] != "failed"]
-    assert generated and all(r["generator"]["model"] == "qwen-served" for r in generated)
+    why = [(r["stage"], r["reason"]) for r in [*accepted, *rejected]], summary["agents"]
+    assert generated, why
+    assert all(r["generator"]["model"] == "qwen-served" for r in generated), why
     assert summary["models"]["qwen-served"]["roles"]["generator"]["completion_tokens"] > 0
     assert summary["agents"]["qwen-served-0"]["completed"] >= len(generated)
 
