@@ -69,7 +69,8 @@ async def test_a_reference_that_fails_a_stated_example_does_not_vote() -> None:
     task = TASK + "\nFor example count_even([1, 2, 3]) == 1."
     tests = ("assert count_even([5, 6, 8]) == 3",)  # wrong; the broken reference agrees
     result = await _verify(RIGHT, tests, references=(BROKEN_REFERENCE,), task=task)
-    assert result.verdict == "passed", result  # the stated example passes; no test counts
+    # The stated example passes and no test counts: that alone is no verdict.
+    assert result.verdict == "cannot_verify", result
     assert result.tests_failed == 0
 
 
@@ -174,3 +175,21 @@ async def test_raising_where_the_instruction_asks_for_none_fails() -> None:
     result = await _verify(FIRST, tests, references=(FIRST_OR_NONE, OTHER_FIRST_OR_NONE), task=task)
     assert result.verdict == "failed", result
     assert "IndexError" in result.evidence
+
+
+# Wrong for lists holding zero: it fails the stated example below, so it never votes.
+EXAMPLE_BREAKER = "def count_even(xs):\n    return sum(1 for x in xs if x and x % 2 == 0) + 1\n"
+
+
+async def test_testers_whose_solutions_cannot_vote_still_agree_by_their_asserts() -> None:
+    # Both testers' solutions fail the stated example, so neither votes; both
+    # testers wrote the same call and the same expected value: two derivations.
+    task = TASK + "\nFor example count_even([1, 2, 3]) == 1."
+    first = ("assert count_even([0, 5]) == 1",)
+    second = ("assert count_even([0, 5]) == 1", "assert count_even([7]) == 0")
+    refs = (EXAMPLE_BREAKER, EXAMPLE_BREAKER)
+    result = await _verify(WRONG, first, second, references=refs, task=task)
+    assert result.verdict == "failed", result
+    assert "2 independent derivations give 1" in result.evidence
+    right = await _verify(RIGHT, first, second, references=refs, task=task)
+    assert right.verdict == "passed", right

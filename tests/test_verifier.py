@@ -71,6 +71,22 @@ async def test_a_stated_example_failing_fails_the_item() -> None:
     assert "got 2, expected 0" in result.evidence
 
 
+async def test_passing_only_the_stated_examples_is_not_a_pass() -> None:
+    """A wrong solution often passes every example its instruction gives: with no
+    tester's assert usable, passing them is no verdict."""
+    instruction = "Write `double(x)`. double(2) == 4."
+    wrong = "```python\ndef double(x):\n    return x + 2\n```"
+    alone = await _code(wrong, instruction=instruction)
+    assert alone.verdict == "cannot_verify"
+    assert (alone.examples_run, alone.examples_failed) == (1, 0)
+    assert "only the instruction's own example" in alone.reason
+    unusable = await _code(wrong, ("assert helper.value == 6",), instruction=instruction)
+    assert unusable.verdict == "cannot_verify"
+    right = "```python\ndef double(x):\n    return 2 * x\n```"
+    tested = await _code(right, ("assert double(3) == 6",), instruction=instruction)
+    assert tested.verdict == "passed"
+
+
 async def test_code_that_raises_at_import_or_in_a_test_fails() -> None:
     crashing = "```python\ndef dedupe(xs):\n    return list(xs)\n\nprint(dedupe(None))\n```"
     result = await _code(crashing, TESTS_A)

@@ -118,7 +118,8 @@ def test_humaneval_doctests_become_asserts_that_the_canonical_solution_passes(
         assert isinstance(ast.parse(example).body[-1], ast.Assert)
     solution = problem["prompt"] + problem["canonical_solution"]
     result = asyncio.run(verify_code(problem["prompt"], solution, (), VerifySettings()))
-    assert result.verdict == "passed", result
+    # Every example passes; with no tester's assert that is not yet a verdict.
+    assert result.verdict == "cannot_verify", result
     assert (result.examples_run, result.examples_failed) == (count, 0)
 
 

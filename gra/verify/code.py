@@ -1264,8 +1264,9 @@ def judge_code(
       failed when ``sets_failed >= max(1, ceil(test_agreement * sets_usable))``, or
       when a failing test is one whose value independent derivations settled by
       vote (``run.settled``): that witness needs no other set to agree;
-    - passed when an example or a usable test ran and nothing above failed it;
-    - otherwise cannot_verify (nothing usable ran).
+    - passed when a usable test ran and nothing above failed it;
+    - otherwise cannot_verify: nothing usable ran, or only the stated examples did
+      (a wrong solution often passes every example its instruction gives).
 
     A test the process died in (the sandbox killed it, or the code ended the
     process) counts as failing; tests never started count as not run.
@@ -1381,7 +1382,15 @@ def judge_code(
             fail_lines(settled_failures),
             **counts,
         )
-    if example_ran or tests_run:
+    if example_ran and not tests_run:
+        return VerificationOutput(
+            "cannot_verify",
+            "none",
+            f"only the instruction's own examples ran ({len(example_ran)}, all pass); no "
+            "tester's assert was usable, and a wrong solution often passes its examples",
+            **counts,
+        )
+    if tests_run:
         dissent = ""
         if failed_sets:
             keys = [k for k in tests_failed if k[0] in failed_sets]

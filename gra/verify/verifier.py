@@ -136,6 +136,7 @@ async def verify_code(
             min_votes=max(2, settings.min_solver_agreement),
             owners=[owner for owner, _ in authored],
             none_is_stated=_NAMES_NONE.search(instruction) is not None,
+            tests=[examples, *sets],
         )
     return judge_code(
         run,
