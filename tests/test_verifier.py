@@ -87,6 +87,30 @@ async def test_passing_only_the_stated_examples_is_not_a_pass() -> None:
     assert tested.verdict == "passed"
 
 
+GIVEN_HELPER = (
+    "Complete `shout`; `is_loud` is given.\n\n```python\n"
+    "def is_loud(text: str) -> bool:\n    return text.isupper()\n\n\n"
+    'def shout(text: str) -> str:\n    """The text in capitals, with \'!\' at the end."""\n```'
+)
+
+
+async def test_asserts_on_a_function_the_instruction_gives_are_not_tests_of_the_answer() -> None:
+    """The helper is the instruction's own code: asserts that call nothing else say
+    nothing about the function asked for, right or wrong."""
+    wrong = (
+        "```python\ndef is_loud(text: str) -> bool:\n    return text.isupper()\n\n\n"
+        "def shout(text: str) -> str:\n    return text.upper()\n```"
+    )
+    helper_only = ("assert is_loud('HI') == True", "assert is_loud('hi') == False")
+    result = await _code(wrong, helper_only, helper_only, instruction=GIVEN_HELPER)
+    assert result.verdict == "cannot_verify", result
+    assert result.tests_run == 0
+    asked = ("assert shout('hi') == 'HI!'", "assert is_loud(shout('a'))")
+    judged = await _code(wrong, helper_only, asked, instruction=GIVEN_HELPER)
+    assert judged.verdict == "failed", judged
+    assert "shout('hi')" in judged.evidence
+
+
 async def test_code_that_raises_at_import_or_in_a_test_fails() -> None:
     crashing = "```python\ndef dedupe(xs):\n    return list(xs)\n\nprint(dedupe(None))\n```"
     result = await _code(crashing, TESTS_A)

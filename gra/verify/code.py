@@ -235,6 +235,51 @@ def extract_python(response: str) -> str | None:
     return source
 
 
+def _is_stub(body: list[ast.stmt]) -> bool:
+    """A body that leaves the work to the answer: a docstring, ``pass``, ``...``,
+    ``raise NotImplementedError``, or nothing but those."""
+    for statement in body:
+        if isinstance(statement, ast.Pass):
+            continue
+        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+            continue  # a docstring or ...
+        if isinstance(statement, ast.Raise) and "NotImplementedError" in ast.unparse(statement):
+            continue
+        return False
+    return True
+
+
+def given_functions(instruction: str) -> frozenset[str]:
+    """The top-level functions the instruction's own code already implements (helpers
+    it hands over, as HumanEval's ``is_palindrome`` above ``make_palindrome``)."""
+    source = extract_python(instruction)
+    if source is None:
+        return frozenset()
+    tree = ast.parse(source)
+    return frozenset(
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not _is_stub(node.body)
+    )
+
+
+def tests_only_given(test: str, given: frozenset[str]) -> bool:
+    """The test calls functions the instruction gives and nothing else of the answer's:
+    it checks the instruction's code, not the response's."""
+    if not given:
+        return False
+    try:
+        tree = ast.parse(test)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    called = {
+        node.func.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    }
+    return bool(called & given) and not (called - given - _BUILTIN_NAMES)
+
+
 # --------------------------------------------------------------------------- stated examples
 
 _BUILTIN_NAMES = set(dir(builtins))

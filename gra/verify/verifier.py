@@ -19,8 +19,10 @@ from gra.verify.code import (
     HarnessRun,
     build_harness,
     extract_python,
+    given_functions,
     judge_code,
     parse_harness_output,
+    tests_only_given,
 )
 from gra.verify.code import stated_examples as _stated_examples
 from gra.verify.differential import reconcile
@@ -113,7 +115,12 @@ async def verify_code(
     if solution is None:
         return _cannot("no Python code in the response")
     examples = _stated_examples(instruction)
-    sets = [[t for t in (_unfence(line) for line in tests) if t] for tests in test_sets]
+    # Asserts on the helpers the instruction itself implements say nothing of the answer.
+    given = given_functions(instruction)
+    sets = [
+        [t for t in (_unfence(line) for line in tests) if t and not tests_only_given(t, given)]
+        for tests in test_sets
+    ]
     # One solution per test set, in order, is each set's author's own (the protocol's
     # order); otherwise whose solution is whose is not known.
     aligned = len(references) == len(sets)
