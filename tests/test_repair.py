@@ -43,3 +43,20 @@ def test_a_language_tag_without_its_fence_is_dropped() -> None:
 def test_what_is_not_code_stays_none() -> None:
     assert fleet_code("The answer is 12.") is None
     assert fleet_code("print('unterminated)") is None
+
+
+def test_code_whose_newlines_were_lost_is_laid_out_again_from_its_indentation() -> None:
+    # JSON strings may not hold raw newlines; a small model that wanted one wrote
+    # only the next line's indentation.
+    flat = (
+        "def first_even(xs):    for x in xs:        if x % 2 == 0:            return x    return -1"
+    )
+    assert fleet_code(flat) == (
+        "def first_even(xs):\n    for x in xs:\n        if x % 2 == 0:\n"
+        "            return x\n    return -1"
+    )
+    # One space apart, the lines cannot be told: nothing is guessed.
+    assert fleet_code("def f(xs): for x in xs: if x: return x return -1") is None
+    # Code that compiles is left as it is, double spaces and all.
+    spaced = "x = 'a  b'  # two  spaces\nprint(x)"
+    assert fleet_code(spaced) == spaced

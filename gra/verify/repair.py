@@ -2,11 +2,13 @@
 
 The testers' solutions and the solvers' programs arrive as JSON string values.
 Small models often close the JSON object inside the string (``print(x)}``: the
-brace meant for the object lands in the code), start with a fence's language
-tag without its fence (a first line ``python``), and use ``Fraction`` or
-``math`` without importing them. Both make a right derivation crash, so its evidence is
-lost. Only the fleet's own evidence is mended this way, never the response under
-review: a response whose code does not run is what the verifier must report.
+brace meant for the object lands in the code), write a whole function on one
+line where the JSON string refused them a newline (keeping only the next
+line's indentation), start with a fence's language tag without its fence (a
+first line ``python``), and use ``Fraction`` or ``math`` without importing
+them. Each makes a right derivation crash, so its evidence is lost. Only the
+fleet's own evidence is mended this way, never the response under review: a
+response whose code does not run is what the verifier must report.
 """
 
 from __future__ import annotations
@@ -47,6 +49,22 @@ def _with_imports(source: str) -> str:
     return "\n".join([*missing, source]) if missing else source
 
 
+# A run of two or more spaces between code on a line that has no newline at all:
+# where the model wanted a newline and the JSON string let it write only the
+# next line's indentation.
+_LOST_NEWLINE = re.compile(r"(?<=\S)( {2,})(?=\S)")
+
+
+def _laid_out(text: str) -> str | None:
+    """A one-line text whose newlines were lost, laid out again from its indentation;
+    None when that is not what happened (it has newlines, or the layout does not
+    compile)."""
+    if "\n" in text.strip() or not _LOST_NEWLINE.search(text):
+        return None
+    source = _LOST_NEWLINE.sub(lambda m: "\n" + m.group(1), text.strip())
+    return extract_python(source)
+
+
 _LANGUAGE_TAG = re.compile(r"\A\s*(?:python3?|py)\s*\n", re.IGNORECASE)
 
 
@@ -63,4 +81,6 @@ def fleet_code(text: str) -> str | None:
         fixed = extract_python(mended)
         if fixed is not None and (source is None or len(fixed) > len(source)):
             source = fixed
+    if source is None:
+        source = _laid_out(mended)
     return None if source is None else _with_imports(source)
