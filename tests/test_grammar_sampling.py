@@ -23,11 +23,11 @@ pytestmark = pytest.mark.slow
 REVIEW = ReviewRequest("python", "Reverse a list in place.", "Use `items.reverse()`.")
 GENERATE = GenerateRequest("python", (Example("Sum a list of numbers.", "Use `sum(numbers)`."),))
 CALLS = [
-    ("reviewer", REVIEW, Sampling(max_tokens=96, temperature=0.0, seed=1)),
-    ("reviewer", REVIEW, Sampling(max_tokens=96, temperature=0.2, seed=2)),
-    ("reviewer", REVIEW, Sampling(max_tokens=96, temperature=0.8, seed=3)),
-    ("reviewer", REVIEW, Sampling(max_tokens=96, temperature=1.0, top_p=0.9, seed=4)),
-    ("generator", GENERATE, Sampling(max_tokens=96, temperature=0.8, seed=5)),
+    ("reviewer", REVIEW, Sampling(max_tokens=64, temperature=0.0, seed=1)),
+    ("reviewer", REVIEW, Sampling(max_tokens=64, temperature=0.2, seed=2)),
+    ("reviewer", REVIEW, Sampling(max_tokens=64, temperature=0.8, seed=3)),
+    ("reviewer", REVIEW, Sampling(max_tokens=64, temperature=1.0, top_p=0.9, seed=4)),
+    ("generator", GENERATE, Sampling(max_tokens=64, temperature=0.8, seed=5)),
 ]
 
 
@@ -36,8 +36,8 @@ async def test_windowed_grammar_draws_the_same_tokens_as_the_full_mask(model: st
     from llama_cpp import Llama
 
     path = resolve(model)
-    plain = Llama(model_path=str(path), n_ctx=2048, n_threads=1, n_batch=256, verbose=False)
-    backend = LlamaCppBackend(model, path, n_ctx=2048, n_threads=1, prompt_cache_mib=0)
+    plain = Llama(model_path=str(path), n_ctx=2048, n_threads=2, n_batch=256, verbose=False)
+    backend = LlamaCppBackend(model, path, n_ctx=2048, n_threads=2, prompt_cache_mib=0)
     await backend.start()
     sampled = misses = 0
     try:

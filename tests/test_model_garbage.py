@@ -29,7 +29,10 @@ async def test_garbage_output_is_retried_bounded_and_reported(
 ) -> None:
     double_env.setenv("GRA_DOUBLE_GARBAGE", json.dumps({"bad": mode}))
     double_env.setenv("GRA_DOUBLE_DELAY_S", "0.01")
-    config = scripted_config(tmp_path, ["bad", "good1", "good2"], target=50, max_instances=8)
+    # A seat whose only model is benched waits model_grace_s before it fails; 2 s, not 60.
+    config = scripted_config(
+        tmp_path, ["bad", "good1", "good2"], target=50, max_instances=8, extra="model_grace_s = 2"
+    )
     conductor = make_conductor(config, tmp_path / "out")
     summary = await asyncio.wait_for(conductor.run(), 120)
 
