@@ -33,6 +33,8 @@ def test_calibrate_measures_models_committee_and_verifier(tmp_path: Path) -> Non
     config = tmp_path / "fleet.toml"
     config.write_text(
         """
+[verify]
+test_sets = 2  # two testers' sets (coding) or solvers' programs (math) per item: one fewer call
 [limits]
 task_deadline_s = 400
 [[agents]]
