@@ -110,3 +110,36 @@ async def test_a_real_model_serves_the_next_call_after_one_cancelled_mid_samplin
         assert 0 <= output.scores.mean() <= 10
     finally:
         await backend.aclose()
+
+
+@pytest.mark.slow
+async def test_a_real_model_stops_a_cancelled_call_between_prompt_batches() -> None:
+    """A long prompt is evaluated a batch at a time, so a cancelled call (a warm-up
+    that a task cuts short) frees the model before its whole prompt is done."""
+    backend = LlamaCppBackend("gemma-3-270m", resolve("gemma-3-270m"), n_ctx=4096, n_batch=32)
+    await backend.start()
+    review = get_role("reviewer")
+    essay = " ".join(
+        f"Step {i}: add {i} to the running total and write it down." for i in range(40)
+    )
+    messages = review.prompt(ReviewRequest("math", "Sum 0 to 39.", essay))
+    try:
+        long = asyncio.create_task(
+            backend.complete(messages, review.schema, Sampling(max_tokens=8, temperature=0.0))
+        )
+        await asyncio.sleep(0.3)  # a few batches into its ~900 prompt tokens
+        long.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await long
+        assert backend.cancelled_after_tokens == 0
+        assert backend.cancelled_in_prompt is not None
+        assert 0 < backend.cancelled_in_prompt < 700
+        # The model's state is whole: the next call (the same prompt) completes.
+        completion = await backend.complete(
+            messages, review.schema, Sampling(max_tokens=8, temperature=0.0)
+        )
+        assert completion.completion_tokens > 0
+        call = backend.last_call
+        assert call is not None and call.prompt_evaluated < call.prompt_tokens
+    finally:
+        await backend.aclose()

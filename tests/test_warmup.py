@@ -95,6 +95,49 @@ async def test_a_task_that_comes_first_is_never_held_up_by_a_warm_up(router: Rou
     await stop_agent(router, identity, agent)
 
 
+class SlowWarmBackend(ScriptedBackend):
+    """One model, one call at a time (as llama.cpp): a warm-up holds the model until
+    it is cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__("double")
+        self.model_lock = asyncio.Lock()
+        self.warming = asyncio.Event()
+        self.warm_cancelled = False
+
+    async def warm(self, messages: ChatMessages, schema: JsonSchema) -> bool:
+        async with self.model_lock:
+            self.warming.set()
+            try:
+                await asyncio.Event().wait()  # a long prompt, evaluated token batch by batch
+            except asyncio.CancelledError:
+                self.warm_cancelled = True
+                raise
+        return True
+
+    async def complete(
+        self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
+    ) -> Completion:
+        async with self.model_lock:
+            return await super().complete(messages, schema, sampling)
+
+
+async def test_a_task_that_comes_during_a_warm_up_cuts_it_short(router: Router) -> None:
+    backend = SlowWarmBackend()
+    roles = {role.name: role for role in (GENERATOR, REVIEWER, ADJUDICATOR)}
+    runtime = AgentRuntime("slow-0", backend, roles, router.bound, heartbeat_interval_s=0.2)
+    agent = asyncio.create_task(runtime.run())
+    identity, _ = await next_frame(router, Hello)
+    assert await router.send(identity, Welcome(heartbeat_interval_s=0.2, heartbeat_misses=50))
+    await asyncio.wait_for(backend.warming.wait(), 10)
+    body = msgspec.Raw(msgspec.msgpack.encode(ReviewRequest("math", "What is 2 + 2?", "4.")))
+    assert await router.send(identity, Task("t-1", "i-1", "reviewer", 1, 30.0, body))
+    _, result = await asyncio.wait_for(next_frame(router, Result), 10)
+    assert result.task_id == "t-1"
+    assert backend.warm_cancelled
+    await stop_agent(router, identity, agent)
+
+
 class PlainBackend(ScriptedBackend):
     """A plugin backend written without ``warm``."""
 

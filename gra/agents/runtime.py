@@ -9,7 +9,8 @@ Background tasks, each named and supervised by a TaskGroup:
   parent;
 - ``warm``: once registered and while no task has come, the backend
   evaluates each role's shared prompt prefix (``Role.warmup``), so a reviewer
-  that waits for the first generations spends that time on its rubric.
+  that waits for the first generations spends that time on its rubric. The
+  first task cancels a warm-up under way: real work never waits for one.
 Each task runs in its own asyncio task; a failure is reported as a
 ``TaskError``, never a dead process.
 """
@@ -85,6 +86,7 @@ class AgentRuntime:
         self._drain = True
         self._registered = False
         self._welcomed = asyncio.Event()
+        self._warming: asyncio.Task[None] | None = None
         self._last_heard = time.monotonic()
         self._dealer: Dealer | None = None
         self._curve = curve
@@ -117,8 +119,9 @@ class AgentRuntime:
                     group.create_task(self._receive(), name="receive"),
                     group.create_task(self._heartbeat(), name="heartbeat"),
                     group.create_task(self._watchdog(), name="watchdog"),
-                    group.create_task(self._warm(), name="warm"),
                 ]
+                self._warming = group.create_task(self._warm(), name="warm")
+                workers.append(self._warming)
                 await self._stop.wait()
                 await self._finish_tasks()
                 for worker in workers:
@@ -161,6 +164,7 @@ class AgentRuntime:
                     if self._stop.is_set():
                         await self._dealer.send(TaskError(task.task_id, "agent is shutting down"))
                     elif task.task_id not in self._tasks:
+                        self._cut_warm_up()
                         self._tasks[task.task_id] = asyncio.create_task(
                             self._serve(task), name=f"task-{task.task_id}"
                         )
@@ -199,12 +203,19 @@ class AgentRuntime:
                 last_hello = now
                 await self._dealer.send(self._hello())
 
+    def _cut_warm_up(self) -> None:
+        """A task came: a warm-up still under way is cancelled (the backend stops at
+        its next token batch), so the task does not wait for a prompt nobody asked for."""
+        if self._warming is not None and not self._warming.done():
+            self._warming.cancel()
+            log.info("warmup_cut", reason="a task came")
+
     async def _warm(self) -> None:
         """Warm each role's prompt prefix while the agent has nothing else to do.
 
         Stops at the first task: its own prompt fills the cache for its role,
-        and a warm-up never runs ahead of real work (a task that arrives during
-        one waits for at most that one prompt).
+        and a warm-up never runs ahead of real work (the task cancels one under
+        way, ``_cut_warm_up``).
         """
         await self._welcomed.wait()
         warm = getattr(self.backend, "warm", None)  # a plugin backend may predate it

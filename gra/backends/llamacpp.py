@@ -4,8 +4,8 @@ Inference runs in a worker thread so that the agent's event loop (and its
 heartbeats) keep running while the model computes. One ``Llama`` object is
 not thread-safe, so calls are serialised: capacity is 1 per loaded model.
 A cancelled call stops before its next evaluation (the next token, or the
-prompt if it has not started): ``eval`` raises once the call's cancel flag is
-set. (A logits processor cannot do it: llama-cpp-python calls those through
+prompt's next batch of ``n_batch`` tokens): ``eval`` raises once the call's
+cancel flag is set. (A logits processor cannot do it: llama-cpp-python calls those through
 a ctypes callback, which swallows the exception, and sampling would go on to
 ``max_tokens``.)
 
@@ -115,6 +115,8 @@ def _llama_class() -> type[Any]:
         gra_prompt_evaluated: int | None = 0
         gra_prompt_eval_seconds = 0.0
         gra_sampled = 0
+        # Prompt tokens evaluated when a call was cancelled inside its prompt.
+        gra_prompt_cut: int | None = None
         gra_cancelled = threading.Event()
         gra_sampler: WindowedGrammarSampler | None = None
         gra_vocabulary: VocabularyIndex | None = None
@@ -123,6 +125,7 @@ def _llama_class() -> type[Any]:
             self.gra_prompt_evaluated = None
             self.gra_prompt_eval_seconds = 0.0
             self.gra_sampled = 0
+            self.gra_prompt_cut = None
             self.gra_cancelled = cancelled
             self.gra_sampler = None
 
@@ -164,14 +167,23 @@ def _llama_class() -> type[Any]:
             # are sampled tokens, one at a time.
             if self.gra_cancelled.is_set():
                 raise BackendCancelled(f"cancelled after {self.gra_sampled} sampled tokens")
-            first = self.gra_prompt_evaluated is None
-            started = time.perf_counter()
-            super().eval(tokens)
-            if first:
-                self.gra_prompt_evaluated = len(tokens)
-                self.gra_prompt_eval_seconds = time.perf_counter() - started
-            else:
+            if self.gra_prompt_evaluated is not None:
+                super().eval(tokens)
                 self.gra_sampled += 1
+                return
+            # The prompt, a batch at a time (as Llama.eval does it, so the state is
+            # the same), so that a cancelled call stops between batches: a long
+            # prompt nobody waits for any more does not hold the model.
+            started = time.perf_counter()
+            for start in range(0, len(tokens), self.n_batch):
+                if start and self.gra_cancelled.is_set():
+                    self.gra_prompt_cut = start
+                    raise BackendCancelled(
+                        f"cancelled after {start} of {len(tokens)} prompt tokens"
+                    )
+                super().eval(tokens[start : start + self.n_batch])
+            self.gra_prompt_evaluated = len(tokens)
+            self.gra_prompt_eval_seconds = time.perf_counter() - started
 
         def save_state(self) -> Any:
             if self._logits_all:
@@ -231,8 +243,10 @@ class LlamaCppBackend:
         self._llama: Any = None
         self._lock = asyncio.Lock()
         self.last_call: CallStats | None = None
-        # Tokens the last cancelled call had sampled when it stopped.
+        # Tokens the last cancelled call had sampled when it stopped, and the
+        # prompt tokens it had evaluated when it stopped inside its prompt.
         self.cancelled_after_tokens: int | None = None
+        self.cancelled_in_prompt: int | None = None
         self.stats = CacheTotals()
 
     async def start(self) -> None:
@@ -342,6 +356,7 @@ class LlamaCppBackend:
             )
         except BackendCancelled:
             self.cancelled_after_tokens = llama.gra_sampled
+            self.cancelled_in_prompt = llama.gra_prompt_cut
             raise
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"llama.cpp failed: {exc}") from exc
