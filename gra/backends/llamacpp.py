@@ -5,9 +5,9 @@ heartbeats) keep running while the model computes. One ``Llama`` object is
 not thread-safe, so calls are serialised: capacity is 1 per loaded model.
 A cancelled call stops before its next evaluation (the next token, or the
 prompt's next batch of ``n_batch`` tokens): ``eval`` raises once the call's
-cancel flag is set. (A logits processor cannot do it: llama-cpp-python calls those through
-a ctypes callback, which swallows the exception, and sampling would go on to
-``max_tokens``.)
+cancel flag is set. (A logits processor cannot do it: llama-cpp-python calls
+those through a ctypes callback, which swallows the exception, and sampling
+would go on to ``max_tokens``.)
 
 Prompt cache. llama-cpp-python reuses the KV cache of the longest token
 prefix a prompt shares with the *previous* call only; an agent that
