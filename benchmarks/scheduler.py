@@ -274,8 +274,8 @@ async def _watch(conductor: Conductor, peaks: dict[str, int], limit_s: float | N
     """Peaks of the conductor's queues; past ``limit_s`` the run is stopped (resumable)."""
     deadline = time.monotonic() + limit_s if limit_s else math.inf
     while True:
-        peaks["pending_tasks"] = max(peaks["pending_tasks"], len(conductor.pending))
-        peaks["in_flight_tasks"] = max(peaks["in_flight_tasks"], len(conductor.inflight))
+        peaks["pending_tasks"] = max(peaks["pending_tasks"], len(conductor.core.pending))
+        peaks["in_flight_tasks"] = max(peaks["in_flight_tasks"], len(conductor.core.inflight))
         if time.monotonic() > deadline and not peaks["time_limit_hit"]:
             peaks["time_limit_hit"] = 1
             conductor.request_stop()
@@ -373,7 +373,7 @@ async def _scheduler_run(settings: SchedulerSettings, workdir: Path) -> dict[str
             tracemalloc.stop()  # a no-op if it never started
     sims = [json.loads(p.read_text()) for p in reports if p.exists()]
     # Committee-accepted items of an unfinished round (a time-limited run) are candidates.
-    accepted = summary["counts"]["accepted"] + conductor.rounds.candidates
+    accepted = summary["counts"]["accepted"] + conductor.core.source.accepted()
     report = scheduler_report(
         settings,
         summary,
@@ -433,6 +433,8 @@ def memory_census(conductor: Any, finished: int, trace_frames: int = 0) -> dict[
     types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
     sizes: dict[str, int] = {}
     _container_sizes(conductor, "", 2, sizes)
+    # The run's state lives in the scheduling core the conductor drives.
+    _container_sizes(conductor.core, "core.", 2, sizes)
     snapshot = None
     if trace_frames > 0:
         import tracemalloc

@@ -88,7 +88,7 @@ async def test_adjudicator_and_annotator_seats_wait_for_a_restarting_model(
     crashed: list[int] = []
 
     async def crash_the_judge() -> None:
-        while not conductor._fleet_ready:
+        while not conductor.core.fleet_ready:
             await asyncio.sleep(0.02)
         (judge,) = [a for a in conductor.fleet.live() if a.model == "judge"]
         os.kill(judge.pid, signal.SIGKILL)

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from gra.data.seeds import load_seeds
 from gra.protocols.messages import Message, Result, Task
 from gra.protocols.peer_review import Adjudicated, Enriched, Generated, Reviewed
 from gra.status import read_status, render_status
+from gra.supervisor.actions import Action, Frames, Input
 from gra.supervisor.conductor import Conductor
 from gra.supervisor.job import agent_specs, prepare_out_dir
 from gra.supervisor.journal import Entry, InstanceChanged
@@ -127,8 +129,8 @@ async def test_unset_max_in_flight_keeps_every_agent_busy(tmp_path: Path, double
     run = asyncio.create_task(conductor.run())
     busiest = most_instances = 0
     while not run.done():
-        busiest = max(busiest, len(conductor.inflight))
-        most_instances = max(most_instances, len(conductor.instances))
+        busiest = max(busiest, len(conductor.core.inflight))
+        most_instances = max(most_instances, len(conductor.core.instances))
         await asyncio.sleep(0.01)
     summary = await run
     check_outputs(tmp_path / "out", summary, max_in_flight=4 * 9)
@@ -198,18 +200,25 @@ async def test_agent_killed_mid_task_is_replaced(
         return send_now(router, identity, message)
 
     monkeypatch.setattr(Router, "send_now", record_send)
-    on_result = conductor._on_result
+    handle = conductor.core.handle
 
-    async def record_result(identity: bytes, result: Result) -> None:
-        answered.add((identity.decode(), result.task_id))
-        await on_result(identity, result)
+    def record_results(inputs: Sequence[Input], now: float) -> list[Action]:
+        for item in inputs:
+            if isinstance(item, Frames):
+                answered.update(
+                    (identity.decode(), frame.task_id)
+                    for identity, frame in item.frames
+                    if isinstance(frame, Result)
+                )
+        return handle(inputs, now)
 
-    monkeypatch.setattr(conductor, "_on_result", record_result)
+    monkeypatch.setattr(conductor.core, "handle", record_results)
 
     async def kill_one_busy_agent() -> None:
         while True:
             await asyncio.sleep(0.05)
-            busy = [a for a in conductor.fleet.live() if a.in_flight and conductor.finished >= 1]
+            finished = conductor.core.counters.finished
+            busy = [a for a in conductor.fleet.live() if a.in_flight and finished >= 1]
             if busy:
                 victim = busy[0]
                 killed.update(agent=victim.agent_id, tasks=set(victim.in_flight), pid=victim.pid)
@@ -275,7 +284,7 @@ async def test_frozen_agent_is_declared_dead_and_its_work_moves(tmp_path: Path, 
             held = {
                 flight.pending.instance_id
                 for task_id in frozen["tasks"]
-                if (flight := conductor.inflight.get(task_id))
+                if (flight := conductor.core.inflight.get(task_id))
             }
             os.kill(victim.pid, signal.SIGSTOP)
             await until("declared dead", lambda: not agent().alive)
@@ -285,7 +294,8 @@ async def test_frozen_agent_is_declared_dead_and_its_work_moves(tmp_path: Path, 
             await until("working again", lambda: agent().completed > completed)
             # Stopping now would leave the moved work unfinished (for a resume),
             # so wait for the instances it held to finish elsewhere.
-            await until("its instances finished", lambda: not held & conductor.instances.keys())
+            instances = conductor.core.instances
+            await until("its instances finished", lambda: not held & instances.keys())
         finally:
             conductor.request_stop()
 

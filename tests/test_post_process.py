@@ -11,6 +11,7 @@ import pytest
 
 from gra.config import Config, DedupSettings, RunSettings
 from gra.data.dedup import EmbeddingError, default_model_path
+from gra.data.pool import Pool, PoolItem
 from gra.data.seeds import SeedItem
 from gra.protocols.records import GeneratorInfo, ItemRecord
 from gra.supervisor.journal import Journal
@@ -48,7 +49,9 @@ def _rounds(out: Path, *, rounds: int, dedup: bool) -> SynthesisRounds:
         dedup=DedupSettings(enabled=dedup, threshold=0.9),
     )
     writer = RecordWriter(out, (ACCEPTED, REJECTED))
-    return SynthesisRounds(config, [SEED], out, writer, Journal(out / "journal.jsonl"), RunStats())
+    pool = Pool([PoolItem(SEED.id, SEED.instruction, SEED.response, SEED.domain)])
+    journal = Journal(out / "journal.jsonl")
+    return SynthesisRounds(config, out, writer, journal, RunStats(), pool)
 
 
 def _ids(path: Path) -> list[str]:
@@ -62,39 +65,39 @@ async def test_candidates_come_out_best_mean_first_across_chunks(tmp_path: Path)
     rounds = _rounds(tmp_path, rounds=2, dedup=False)
     rounds.post_chunk = 1_000
     for record in records:
-        rounds.add_candidate(record, sync=False)
-    assert rounds.candidates == 2_600
-    done = await rounds.finish_round()
+        rounds.add_candidate(record, 1, sync=False)
+    assert rounds.candidates_written(1) == 2_600
+    done, joining = await rounds.finish_round(1)
 
     # sorted() is stable: equal means keep the order they were accepted in.
     expected = [r.id for r in sorted(records, key=lambda r: -(r.mean or -1.0))]
     assert _ids(tmp_path / ACCEPTED) == expected
     assert _ids(tmp_path / "round-1" / ACCEPTED) == expected
     assert done == {"committee_accepted": 2_600, "accepted": 2_600, "deduplicated": 0}
-    # Round 2 draws on them: they joined the pool, seeds first.
-    assert [p.id for p in rounds.pool] == ["seed-0", *expected]
-    assert len(rounds.by_domain("coding")) == 2_601
+    # Round 2 draws on them: they join the pool in rank order.
+    assert [p.id for p in joining] == expected
 
 
 async def test_after_the_last_round_nothing_joins_the_pool(tmp_path: Path) -> None:
     rounds = _rounds(tmp_path, rounds=1, dedup=False)
-    rounds.add_candidate(_record("c1", 9.0, "task", "answer"))
-    assert (await rounds.finish_round())["accepted"] == 1
-    assert _ids(tmp_path / ACCEPTED) == ["c1"] and [p.id for p in rounds.pool] == ["seed-0"]
+    rounds.add_candidate(_record("c1", 9.0, "task", "answer"), 1)
+    done, joining = await rounds.finish_round(1)
+    assert done["accepted"] == 1
+    assert _ids(tmp_path / ACCEPTED) == ["c1"] and joining == []
 
 
 async def test_a_redone_post_processing_writes_nothing_twice(tmp_path: Path) -> None:
     rounds = _rounds(tmp_path, rounds=1, dedup=False)
     for i in range(30):
-        rounds.add_candidate(_record(f"c{i:02d}", 9.0 - i / 10, f"task {i}", "answer"))
+        rounds.add_candidate(_record(f"c{i:02d}", 9.0 - i / 10, f"task {i}", "answer"), 1)
     rounds.close()
     # A crash after part of the round reached the outputs.
     partial = [json.dumps({"id": f"c{i:02d}"}) for i in range(10)]
     (tmp_path / ACCEPTED).write_text("\n".join(partial) + "\n")
     (tmp_path / "round-1" / ACCEPTED).write_text("\n".join(partial[:4]) + "\n")
     resumed = _rounds(tmp_path, rounds=1, dedup=False)
-    assert resumed.candidates == 30
-    await resumed.finish_round()
+    assert resumed.candidates_written(1) == 30
+    await resumed.finish_round(1)
     assert _ids(tmp_path / ACCEPTED) == [f"c{i:02d}" for i in range(30)]
     assert _ids(tmp_path / "round-1" / ACCEPTED) == [f"c{i:02d}" for i in range(30)]
 
@@ -116,8 +119,8 @@ async def test_duplicates_are_caught_across_chunks_with_the_real_model(tmp_path:
     rounds = _rounds(tmp_path, rounds=1, dedup=True)
     rounds.post_chunk = 3
     for record in records:
-        rounds.add_candidate(record, sync=False)
-    done = await rounds.finish_round()
+        rounds.add_candidate(record, 1, sync=False)
+    done, _ = await rounds.finish_round(1)
     assert done == {"committee_accepted": 10, "accepted": 9, "deduplicated": 1}
     assert _ids(tmp_path / ACCEPTED) == [r.id for r in records[:9]]
     (dropped,) = [json.loads(line) for line in (tmp_path / REJECTED).read_text().splitlines()]

@@ -126,7 +126,7 @@ def _round_of(path: Path) -> int:
 def _check_other_files(out_dir: Path) -> None:
     """Decode every line the resumed run will read later, so a corrupt one stops it
     now, before it writes anything, rather than half-way through a round."""
-    from gra.supervisor.conductor import SEED_ANNOTATIONS, SeedAnnotation
+    from gra.supervisor.seed_annotations import SEED_ANNOTATIONS, SeedAnnotation
 
     for path in out_dir.glob("round-*/accepted.jsonl"):
         read_ids(path)

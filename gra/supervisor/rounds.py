@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import numpy as np
 import structlog
 
 from gra.config import Config
-from gra.data.seeds import SeedItem
+from gra.data.pool import Pool, PoolItem
 from gra.protocols.records import ItemRecord
 from gra.supervisor.journal import Journal, RoundFinished
 from gra.supervisor.lines import (
@@ -41,18 +40,6 @@ log = structlog.get_logger("gra.rounds")
 
 CANDIDATES = "candidates.jsonl"
 _encoder = msgspec.json.Encoder()
-
-
-@dataclass(frozen=True)
-class PoolItem:
-    """Anything generation may draw on: a seed or an accepted item."""
-
-    id: str
-    instruction: str
-    response: str
-    domain: str
-    keywords: tuple[str, ...] = ()
-    summary: str = ""
 
 
 class _Ranked(msgspec.Struct):
@@ -132,81 +119,53 @@ def _pool_item(record: ItemRecord | _PoolFields) -> PoolItem:
 
 
 class SynthesisRounds:
+    """The rounds' files: each committee-accepted item as it finishes, and the
+    post-processing that turns a finished round's candidates into its accepted
+    items. Which round is running is the scheduling core's business: every call
+    names its round."""
+
     def __init__(
         self,
         config: Config,
-        seeds: list[SeedItem],
         out_dir: Path,
         writer: RecordWriter,
         journal: Journal,
         stats: RunStats,
-        rounds_done: int = 0,
+        pool: Pool,
     ) -> None:
         self.config = config
         self.out_dir = out_dir
         self.total = config.run.rounds
-        self.current = rounds_done + 1
         self._writer = writer
         self._journal = journal
         self._stats = stats
-        self.pool: list[PoolItem] = [
-            PoolItem(s.id, s.instruction, s.response, s.domain, s.keywords, s.summary)
-            for s in seeds
-        ]
-        self._seed_count = len(self.pool)
-        for k in range(1, self.current):
-            accepted = iter_records(self._dir(k) / ACCEPTED, _PoolFields)
-            self.pool += [_pool_item(r) for r in accepted]
+        # Read only, to seed the deduplication; the items that join it are returned.
+        self._pool = pool
         self._candidates: LineFile | None = None
-        self.candidates = _count_lines(self._dir(self.current) / CANDIDATES)
+        self._candidates_round = 0
         self._dedup: Any = None
         # Candidates decoded (and embedded) at once when a round is post-processed.
         self.post_chunk = _POST_CHUNK
-        self._by_domain: dict[str, list[PoolItem]] | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.current > self.total
 
     def _dir(self, k: int) -> Path:
         return self.out_dir / f"round-{k}"
 
-    def annotate_seed(
-        self, seed_id: str, domain: str | None, keywords: tuple[str, ...], summary: str
-    ) -> None:
-        """Give a seed in the pool the domain, keywords and summary the fleet wrote."""
-        for i, item in enumerate(self.pool[: self._seed_count]):
-            if item.id == seed_id:
-                self.pool[i] = PoolItem(
-                    item.id,
-                    item.instruction,
-                    item.response,
-                    domain or item.domain,
-                    keywords,
-                    summary,
-                )
-                self._by_domain = None
-                return
+    def accepted_items(self, k: int) -> list[PoolItem]:
+        """Round ``k``'s accepted items, as they join the pool (a resumed run's pool)."""
+        return [_pool_item(r) for r in iter_records(self._dir(k) / ACCEPTED, _PoolFields)]
 
-    @property
-    def seed_items(self) -> list[PoolItem]:
-        """The seeds as the pool holds them (annotated domains, keywords, summaries)."""
-        return self.pool[: self._seed_count]
+    def candidates_written(self, k: int) -> int:
+        """How many candidates round ``k`` has written so far (a resumed round's count)."""
+        return _count_lines(self._dir(k) / CANDIDATES)
 
-    def by_domain(self, domain: str) -> list[PoolItem]:
-        if self._by_domain is None:
-            self._by_domain = {}
-            for item in self.pool:
-                self._by_domain.setdefault(item.domain, []).append(item)
-        return self._by_domain.get(domain, [])
-
-    def add_candidate(self, record: ItemRecord, *, sync: bool = True) -> None:
-        """A committee-accepted item of the current round, kept until post-processing."""
-        if self._candidates is None:
-            self._dir(self.current).mkdir(parents=True, exist_ok=True)
-            self._candidates = LineFile(self._dir(self.current) / CANDIDATES)
+    def add_candidate(self, record: ItemRecord, k: int, *, sync: bool = True) -> None:
+        """A committee-accepted item of round ``k``, kept until post-processing."""
+        if self._candidates is None or self._candidates_round != k:
+            self.close()
+            self._dir(k).mkdir(parents=True, exist_ok=True)
+            self._candidates = LineFile(self._dir(k) / CANDIDATES)
+            self._candidates_round = k
         self._candidates.append(_encoder.encode(record), sync=sync)
-        self.candidates += 1
 
     def sync(self) -> None:
         if self._candidates is not None:
@@ -217,29 +176,24 @@ class SynthesisRounds:
             self._candidates.close()
             self._candidates = None
 
-    async def finish_round(self) -> dict[str, int]:
-        """Deduplicate the round's candidates into its accepted items; start the next round.
+    async def finish_round(self, k: int) -> tuple[dict[str, int], list[PoolItem]]:
+        """Deduplicate round ``k``'s candidates into its accepted items; returns its
+        counts and the items that join the pool.
 
         The file work and the embeddings run in a thread, so the supervisor's
         receive task keeps stamping agents alive meanwhile.
         """
-        k = self.current
-        if self._candidates is not None:
-            self._candidates.close()
-            self._candidates = None
+        self.close()
         candidates, admitted, duplicates, joining = await asyncio.to_thread(self._post_process, k)
-        self.pool += joining
-        self._by_domain = None
         self._journal.append(RoundFinished(k, admitted, duplicates), sync=True)
-        self._stats.rounds[str(k)] = {
+        counts = {
             "committee_accepted": candidates,
             "accepted": admitted,
             "deduplicated": duplicates,
         }
+        self._stats.rounds[str(k)] = counts
         log.info("round_finished", round=k, accepted=admitted, deduplicated=duplicates)
-        self.current += 1
-        self.candidates = 0
-        return self._stats.rounds[str(k)]
+        return counts, joining
 
     def _post_process(self, k: int) -> tuple[int, int, int, list[PoolItem]]:
         """Dedup round k's candidates and write the outcome; a redo writes nothing twice.
@@ -290,8 +244,8 @@ class SynthesisRounds:
 
         if self._dedup is None:
             self._dedup = DedupPool(threshold=settings.threshold, text=settings.text)
-            start = 0 if settings.seeds_in_pool else self._seed_count
-            self._dedup.add(self.pool[start:])
+            start = 0 if settings.seeds_in_pool else self._pool.seed_count
+            self._dedup.add(self._pool.items[start:])
         by_id = {r.id: r for r in ordered}
         decisions = self._dedup.admit(
             [Candidate(r.id, r.instruction, r.response, r.mean or 0.0) for r in ordered]
