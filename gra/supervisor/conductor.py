@@ -277,7 +277,10 @@ class Conductor:
             if ticked:
                 exited = [ProcessExited(a, c) for a, c in self.launcher.exited().items()]
                 batch = [*exited, *batch]
-            await self._carry_out(self.core.handle(batch, time.monotonic()))
+            now = time.monotonic()
+            # Freed agents get their next tasks before the batch is processed.
+            await self._carry_out(self.core.settle(batch, now))
+            await self._carry_out(self.core.handle(batch, now))
             self._commit()
             if ticked:
                 self._report()

@@ -250,9 +250,11 @@ class SchedulingCore:
         self._fleet_deadline = now + self.config.limits.startup_timeout_s
         return [StartAgent(agent_id) for agent_id in sorted(self.local_agents)]
 
-    def handle(self, inputs: Sequence[Input], now: float) -> list[Action]:
-        """Everything ``inputs`` lead to, in order. Raises RunError when the run
-        cannot go on (the fleet is gone, no model left in rotation)."""
+    def settle(self, inputs: Sequence[Input], now: float) -> list[Action]:
+        """The first part of handling ``inputs``, for a shell that can act at once:
+        the agents whose results are in ``inputs`` get their credit back and are
+        sent the tasks already waiting, so they work while the batch is processed.
+        ``handle`` does it too (a second time changes nothing)."""
         self._now = now
         self._out = []
         for item in inputs:
@@ -260,6 +262,14 @@ class SchedulingCore:
                 self._hear(item)
         if self._settle_results(inputs):
             self._dispatch()
+        out, self._out = self._out, []
+        return out
+
+    def handle(self, inputs: Sequence[Input], now: float) -> list[Action]:
+        """Everything ``inputs`` lead to, in order. Raises RunError when the run
+        cannot go on (the fleet is gone, no model left in rotation)."""
+        early = self.settle(inputs, now)
+        self._out = early
         for item in inputs:
             match item:
                 case Frames(frames=frames, keys=keys):
@@ -794,10 +804,8 @@ class SchedulingCore:
         for agent in self.fleet.live():
             # The shell was busy post-processing, not they.
             agent.last_seen = max(agent.last_seen, self._now)
-        if source.last_round:
-            self._all_rounds_done = True  # nothing more starts
-        else:
-            source.next_round()
+        self._all_rounds_done = source.last_round  # then nothing more starts
+        source.round_post_processed()
 
     # ---- starting instances and dispatching tasks ---------------------------
 

@@ -100,10 +100,13 @@ class Generation:
     def accepted(self) -> int:
         return self.candidates
 
-    def next_round(self) -> None:
-        self.round += 1
+    def round_post_processed(self) -> None:
+        """The round's candidates are decided (admitted or deduplicated); after the
+        last round nothing more starts, otherwise the next round begins."""
         self.candidates = 0
-        self.started_in_round = 0
+        if not self.last_round:
+            self.round += 1
+            self.started_in_round = 0
 
     def start(self, core: SchedulingCore, number: int) -> InstanceStarted | None:
         generators = sorted(core.models("generator"))
