@@ -84,7 +84,21 @@ from gra.protocols.roles import (
     Inspiration,
 )
 from gra.protocols.rolespec import role_table
-from gra.report.agreement import read_records, reviewer_agreement
+from gra.report.agreement import reviewer_agreement
+from gra.rundir import (
+    JOURNAL,
+    SEED_ANNOTATIONS,
+    AgentState,
+    Agreement,
+    Bus,
+    Summary,
+    agent_stderr,
+    item_files,
+    log_dir,
+    read_jsonl,
+    read_raw,
+    write_summary,
+)
 from gra.supervisor.admission import LOCAL_KEY, Admission, Member
 from gra.supervisor.busy import BusyWindow
 from gra.supervisor.fleet import AgentInfo, Fleet
@@ -100,14 +114,7 @@ from gra.supervisor.journal import (
 )
 from gra.supervisor.launcher import AgentSpec, Launcher
 from gra.supervisor.lines import LineFile, OutputError
-from gra.supervisor.outputs import (
-    ACCEPTED,
-    REJECTED,
-    VERDICTS,
-    RecordWriter,
-    RunStats,
-    write_summary,
-)
+from gra.supervisor.outputs import RecordWriter, RunStats
 from gra.supervisor.queues import Key, TaskQueues
 from gra.supervisor.resume import ResumePoint
 from gra.supervisor.rounds import SynthesisRounds
@@ -123,7 +130,6 @@ def _task_key(state: InstanceState, step: TaskStep) -> tuple[int, str, str, int]
 
 
 _encoder = msgspec.msgpack.Encoder()
-SEED_ANNOTATIONS = "seed_annotations.jsonl"
 
 
 class SeedAnnotation(msgspec.Struct, frozen=True):
@@ -282,10 +288,8 @@ class Conductor:
         self._last_summary = 0.0
         self._busy = BusyWindow()
         self.router: Router | None = None
-        self.journal = Journal(out_dir / "journal.jsonl")
-        self.writer = RecordWriter(
-            out_dir, (ACCEPTED, REJECTED) if mode == "generate" else (VERDICTS,)
-        )
+        self.journal = Journal(out_dir / JOURNAL)
+        self.writer = RecordWriter(out_dir, item_files(mode))
         self.journal.append(RunStarted(config_path, config.run.seed, time.time()), sync=True)
         self.rounds = SynthesisRounds(
             config,
@@ -311,13 +315,10 @@ class Conductor:
         ]
 
     def _load_seed_annotations(self) -> set[str]:
-        path = self.out_dir / SEED_ANNOTATIONS
         done = set()
-        for line in path.read_bytes().splitlines() if path.exists() else []:
-            if line.strip():
-                entry = msgspec.json.decode(line, type=SeedAnnotation)
-                self._apply_seed_annotation(entry)
-                done.add(entry.seed)
+        for entry in read_jsonl(self.out_dir / SEED_ANNOTATIONS, SeedAnnotation, cut_tail=True):
+            self._apply_seed_annotation(entry)
+            done.add(entry.seed)
         return done
 
     @property
@@ -330,7 +331,7 @@ class Conductor:
 
     # ---- lifecycle ---------------------------------------------------------
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> Summary:
         context = zmq.asyncio.Context()
         curve_keys = self.config.bus.curve_keys
         self.router = Router(
@@ -372,8 +373,9 @@ class Conductor:
             self.rounds.close()
             self._seed_annotations.close()
             self.journal.close()
-            summary = self._summary(running=False)
-            summary["agreement"] = self._agreement()
+            summary = msgspec.structs.replace(
+                self._summary(running=False), agreement=self._agreement()
+            )
             with contextlib.suppress(OutputError):
                 write_summary(self.out_dir, summary)
         return summary
@@ -749,7 +751,7 @@ class Conductor:
 
     def _agent_error_line(self, agent_id: str) -> str:
         """The last line a local agent wrote to its stderr (its own error message)."""
-        path = self.out_dir / "logs" / f"agent-{agent_id}.stderr"
+        path = agent_stderr(log_dir(self.out_dir), agent_id)
         try:
             lines = path.read_text(errors="replace").strip().splitlines()
         except OSError:
@@ -758,9 +760,8 @@ class Conductor:
 
     def _startup_failure(self, what: str) -> str:
         details = []
-        log_dir = self.out_dir / "logs"
         for agent_id in self.local_agents:
-            path = log_dir / f"agent-{agent_id}.stderr"
+            path = agent_stderr(log_dir(self.out_dir), agent_id)
             if path.exists():
                 tail = path.read_text(errors="replace").strip().splitlines()[-3:]
                 if tail:
@@ -1349,38 +1350,36 @@ class Conductor:
             len(self.inflight),
         )
 
-    def _agreement(self) -> dict[str, Any]:
+    def _agreement(self) -> Agreement:
         """How much the reviewers agreed, from the records written (no labels needed)."""
-        names = (ACCEPTED, REJECTED) if self.mode == "generate" else (VERDICTS,)
-        records = read_records(self.out_dir / name for name in names)
-        return reviewer_agreement(records, tau=self.config.protocol.tau)
+        records = read_raw(self.out_dir / name for name in item_files(self.mode))
+        agreement = reviewer_agreement(records, tau=self.config.protocol.tau)
+        return msgspec.convert(agreement, Agreement)
 
-    def _summary(self, running: bool = True) -> dict[str, Any]:
+    def _summary(self, running: bool = True) -> Summary:
         now = time.monotonic()
         agents = {
-            a.agent_id: {
-                "model": a.model,
-                "roles": sorted(a.roles),
-                "alive": a.alive,
-                "completed": a.completed,
-                "failed": a.failed,
-                "in_flight": len(a.in_flight),
-                "capacity": a.capacity,
-                "seconds_since_heard": round(now - a.last_seen, 1),
-                "restarts": self._restarts.get(a.agent_id, 0),
-                "host": a.host,
-                "node": a.node,
-                "pid": a.pid,
-            }
+            a.agent_id: AgentState(
+                model=a.model,
+                roles=sorted(a.roles),
+                alive=a.alive,
+                completed=a.completed,
+                failed=a.failed,
+                in_flight=len(a.in_flight),
+                capacity=a.capacity,
+                seconds_since_heard=round(now - a.last_seen, 1),
+                restarts=self._restarts.get(a.agent_id, 0),
+                host=a.host,
+                node=a.node,
+                pid=a.pid,
+            )
             for a in self.fleet.agents.values()
         }
-        bus = {"dropped_frames": 0, "drop_reasons": {}}
+        bus = Bus()
         if self.router is not None:
-            bus = {
-                "dropped_frames": self.router.dropped,
-                "drop_reasons": dict(self.router.drop_reasons),
-            }
-        return self.stats.summary(
+            bus = Bus(self.router.dropped, dict(self.router.drop_reasons))
+        return msgspec.structs.replace(
+            self.stats.summary(),
             target=self.target,
             instances_started=self.started,
             protocol=json.loads(msgspec.json.encode(self.config.protocol)),

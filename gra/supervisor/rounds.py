@@ -27,19 +27,23 @@ import structlog
 from gra.config import Config
 from gra.data.seeds import SeedItem
 from gra.protocols.records import ItemRecord
-from gra.supervisor.journal import Journal, RoundFinished
-from gra.supervisor.lines import (
-    CorruptRecordError,
-    LineFile,
+from gra.rundir import (
+    ACCEPTED,
+    CANDIDATES,
+    REJECTED,
+    RoundCounts,
     cut_torn_tail,
-    iter_records,
+    decode_line,
     read_ids,
+    read_jsonl,
+    round_dir,
 )
-from gra.supervisor.outputs import ACCEPTED, REJECTED, RecordWriter, RunStats
+from gra.supervisor.journal import Journal, RoundFinished
+from gra.supervisor.lines import LineFile
+from gra.supervisor.outputs import RecordWriter, RunStats
 
 log = structlog.get_logger("gra.rounds")
 
-CANDIDATES = "candidates.jsonl"
 _encoder = msgspec.json.Encoder()
 
 
@@ -89,7 +93,7 @@ def _in_rank_order(path: Path) -> Iterator[ItemRecord]:
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
-                mean = _decode_line(_ranked_decoder, line, path, number).mean
+                mean = decode_line(_ranked_decoder, line, path, number).mean
                 keys.append(-(mean if mean is not None else -1.0))
                 offsets.append(offset)
                 numbers.append(number)
@@ -101,15 +105,7 @@ def _in_rank_order(path: Path) -> Iterator[ItemRecord]:
         for i in order:
             handle.seek(int(starts[i]))
             line = handle.read(int(ends[i] - starts[i]))
-            yield _decode_line(_record_decoder, line, path, numbers[i])
-
-
-def _decode_line(decoder: msgspec.json.Decoder[Any], line: bytes, path: Path, number: int) -> Any:
-    """One candidate line decoded; a bad one is named by file and line, never a traceback."""
-    try:
-        return decoder.decode(line)
-    except msgspec.DecodeError as exc:
-        raise CorruptRecordError(path, number, str(exc)) from None
+            yield decode_line(_record_decoder, line, path, numbers[i])
 
 
 def _count_lines(path: Path) -> int:
@@ -155,7 +151,7 @@ class SynthesisRounds:
         ]
         self._seed_count = len(self.pool)
         for k in range(1, self.current):
-            accepted = iter_records(self._dir(k) / ACCEPTED, _PoolFields)
+            accepted = read_jsonl(self._dir(k) / ACCEPTED, _PoolFields, cut_tail=True)
             self.pool += [_pool_item(r) for r in accepted]
         self._candidates: LineFile | None = None
         self.candidates = _count_lines(self._dir(self.current) / CANDIDATES)
@@ -169,7 +165,7 @@ class SynthesisRounds:
         return self.current > self.total
 
     def _dir(self, k: int) -> Path:
-        return self.out_dir / f"round-{k}"
+        return round_dir(self.out_dir, k)
 
     def annotate_seed(
         self, seed_id: str, domain: str | None, keywords: tuple[str, ...], summary: str
@@ -217,7 +213,7 @@ class SynthesisRounds:
             self._candidates.close()
             self._candidates = None
 
-    async def finish_round(self) -> dict[str, int]:
+    async def finish_round(self) -> RoundCounts:
         """Deduplicate the round's candidates into its accepted items; start the next round.
 
         The file work and the embeddings run in a thread, so the supervisor's
@@ -231,11 +227,7 @@ class SynthesisRounds:
         self.pool += joining
         self._by_domain = None
         self._journal.append(RoundFinished(k, admitted, duplicates), sync=True)
-        self._stats.rounds[str(k)] = {
-            "committee_accepted": candidates,
-            "accepted": admitted,
-            "deduplicated": duplicates,
-        }
+        self._stats.rounds[str(k)] = RoundCounts(candidates, admitted, duplicates)
         log.info("round_finished", round=k, accepted=admitted, deduplicated=duplicates)
         self.current += 1
         self.candidates = 0
