@@ -39,6 +39,7 @@ from benchmarks.harness import Check, format_table, machine_info, utc_stamp, wri
 from gra.agents.roles import get_role
 from gra.models import assemble
 from gra.protocols.roles import Example, GenerateRequest, Inspiration, ReviewRequest
+from gra.rundir import SUMMARY, read_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -128,7 +129,8 @@ def run_gra(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     wall, cpu = time.time() - started, children_cpu_s() - cpu
     if proc.returncode != 0:
         raise SystemExit(f"gra run failed ({proc.returncode}); see {workdir / 'gra.log'}")
-    summary = json.loads((out / "summary.json").read_text())
+    summary = read_summary(out)
+    assert summary is not None, f"{out}: gra run wrote no {SUMMARY}"
     events = [
         json.loads(line)
         for line in (out / "logs" / "supervisor.jsonl").read_text().splitlines()
@@ -150,8 +152,12 @@ def run_gra(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     k: record.get(k) for k in ("instruction", "response", "decision", "stage")
                 } | {"reviews_in": len(record.get("reviews") or ())}
     usage = {
-        model: {k: numbers[k] for k in ("calls", "prompt_tokens", "completion_tokens")}
-        for model, numbers in summary["models"].items()
+        model: {
+            "calls": numbers.calls,
+            "prompt_tokens": numbers.prompt_tokens,
+            "completion_tokens": numbers.completion_tokens,
+        }
+        for model, numbers in summary.models.items()
     }
     return {
         "generator": args.generator,
@@ -159,11 +165,11 @@ def run_gra(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "cpu_s": cpu,
         "load_s": ready - started,
         "job_s": done - ready,
-        "summary_wall_s": summary["wall_seconds"],
-        "items_finished": summary["instances_finished"],
-        "counts": summary["counts"],
-        "retries": summary["retries"],
-        "agents_lost": summary["agents_lost"],
+        "summary_wall_s": summary.wall_seconds,
+        "items_finished": summary.instances_finished,
+        "counts": summary.counts,
+        "retries": summary.retries,
+        "agents_lost": summary.agents_lost,
         "usage": usage,
         "starts": starts,
         "items": items,

@@ -37,6 +37,7 @@ from benchmarks.harness import (
     utc_stamp,
 )
 from gra.bus.endpoints import private_ipc_endpoint
+from gra.rundir import Summary
 from gra.supervisor.journal import Entry, InstanceFinished, InstanceStarted
 
 if TYPE_CHECKING:
@@ -373,7 +374,7 @@ async def _scheduler_run(settings: SchedulerSettings, workdir: Path) -> dict[str
             tracemalloc.stop()  # a no-op if it never started
     sims = [json.loads(p.read_text()) for p in reports if p.exists()]
     # Committee-accepted items of an unfinished round (a time-limited run) are candidates.
-    accepted = summary["counts"]["accepted"] + conductor.core.source.accepted()
+    accepted = summary.count("accepted") + conductor.core.source.accepted()
     report = scheduler_report(
         settings,
         summary,
@@ -508,7 +509,7 @@ def memory_growth(censuses: Sequence[dict[str, Any]], top: int = 15) -> dict[str
 
 def scheduler_report(
     settings: SchedulerSettings,
-    summary: dict[str, Any],
+    summary: Summary,
     observer: SchedulerObserver,
     peaks: dict[str, int],
     run: dict[str, float],
@@ -581,14 +582,14 @@ def scheduler_report(
         # rss, py_blocks (a count), malloc_in_use, malloc_free: last minus 10% in.
         "memory_growth_per_instance": parts_growth,
         "rss_curve": [c | {"t": round(c["t"], 3)} for c in curve],
-        "counts": summary["counts"],
+        "counts": summary.counts,
         "accepted": int(run["accepted"]),
         "instances_finished": observer.finished,
-        "instances_unfinished": summary.get("instances_unfinished"),
-        "retries": summary["retries"],
-        "agents_lost": summary["agents_lost"],
-        "late_results_ignored": summary["late_results_ignored"],
-        "bus_dropped_frames": summary.get("bus", {}).get("dropped_frames"),
+        "instances_unfinished": summary.instances_unfinished,
+        "retries": summary.retries,
+        "agents_lost": summary.agents_lost,
+        "late_results_ignored": summary.late_results_ignored,
+        "bus_dropped_frames": summary.bus.dropped_frames,
         "sim_agents": {
             "served": sum(int(s["served"]) for s in sims),
             "refused": sum(int(s["refused"]) for s in sims),

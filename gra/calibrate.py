@@ -36,8 +36,9 @@ import msgspec
 from gra.config import AgentConfig, Config, ConfigError
 from gra.protocols.peer_review import Policy, Verdict, VerifyPolicy, decide
 from gra.protocols.roles import Checks, ReviewOutput, Scores, VerifyRequest
-from gra.report.agreement import read_records, reviewer_agreement
+from gra.report.agreement import reviewer_agreement
 from gra.report.calibration import judge_metrics, metrics_table, reliability_weights
+from gra.rundir import SUMMARY, VERDICTS, read_raw
 from gra.verify import VerifySettings, verify
 
 CALIBRATION = "calibration.json"
@@ -100,7 +101,7 @@ def verified_config(config: Config) -> Config:
 
 
 def _verdicts(out_dir: Path) -> dict[str, dict[str, Any]]:
-    return {row["id"]: row for row in read_records([out_dir / "verdicts.jsonl"])}
+    return {row["id"]: row for row in read_raw([out_dir / VERDICTS])}
 
 
 def alone_predictions(
@@ -185,7 +186,7 @@ def calibrate(config: Config, options: CalibrationOptions) -> dict[str, Any]:
 
     def review(name: str, run_config: Config) -> dict[str, dict[str, Any]]:
         out = options.out_dir / name
-        if options.reuse and (out / "summary.json").exists():
+        if options.reuse and (out / SUMMARY).exists():
             return _verdicts(out)
         job = JobOptions(
             options.config_path,
@@ -213,7 +214,7 @@ def rescore(config: Config, labelled: Path, out_dir: Path) -> dict[str, Any]:
     """Score the runs a calibration directory already holds (no model runs again)."""
 
     def recorded(name: str) -> dict[str, dict[str, Any]] | None:
-        path = out_dir / name / "verdicts.jsonl"
+        path = out_dir / name / VERDICTS
         return _verdicts(out_dir / name) if path.exists() else None
 
     result = score_runs(
@@ -274,9 +275,9 @@ def reverify(
     again = asyncio.run(_reverify_all(verified, config.verify, concurrency))
     target = out_dir / REVERIFIED
     target.mkdir(parents=True, exist_ok=True)
-    (target / "verdicts.jsonl").write_text("".join(json.dumps(v) + "\n" for v in again.values()))
+    (target / VERDICTS).write_text("".join(json.dumps(v) + "\n" for v in again.values()))
     committee_dir = out_dir / "committee"
-    committee = _verdicts(committee_dir) if (committee_dir / "verdicts.jsonl").exists() else None
+    committee = _verdicts(committee_dir) if (committee_dir / VERDICTS).exists() else None
     result = score_runs(config.protocol, read_labels(labelled), committee, again)
     result["input"] = str(labelled)
     result["reverified"] = True

@@ -24,6 +24,7 @@ from gra.errors import (
 from gra.logs import configure
 from gra.models import CATALOG, assemble, models_dir
 from gra.protocols.messages import AGENT_SETTINGS_ENV
+from gra.rundir import SUPERVISOR_LOG, VERDICTS, Summary, log_dir
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -45,15 +46,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except TargetAlreadyMet as exc:
         print(f"{out_dir}: {exc}")
         return 0
-    counts = summary["counts"]
-    rejected = sum(counts[k] for k in counts if k.startswith("rejected_"))
+    rejected = sum(n for k, n in summary.counts.items() if k.startswith("rejected_"))
     print(
-        f"{out_dir}: accepted {counts['accepted']}, rejected {rejected}, "
-        f"failed {counts['failed']} in {summary['wall_seconds']:.0f}s"
+        f"{out_dir}: accepted {summary.count('accepted')}, rejected {rejected}, "
+        f"failed {summary.count('failed')} in {summary.wall_seconds:.0f}s"
     )
-    if summary.get("instances_unfinished"):
+    if summary.instances_unfinished:
         print(
-            f"{summary['instances_unfinished']} instances were still in progress; "
+            f"{summary.instances_unfinished} instances were still in progress; "
             "`--resume --target N` carries them on"
         )
     return 0
@@ -77,11 +77,10 @@ def _cmd_review(args: argparse.Namespace) -> int:
     )
     _stop_on_sigterm()
     summary = _run(options, config, args.log_level)
-    counts = summary["counts"]
     print(
-        f"{out_dir / 'verdicts.jsonl'}: {summary['instances_finished']} items judged, "
-        f"accepted {counts['accepted']}, adjudicated {counts['adjudicated']}, "
-        f"failed {counts['failed']} in {summary['wall_seconds']:.0f}s"
+        f"{out_dir / VERDICTS}: {summary.instances_finished} items judged, "
+        f"accepted {summary.count('accepted')}, adjudicated {summary.count('adjudicated')}, "
+        f"failed {summary.count('failed')} in {summary.wall_seconds:.0f}s"
     )
     return 0
 
@@ -92,7 +91,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     out_dir = Path(args.out)
     if args.reverify:
-        if not (out_dir / "verified" / "verdicts.jsonl").is_file():
+        if not (out_dir / "verified" / VERDICTS).is_file():
             raise OutputDirError(
                 f"{out_dir}: no verified run to judge again (verified/verdicts.jsonl)"
             )
@@ -117,15 +116,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(options: Any, config: Any, log_level: str) -> dict[str, Any]:
+def _run(options: Any, config: Any, log_level: str) -> Summary:
     """Run a job holding its output directory's lock: nothing is written there before
     the lock is held, so a second run on the same directory is refused untouched."""
     from gra.supervisor.job import run_sync
     from gra.supervisor.outdir_lock import lock_out_dir, usable_out_dir
 
     with lock_out_dir(options.out_dir):
-        usable_out_dir(options.out_dir / "logs")
-        log_file = options.out_dir / "logs" / "supervisor.jsonl"
+        usable_out_dir(log_dir(options.out_dir))
+        log_file = log_dir(options.out_dir) / SUPERVISOR_LOG
         configure(json_path=log_file, level=log_level, role="supervisor")
         return run_sync(config, options)
 

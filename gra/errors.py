@@ -17,7 +17,8 @@ Our exception hierarchy::
     │   ├── ResumeError          a `--resume` with nothing to resume from
     │   │   └── TargetAlreadyMet nothing left to do (`gra run` exits 0 on it)
     │   ├── ExportError          a run directory that cannot be exported, or a clobber
-    │   └── StatusError          a directory with no readable run summary
+    │   ├── StatusError          a directory with no readable run summary
+    │   └── SummaryError         a summary.json that cannot be read: names the file
     ├── RunError                 a run that cannot go on (no fleet, a disk gone): exit 2
     ├── ProtocolError            an event the peer-review protocol forbids: a bug, exit 1
     ├── BackendError             a model call that failed (the agent records it per task)
@@ -62,6 +63,7 @@ __all__ = [
     "SeedError",
     "ServerStartError",
     "StatusError",
+    "SummaryError",
     "TargetAlreadyMet",
     "UserError",
 ]
@@ -144,6 +146,10 @@ class ExportError(UserError):
 
 class StatusError(UserError):
     """A directory whose run summary cannot be read."""
+
+
+class SummaryError(UserError):
+    """A run's summary.json that does not decode (or cannot be read): names the file."""
 
 
 # ---- run errors ------------------------------------------------------------------

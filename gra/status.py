@@ -9,30 +9,30 @@ from gra.status_view, which reads nothing itself.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 
-from gra.errors import StatusError
+from gra.errors import StatusError, SummaryError
+from gra.rundir import SUMMARY, Summary, read_summary
 from gra.status_view import SILENT_AFTER_S, run_ended, status_view
 
 
-def read_status(out_dir: Path) -> dict[str, Any]:
-    path = out_dir / "summary.json"
+def read_status(out_dir: Path) -> Summary:
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise StatusError(f"{path}: no summary yet (is this a gra run directory?)") from None
-    except ValueError as exc:
-        raise StatusError(f"{path}: unreadable summary: {exc}") from None
+        summary = read_summary(out_dir)
+    except SummaryError as exc:
+        raise StatusError(str(exc)) from None
+    if summary is None:
+        path = out_dir / SUMMARY
+        raise StatusError(f"{path}: no summary yet (is this a gra run directory?)")
+    return summary
 
 
-def render_status(summary: dict[str, Any], console: Console) -> None:
+def render_status(summary: Summary, console: Console) -> None:
     console.print(status_view(summary, time.time()))
 
 
@@ -43,7 +43,7 @@ def watch_status(
     *,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
+) -> Summary:
     """Redraw the status every ``interval`` seconds until the run ends; the last summary.
 
     A run just started may not have written summary.json yet: wait for it as long
@@ -65,9 +65,9 @@ def _first_summary(
     interval: float,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
-) -> dict[str, Any]:
+) -> Summary:
     deadline = clock() + SILENT_AFTER_S
-    waiting = f"waiting for {out_dir / 'summary.json'}"
+    waiting = f"waiting for {out_dir / SUMMARY}"
     with console.status(waiting) if console.is_terminal else contextlib.nullcontext():
         while True:
             try:

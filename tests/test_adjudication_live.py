@@ -58,8 +58,8 @@ async def test_disagreeing_reviewers_send_the_item_to_an_uninvolved_adjudicator(
         else:
             assert (record["decision"], record["stage"]) == ("rejected", "adjudication")
             assert record["reason"] == "adjudicator score 5.00 < tau"
-    assert summary["counts"]["adjudicated"] == len(records)
-    assert summary["counts"]["rejected_adjudication"] == len(rejected)
+    assert summary.counts["adjudicated"] == len(records)
+    assert summary.counts["rejected_adjudication"] == len(rejected)
     # The adjudicator was asked with the reviewers' feedback beside the item.
     journal = read_jsonl(out / "journal.jsonl")
     drawn = [e for e in journal if e["t"] == "event" and e["event"]["event"] == "adjudicator_drawn"]
@@ -97,8 +97,8 @@ async def test_adjudicator_and_annotator_seats_wait_for_a_restarting_model(
     crash = asyncio.create_task(crash_the_judge())
     summary = await asyncio.wait_for(conductor.run(), 180)
     await crash
-    assert crashed and summary["agents"]["judge-0"]["restarts"] == 1
-    assert summary["agents"]["judge-0"]["pid"] != crashed[0]
+    assert crashed and summary.agents["judge-0"].restarts == 1
+    assert summary.agents["judge-0"].pid != crashed[0]
     accepted, rejected = check_outputs(out, summary)
     assert not rejected, [r["reason"] for r in rejected]
     assert len(accepted) == 2

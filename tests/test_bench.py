@@ -25,6 +25,7 @@ from benchmarks.scheduler import (
     run_scheduler_benchmark,
     start_sim_hosts,
 )
+from gra.rundir import Summary
 from gra.supervisor.journal import Entry, InstanceFinished, InstanceStarted, read_journal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,7 +176,7 @@ async def test_the_observer_hook_sees_every_instance_of_a_real_run(tmp_path: Pat
         summary = await conductor.run()
     finally:
         reap(hosts, 10.0)
-    assert summary["counts"]["accepted"] == 30
+    assert summary.counts["accepted"] == 30
 
     def instances(entries: list[Any]) -> list[Any]:
         return [e for e in entries if isinstance(e, InstanceStarted | InstanceFinished)]
@@ -213,8 +214,7 @@ def test_scheduler_rates_whole_run_first_then_the_10_to_90_percent_window() -> N
     observer.finished, observer.last_finish = 1000, 29.0
     assert observer.steady_rate() == pytest.approx(100.0)  # 100 -> 900 finished
     settings = SchedulerSettings(instances=1000, models=2, agents_per_model=5, capacity=1)
-    summary = {"counts": {"accepted": 1000}, "retries": 0, "agents_lost": 0}
-    summary |= {"late_results_ignored": 0}
+    summary = Summary(counts={"accepted": 1000})
     run = scheduler_report(
         settings,
         summary,

@@ -125,6 +125,6 @@ async def test_ten_thousand_bad_frames_during_a_run(tmp_path: Path, double_env) 
     await attacker
     accepted, rejected = check_outputs(tmp_path / "out", summary)
     assert len(accepted) >= 30 and not rejected
-    assert summary["bus"]["dropped_frames"] == expected_drops
-    assert summary["bus"]["drop_reasons"]["frame_count"] == 100
-    assert sorted(summary["agents"]) == ["a-0", "b-0", "c-0", "d-0"]
+    assert summary.bus.dropped_frames == expected_drops
+    assert summary.bus.drop_reasons["frame_count"] == 100
+    assert sorted(summary.agents) == ["a-0", "b-0", "c-0", "d-0"]

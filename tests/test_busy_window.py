@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from gra.rundir import Busy
 from gra.supervisor.busy import BusyWindow
 
 
@@ -32,8 +33,8 @@ def test_slot_seconds_are_integrated_between_samples() -> None:
     for t in range(10, 21):
         window.sample(float(t), [a, b])
     report = window.report()
-    assert report["window_s"] == 20.0
-    assert report["models"] == {"a": pytest.approx(0.75), "b": pytest.approx(0.5)}
+    assert report.window_s == 20.0
+    assert report.models == {"a": pytest.approx(0.75), "b": pytest.approx(0.5)}
 
 
 def test_only_the_last_window_counts() -> None:
@@ -45,8 +46,8 @@ def test_only_the_last_window_counts() -> None:
     for t in range(20, 26):  # ...then 5 busy ones: half of the last ten
         window.sample(float(t), [agent])
     report = window.report()
-    assert report["window_s"] == 10.0
-    assert report["models"] == {"a": pytest.approx(0.5)}
+    assert report.window_s == 10.0
+    assert report.models == {"a": pytest.approx(0.5)}
 
 
 def test_replicas_add_slots_and_a_model_with_none_live_is_left_out() -> None:
@@ -58,17 +59,17 @@ def test_replicas_add_slots_and_a_model_with_none_live_is_left_out() -> None:
     window.sample(12.0, [])  # every agent gone
     window.sample(16.0, [])
     # a: 1 of 2 slots for 8 s, 1 of 1 for 4 s, no slot for 4 s: 12 of 20 slot-seconds.
-    assert window.report()["models"] == {"a": pytest.approx(0.6)}
+    assert window.report().models == {"a": pytest.approx(0.6)}
     window = BusyWindow()
     window.sample(0.0, [])
     window.sample(5.0, [])
-    assert window.report() == {"window_s": 5.0, "models": {}}
+    assert window.report() == Busy(window_s=5.0)
 
 
 def test_more_in_flight_than_slots_counts_as_full_and_no_sample_is_empty() -> None:
-    assert BusyWindow().report() == {"window_s": 0.0, "models": {}}
+    assert BusyWindow().report() == Busy()
     window = BusyWindow()
     agent = Agent("a", 1, busy(3))
     window.sample(0.0, [agent])
     window.sample(1.0, [agent])
-    assert window.report()["models"] == {"a": 1.0}
+    assert window.report().models == {"a": 1.0}

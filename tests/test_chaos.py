@@ -46,7 +46,7 @@ async def test_repeated_sigkills_during_a_hundred_item_run(tmp_path: Path, doubl
     assert len(kills) >= 5, kills
     accepted, _ = check_outputs(tmp_path / "out", summary, max_in_flight=6)
     assert len(accepted) >= 120
-    assert summary["agents_lost"] >= len(kills) - 1
+    assert summary.agents_lost >= len(kills) - 1
     journal = read_jsonl(tmp_path / "out" / "journal.jsonl")
     assert any(e["t"] == "retry" for e in journal)
 
@@ -94,8 +94,8 @@ async def test_frozen_remote_agent_is_replaced_and_its_late_results_ignored(
     assert events == ["frozen", "declared dead", "woken"]
     accepted, _ = check_outputs(tmp_path / "out", summary)
     assert len(accepted) >= 40
-    assert summary["agents"]["remote-1"]["alive"], "the woken agent did not rejoin"
-    assert summary["late_results_ignored"] >= 1
+    assert summary.agents["remote-1"].alive, "the woken agent did not rejoin"
+    assert summary.late_results_ignored >= 1
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:
@@ -186,7 +186,7 @@ async def test_network_partition_between_hosts(
         remote.kill()
         remote.wait()
     assert story == ["cut", "declared dead", "restored", "rejoined", "working again"]
-    assert summary["agents_lost"] >= 1
+    assert summary.agents_lost >= 1
     _, rejected = check_outputs(tmp_path / "out", summary)
     assert not [r for r in rejected if r["decision"] == "failed"]
     candidates = read_jsonl(tmp_path / "out" / "round-1" / "candidates.jsonl")

@@ -132,9 +132,9 @@ async def test_fleet_on_curve_tcp_with_a_remote_agent_and_an_intruder(
         for process in (intruder, remote):
             process.kill()
             process.wait()
-    assert summary["agents"]["remote"]["completed"] > 0
-    assert "intruder" not in summary["agents"]
-    assert summary["bus"]["dropped_frames"] == 0
+    assert summary.agents["remote"].completed > 0
+    assert "intruder" not in summary.agents
+    assert summary.bus.dropped_frames == 0
     check_outputs(tmp_path / "out", summary)
 
 

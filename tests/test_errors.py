@@ -34,6 +34,7 @@ WHERE_RAISED = [
     ("gra.supervisor.resume", "TargetAlreadyMet"),
     ("gra.data.export", "ExportError"),
     ("gra.status", "StatusError"),
+    ("gra.rundir.summary", "SummaryError"),
     ("gra.supervisor.conductor", "RunError"),
     ("gra.protocols.peer_review", "ProtocolError"),
     ("gra.backends", "BackendError"),

@@ -149,7 +149,7 @@ def test_a_torn_last_line_is_ignored_but_a_broken_middle_line_is_not(tmp_path: P
     assert export(run, tmp_path / "out.jsonl").count == 1
     broken = '{"id": "b"\n' + json.dumps(record("c"))
     write_records(run / "accepted.jsonl", [record("a")], tail=broken)
-    with pytest.raises(ExportError, match=r"accepted.jsonl:2: not a JSON record"):
+    with pytest.raises(ExportError, match=r"accepted.jsonl:2: corrupt record"):
         export(run, tmp_path / "again.jsonl")
 
 
@@ -177,7 +177,7 @@ def test_an_existing_output_is_kept_unless_overwrite(run_dir: Path, tmp_path: Pa
         ("empty-dir", {}, "no accepted.jsonl"),
         ("ok", {"format": "csv"}, "format 'csv'"),
         ("ok", {"style": "sharegpt"}, "style 'sharegpt'"),
-        ("not-a-record", {}, "accepted.jsonl:1: not an item record"),
+        ("not-a-record", {}, "accepted.jsonl: record 1 is not an item record"),
     ],
 )
 def test_bad_requests_say_what_is_wrong(

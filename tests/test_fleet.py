@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from rich.console import Console
 
@@ -28,6 +29,7 @@ from gra.config import load_config
 from gra.data.seeds import load_seeds
 from gra.protocols.messages import Message, Result, Task
 from gra.protocols.peer_review import Adjudicated, Enriched, Generated, Reviewed
+from gra.rundir import Summary
 from gra.status import read_status, render_status
 from gra.supervisor.actions import Action, Frames, Input
 from gra.supervisor.conductor import Conductor
@@ -60,8 +62,10 @@ def make_conductor(config_path: Path, out: Path, expected_remote: int = 0) -> Co
 
 
 def check_outputs(
-    out: Path, summary: dict, max_in_flight: int = 4
+    out: Path, summary: Summary | dict, max_in_flight: int = 4
 ) -> tuple[list[dict], list[dict]]:
+    if not isinstance(summary, Summary):  # read back from summary.json
+        summary = msgspec.convert(summary, Summary)
     accepted = read_jsonl(out / "accepted.jsonl")
     rejected = read_jsonl(out / "rejected.jsonl")
     ids = [r["id"] for r in accepted + rejected]
@@ -71,7 +75,7 @@ def check_outputs(
     candidates = [r["id"] for p in out.glob("round-*/candidates.jsonl") for r in read_jsonl(p)]
     assert len(candidates) == len(set(candidates)), "a candidate was written twice"
     waiting = set(candidates) - set(ids)
-    counts = summary["counts"]
+    counts = summary.counts
     assert counts["accepted"] == len(accepted)
     assert counts["rejected_instruction_check"] + counts["rejected_score"] + counts[
         "rejected_adjudication"
@@ -89,8 +93,8 @@ def check_outputs(
     }
     assert set(ids) | waiting <= started
     # Instances in progress when the target was reached stay resumable, and are counted.
-    assert len(started - set(ids) - waiting) == summary["instances_unfinished"]
-    assert summary["instances_unfinished"] <= max_in_flight
+    assert len(started - set(ids) - waiting) == summary.instances_unfinished
+    assert summary.instances_unfinished <= max_in_flight
     return accepted, rejected
 
 
@@ -99,9 +103,9 @@ async def test_fleet_registers_runs_and_shuts_down_cleanly(tmp_path: Path, doubl
     conductor = make_conductor(config, tmp_path / "out")
     summary = await asyncio.wait_for(conductor.run(), 120)
 
-    agents = summary["agents"]
+    agents = summary.agents
     assert sorted(agents) == ["a-0", "b-0", "c-0", "d-0"]
-    assert all(a["completed"] > 0 for a in agents.values()), agents
+    assert all(a.completed > 0 for a in agents.values()), agents
     accepted, _ = check_outputs(tmp_path / "out", summary)
     assert len(accepted) >= 8
     for record in accepted:
@@ -229,7 +233,7 @@ async def test_agent_killed_mid_task_is_replaced(
     summary = await asyncio.wait_for(conductor.run(), 180)
     await killer
     assert killed, "no agent was ever busy"
-    assert summary["agents_lost"] >= 1
+    assert summary.agents_lost >= 1
     accepted, rejected = check_outputs(tmp_path / "out", summary)
     journal = read_jsonl(tmp_path / "out" / "journal.jsonl")
     retried = [e for e in journal if e["t"] == "retry" and e["task_id"] in killed["tasks"]]
@@ -314,8 +318,8 @@ async def test_frozen_agent_is_declared_dead_and_its_work_moves(tmp_path: Path, 
         "working again",
         "its instances finished",
     ]
-    assert summary["agents_lost"] >= 1
-    assert summary["agents"][frozen["agent"]]["restarts"] == 1
+    assert summary.agents_lost >= 1
+    assert summary.agents[frozen["agent"]].restarts == 1
     out = tmp_path / "out"
     accepted, rejected = check_outputs(out, summary)
     assert not [r for r in rejected if r["decision"] == "failed"]
@@ -459,7 +463,7 @@ async def test_remote_agent_joins_over_tcp(tmp_path: Path, double_env) -> None:
         if remote.poll() is None:
             remote.kill()
             remote.wait()
-    assert summary["agents"]["remote-host-1"]["completed"] > 0
+    assert summary.agents["remote-host-1"].completed > 0
     accepted, _ = check_outputs(tmp_path / "out", summary)
     involved = {r["generator"]["model"] for r in accepted} | {
         rv["model"] for r in accepted for rv in r["reviews"]

@@ -27,8 +27,9 @@ from gra.config import ConfigError, load_config
 from gra.log_budget import LogBudget
 from gra.protocols.messages import Hello, Reject, Result, Task, TaskError, Usage, Welcome
 from gra.protocols.roles import Checks, ReviewOutput, Scores
+from gra.rundir import write_summary
 from gra.supervisor.admission import Admission, Member
-from gra.supervisor.outputs import RunStats, write_summary
+from gra.supervisor.outputs import RunStats
 from tests.conftest import scripted_config
 from tests.test_fleet import _free_port, check_outputs, make_conductor
 
@@ -154,9 +155,9 @@ def test_usage_numbers_from_agents_are_validated(tmp_path: Path) -> None:
     # A resumed summary.json that someone edited badly.
     stats.usage["m"]["generator"]["seconds"] = math.nan
     summary = stats.summary()
-    assert summary["invalid_usage_reports"] == 6
-    assert summary["models"]["m"]["prompt_tokens"] == 10
-    assert summary["models"]["m"]["seconds"] == 1.5
+    assert summary.invalid_usage_reports == 6
+    assert summary.models["m"].prompt_tokens == 10
+    assert summary.models["m"].seconds == 1.5
     write_summary(tmp_path, summary)
 
     def strict(constant: str) -> None:
@@ -247,11 +248,11 @@ async def test_rogue_on_plain_tcp_cannot_seat_models(tmp_path: Path, double_env)
     assert len(reasons) == 6, reasons
     assert "not in this fleet" in reasons[0]
     assert "local agents only" in reasons[4]
-    assert summary["refused_hellos"] >= 5  # a-0 may lose the identity race to the real one
+    assert summary.refused_hellos >= 5  # a-0 may lose the identity race to the real one
     check_outputs(tmp_path / "out", summary)
-    assert summary["counts"]["accepted"] >= 8
+    assert summary.counts["accepted"] >= 8
     assert models_in_records(tmp_path / "out") <= {"a", "b", "c"}
-    assert set(summary["agents"]) == {"a-0", "b-0", "c-0"}
+    assert set(summary.agents) == {"a-0", "b-0", "c-0"}
 
 
 async def test_one_key_holder_cannot_claim_more_than_its_seat(tmp_path: Path, double_env) -> None:
@@ -307,8 +308,8 @@ async def test_one_key_holder_cannot_claim_more_than_its_seat(tmp_path: Path, do
     assert all("not in this fleet" in r for r in reasons[:2]), reasons
     assert all("local agents only" in r for r in reasons[2:4]), reasons
     assert "already has its 1 agent" in reasons[4]
-    assert summary["refused_hellos"] == 5
-    assert set(summary["agents"]) == {"a-0", "b-0", "remote-0"}
+    assert summary.refused_hellos == 5
+    assert set(summary.agents) == {"a-0", "b-0", "remote-0"}
     check_outputs(tmp_path / "out", summary)
     assert models_in_records(tmp_path / "out") <= {"a", "b", "remote"}
 
@@ -380,4 +381,4 @@ async def test_results_for_tasks_never_given_are_dropped(tmp_path: Path, double_
             for review in record["reviews"]:
                 assert (FORGED in review["feedback"]) == (review["model"] == "rogue"), record
             assert FORGED not in json.dumps(record["adjudication"])
-    assert summary["late_results_ignored"] > 1000
+    assert summary.late_results_ignored > 1000

@@ -42,7 +42,7 @@ async def test_garbage_output_is_retried_bounded_and_reported(
     # After five failed tasks in a row the breaker takes `bad` out of rotation
     # (README, Reliability); an instance whose committee then has no one left for
     # `bad`'s seat fails with that reason instead.
-    assert summary["model_health"]["bad"]["trips"] >= 1
+    assert summary.model_health["bad"].trips >= 1
     seatless = [r for r in failed if r["reason"] == "no live model left for the reviewer role"]
     failed = [r for r in failed if r not in seatless]
     assert failed, "no instance failed on the bad model's output"
@@ -55,8 +55,8 @@ async def test_garbage_output_is_retried_bounded_and_reported(
         assert "bad" not in [r["model"] for r in record["reviews"]]
         if mode != "range":  # out-of-range scores only break reviews
             assert record["generator"]["model"] != "bad"
-    bad = summary["agents"]["bad-0"]
-    assert bad["alive"] and bad["failed"] >= 3 and bad["restarts"] == 0
+    bad = summary.agents["bad-0"]
+    assert bad.alive and bad.failed >= 3 and bad.restarts == 0
     # Every failed task cost exactly three model calls, and no more.
-    failed_calls = summary["models"]["bad"]["calls"] - bad["completed"]
-    assert failed_calls == 3 * bad["failed"]
+    failed_calls = summary.models["bad"].calls - bad.completed
+    assert failed_calls == 3 * bad.failed

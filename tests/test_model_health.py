@@ -29,7 +29,7 @@ def test_breaker_opens_backs_off_and_closes() -> None:
     assert health.in_rotation("m", 56.0)  # capped at max_backoff_s
     assert "failed" in health.describe("m") and "still bad" in health.describe("m")
     health.success("m")
-    assert health.in_rotation("m", 56.0) and health.report(56.0)["m"]["trips"] == 0
+    assert health.in_rotation("m", 56.0) and health.report(56.0)["m"].trips == 0
     assert health.in_rotation("other", 0.0)
 
 
@@ -50,9 +50,9 @@ async def test_a_sick_model_leaves_the_rotation_and_the_run_goes_on(
     summary = await asyncio.wait_for(conductor.run(), 180)
     accepted, _ = check_outputs(tmp_path / "out", summary)
     assert len(accepted) >= 16
-    assert summary["counts"]["failed"] <= 3, summary["counts"]
-    assert summary["model_health"]["c"]["trips"] >= 1
-    assert summary["model_health"]["c"]["out_of_rotation_s"] > 0
+    assert summary.counts["failed"] <= 3, summary.counts
+    assert summary.model_health["c"].trips >= 1
+    assert summary.model_health["c"].out_of_rotation_s > 0
     assert "c" not in {r["generator"]["model"] for r in accepted}
 
 

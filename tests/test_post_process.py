@@ -14,8 +14,9 @@ from gra.data.dedup import EmbeddingError, default_model_path
 from gra.data.pool import Pool, PoolItem
 from gra.data.seeds import SeedItem
 from gra.protocols.records import GeneratorInfo, ItemRecord
+from gra.rundir import ACCEPTED, REJECTED, RoundCounts
 from gra.supervisor.journal import Journal
-from gra.supervisor.outputs import ACCEPTED, REJECTED, RecordWriter, RunStats
+from gra.supervisor.outputs import RecordWriter, RunStats
 from gra.supervisor.rounds import SynthesisRounds
 
 SEED = SeedItem("seed-0", "Add two numbers.", "def add(a, b): return a + b", "coding")
@@ -73,7 +74,7 @@ async def test_candidates_come_out_best_mean_first_across_chunks(tmp_path: Path)
     expected = [r.id for r in sorted(records, key=lambda r: -(r.mean or -1.0))]
     assert _ids(tmp_path / ACCEPTED) == expected
     assert _ids(tmp_path / "round-1" / ACCEPTED) == expected
-    assert done == {"committee_accepted": 2_600, "accepted": 2_600, "deduplicated": 0}
+    assert done == RoundCounts(committee_accepted=2_600, accepted=2_600, deduplicated=0)
     # Round 2 draws on them: they join the pool in rank order.
     assert [p.id for p in joining] == expected
 
@@ -82,7 +83,7 @@ async def test_after_the_last_round_nothing_joins_the_pool(tmp_path: Path) -> No
     rounds = _rounds(tmp_path, rounds=1, dedup=False)
     rounds.add_candidate(_record("c1", 9.0, "task", "answer"), 1)
     done, joining = await rounds.finish_round(1)
-    assert done["accepted"] == 1
+    assert done.accepted == 1
     assert _ids(tmp_path / ACCEPTED) == ["c1"] and joining == []
 
 
@@ -121,7 +122,7 @@ async def test_duplicates_are_caught_across_chunks_with_the_real_model(tmp_path:
     for record in records:
         rounds.add_candidate(record, 1, sync=False)
     done, _ = await rounds.finish_round(1)
-    assert done == {"committee_accepted": 10, "accepted": 9, "deduplicated": 1}
+    assert done == RoundCounts(committee_accepted=10, accepted=9, deduplicated=1)
     assert _ids(tmp_path / ACCEPTED) == [r.id for r in records[:9]]
     (dropped,) = [json.loads(line) for line in (tmp_path / REJECTED).read_text().splitlines()]
     assert dropped["id"] == "again" and dropped["stage"] == "dedup"

@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from rich.console import Console
 
 from gra.cli import main
+from gra.rundir import Summary
 from gra.status import watch_status
 from gra.status_view import funnel, model_rows, run_ended, status_view
 from tests.conftest import ROOT, scripted_config
@@ -61,6 +63,11 @@ def crafted_summary(**changes: Any) -> dict[str, Any]:
     return summary
 
 
+def typed(summary: dict[str, Any]) -> Summary:
+    """A crafted summary as `gra status` reads it back from summary.json."""
+    return msgspec.convert(summary, Summary)
+
+
 def drawn(renderable: Any, width: int = 160) -> str:
     console = Console(record=True, width=width, color_system=None)
     console.print(renderable)
@@ -68,8 +75,8 @@ def drawn(renderable: Any, width: int = 160) -> str:
 
 
 def test_the_funnel_and_busy_fractions_come_from_the_summary() -> None:
-    summary = crafted_summary()
-    rows = [(r.gate, r.removed, r.left) for r in funnel(summary["counts"])]
+    summary = typed(crafted_summary())
+    rows = [(r.gate, r.removed, r.left) for r in funnel(summary.counts)]
     assert rows == [
         ("generated", None, 40),
         ("instruction checks", 5, 35),
@@ -106,20 +113,21 @@ def test_the_funnel_and_busy_fractions_come_from_the_summary() -> None:
 
 
 def test_a_summary_without_usage_or_busy_window_draws_dashes() -> None:
-    summary = crafted_summary(busy=None, models={}, wall_seconds=0)
-    text = drawn(status_view(summary, NOW))
+    summary = crafted_summary(models={}, wall_seconds=0)
+    del summary["busy"]  # an older summary, or one written before any busy window
+    text = drawn(status_view(typed(summary), NOW))
     assert re.search(r"alpha +1/1 +busy 1/1 +- +- +-", text), text
     assert "busy lately" in text
     dead = crafted_summary()
     for agent in dead["agents"].values():
         agent["alive"] = False
-    assert re.search(r"beta +0/2 +down", drawn(status_view(dead, NOW))), "a model with no agent"
+    assert re.search(r"beta +0/2 +down", drawn(status_view(typed(dead), NOW))), "no live agent"
 
 
 def test_a_run_ends_when_it_stops_or_its_supervisor_falls_silent() -> None:
-    assert not run_ended(crafted_summary(), NOW)
-    assert run_ended(crafted_summary(running=False), NOW)
-    silent = crafted_summary(updated_at=NOW - 31)
+    assert not run_ended(typed(crafted_summary()), NOW)
+    assert run_ended(typed(crafted_summary(running=False)), NOW)
+    silent = typed(crafted_summary(updated_at=NOW - 31))
     assert run_ended(silent, NOW)
     assert drawn(status_view(silent, NOW)).startswith("silent for 31s")
 
@@ -147,7 +155,7 @@ def test_watch_redraws_until_the_run_stops(tmp_path: Path) -> None:
     clock = FakeClock(tmp_path, [*fresh, crafted_summary(running=False)])
     console = Console(record=True, width=160, color_system=None)
     last = watch_status(tmp_path, console, 0.5, clock=lambda: clock.now, sleep=clock.sleep)
-    assert last["running"] is False
+    assert last.running is False
     assert clock.sleeps == [0.5] * 3
     assert console.export_text().startswith("stopped  accepted 13/20")
 

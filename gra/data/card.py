@@ -10,8 +10,8 @@ reviewers agreed, what the verifier found, the seed sources and the rounds.
 Each row's ``id`` is the id of its full record in the run's accepted.jsonl.
 
 Everything is read from the run directory (summary.json, journal.jsonl and
-the config the journal names); a missing piece is said to be missing, never
-guessed.
+the config the journal names); a missing or unreadable piece is said to be
+so, never guessed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 import gra
+from gra.errors import SummaryError
+from gra.rundir import JOURNAL, SUMMARY, Summary, journal_config_path, read_summary
 
 # The marker by which a README.md is known to be gra's and may be replaced.
 CARD_MARKER = "<!-- dataset card written by gra export -->"
@@ -45,23 +49,20 @@ def size_category(count: int) -> str:
     return "10M<n<100M"
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _summary(run_dir: Path) -> tuple[Summary, str]:
+    """The run's summary, and what is wrong with it ("" when nothing): a card is still
+    written for data already exported, and says the summary could not be read."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        summary = read_summary(run_dir)
+    except SummaryError as exc:
+        return Summary(), str(exc)
+    return (summary, "") if summary is not None else (Summary(), f"no {SUMMARY}")
 
 
 def _config_path(run_dir: Path) -> Path | None:
     """The config of the run's first start, as its journal names it."""
-    try:
-        with (run_dir / "journal.jsonl").open() as journal:
-            first = json.loads(journal.readline() or "{}")
-    except (OSError, ValueError):
-        return None
-    path = first.get("config_path") if isinstance(first, dict) else None
-    return Path(path) if isinstance(path, str) and path else None
+    path = journal_config_path(run_dir / JOURNAL)
+    return Path(path) if path else None
 
 
 def without_secrets(value: Any) -> Any:
@@ -161,14 +162,14 @@ def render_card(
     """The README.md text for ``rows`` exported from ``run_dir`` as ``data_files``."""
     import yaml
 
-    summary = _read_json(run_dir / "summary.json") or {}
+    summary, problem = _summary(run_dir)
     config_path = _config_path(run_dir)
     config = _load_config(config_path)
     domains = [str(r.get("domain") or "") for r in rows if r.get("domain")]
     meta = front_matter(len(rows), data_files, domains)
-    counts = summary.get("counts", {})
+    counts = summary.counts
     finished = sum(v for k, v in counts.items() if k not in ("generated", "adjudicated"))
-    accepted = counts.get("accepted", 0)
+    accepted = summary.count("accepted")
     domain_counts: dict[str, int] = {}
     for domain in domains:
         domain_counts[domain] = domain_counts.get(domain, 0) + 1
@@ -191,23 +192,24 @@ def render_card(
         f"- instances finished: {finished}; accepted: {accepted}"
         + (f" ({accepted / finished:.1%} acceptance)" if finished else "")
         + "\n"
-        + f"- synthesis rounds: {len(summary.get('rounds') or {}) or 1}\n",
+        + f"- synthesis rounds: {len(summary.rounds) or 1}\n"
+        + (f"- summary: {problem}\n" if problem else ""),
         "### Models\n",
         _table(model_rows(config, config_path)),
         "### Counts per stage\n",
         _table([{"stage": k, "items": v} for k, v in counts.items()]),
         "### Protocol\n",
-        _json_block(summary.get("protocol", "(not recorded)")),
+        _json_block(summary.protocol or "(not recorded)"),
         "### Reviewer agreement (Krippendorff's alpha, no labels needed)\n",
-        _json_block((summary.get("agreement") or {}).get("per_criterion", "(not recorded)")),
+        _json_block(summary.agreement.per_criterion if summary.agreement else "(not recorded)"),
         "### Verification by execution\n",
-        _json_block(summary.get("verification") or "(not run)"),
+        _json_block(summary.verification or "(not run)"),
         "### Seeds\n",
         _json_block(
             (config or {}).get("seeds", "(not recorded)") if config else "(config not found)"
         ),
         "### Rounds\n",
-        _json_block(summary.get("rounds") or "(not recorded)"),
+        _json_block(msgspec.to_builtins(summary.rounds) or "(not recorded)"),
         "### Config (secrets left out)\n",
         _json_block(without_secrets(config) if config else "(config not found)"),
     ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,13 +18,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gra.data.card import render_card, write_card
-from gra.errors import ExportError
+from gra.errors import CorruptRecordError, ExportError
+from gra.rundir import ACCEPTED, Raw, read_jsonl, round_files
 
 Format = Literal["jsonl", "parquet", "hf"]
 Style = Literal["chat", "alpaca"]
 FORMATS: tuple[str, ...] = ("jsonl", "parquet", "hf")
 STYLES: tuple[str, ...] = ("chat", "alpaca")
-_ROUND = re.compile(r"round-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -41,38 +40,26 @@ def accepted_files(run_dir: Path) -> list[Path]:
     """``accepted.jsonl`` at the top, then ``round-N/accepted.jsonl`` by round number."""
     if not run_dir.is_dir():
         raise ExportError(f"{run_dir}: not a run directory")
-    rounds = []
-    for child in run_dir.iterdir():
-        match = _ROUND.match(child.name)
-        if match and (child / "accepted.jsonl").is_file():
-            rounds.append((int(match.group(1)), child / "accepted.jsonl"))
-    top = run_dir / "accepted.jsonl"
-    files = ([top] if top.is_file() else []) + [path for _, path in sorted(rounds)]
+    top = run_dir / ACCEPTED
+    rounds = [path for _, path in round_files(run_dir, ACCEPTED)]
+    files = ([top] if top.is_file() else []) + rounds
     if not files:
-        raise ExportError(f"{run_dir}: no accepted.jsonl (nor round-*/accepted.jsonl)")
+        raise ExportError(f"{run_dir}: no {ACCEPTED} (nor round-*/{ACCEPTED})")
     return files
 
 
-def _records(path: Path) -> Iterator[dict[str, Any]]:
+def _records(path: Path) -> Iterator[Raw]:
+    """The accepted records of ``path``; a torn last line is a write still in progress."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ExportError(f"{path}: cannot read: {exc}") from None
-    lines = text.split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):
-                # A last line with no newline is a write still in progress.
-                return
-            raise ExportError(f"{path}:{number}: not a JSON record: {exc.msg}") from None
-        if not isinstance(record, dict) or not {"id", "instruction", "response"} <= record.keys():
-            raise ExportError(f"{path}:{number}: not an item record")
-        if record.get("decision", "accepted") == "accepted":
-            yield record
+        for number, record in enumerate(read_jsonl(path, Raw), start=1):
+            if not {"id", "instruction", "response"} <= record.keys():
+                raise ExportError(f"{path}: record {number} is not an item record")
+            if record.get("decision", "accepted") == "accepted":
+                yield record
+    except CorruptRecordError as exc:
+        raise ExportError(str(exc)) from None
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def read_accepted(run_dir: Path) -> tuple[list[dict[str, Any]], list[Path], int]:

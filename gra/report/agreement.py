@@ -15,14 +15,12 @@ is represented by its first review in the pairwise figures.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from pathlib import Path
 from typing import Any, Literal
 
 import krippendorff
@@ -37,29 +35,6 @@ NOMINAL_CRITERIA = (*CHECK_CRITERIA, "accept_vote")
 CRITERIA = (*INTERVAL_CRITERIA, *NOMINAL_CRITERIA)
 
 Level = Literal["interval", "nominal"]
-
-
-def read_records(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
-    """Every JSON object in the JSONL files ``paths``, streamed.
-
-    Reports may run while a run is still appending, so this never modifies a file: a
-    missing file, blank lines and lines that do not decode to an object (a torn last
-    line, a partial write) are skipped rather than raised on.
-    """
-    for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            continue
-        with path.open("rb") as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(value, dict):
-                    yield value
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,15 @@
 
 The report must open any run directory a person points it at: one still being
 written (a torn last line), one from an older or newer gra (keys missing or
-added), one whose config file has moved. So everything here reads plain decoded
-JSON, skips what it does not understand and says so in ``notes`` rather than
-raising. Records stream through once; only aggregates and a capped handful of
-examples are kept, so a run of 100,000 items costs no more page than one of 100.
+added), one whose config file has moved. So records are read as plain decoded
+JSON, and what is not understood (a record, or a summary.json that does not
+decode) is skipped and said in ``notes`` rather than raised. Records stream
+through once; only aggregates and a capped handful of examples are kept, so a
+run of 100,000 items costs no more page than one of 100.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,9 +18,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gra.report.agreement import CHECK_NAMES, SCORE_NAMES, read_records, reviewer_agreement
+from gra.errors import SummaryError
+from gra.report.agreement import CHECK_NAMES, SCORE_NAMES, reviewer_agreement
 from gra.report.diversity import BottomK, Embed, ItemMap, embedding_text
 from gra.report.timeline import Timeline, read_timeline
+from gra.rundir import (
+    JOURNAL,
+    SEED_ANNOTATIONS,
+    SUMMARY,
+    VERDICTS,
+    HealthReport,
+    Raw,
+    Summary,
+    item_files,
+    journal_config_path,
+    read_raw,
+    read_summary,
+)
 
 # Where an item can end, in the order an item meets the gates.
 # "check": a plugin check step (its stage in the record is the step's own name).
@@ -142,7 +156,7 @@ class Fleet:
     retries: int = 0
     agents_lost: int = 0
     late_results: int = 0
-    model_health: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model_health: dict[str, HealthReport] = field(default_factory=dict)
 
     @property
     def restarts(self) -> int:
@@ -266,16 +280,17 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _read_json(path: Path, notes: list[str]) -> dict[str, Any]:
-    if not path.is_file():
-        notes.append(f"{path.name} is missing")
-        return {}
+def _summary(out_dir: Path, notes: list[str]) -> Summary:
+    """The run's summary; an empty one, and a note saying why, when it cannot be read."""
     try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        notes.append(f"{path.name} could not be read ({type(exc).__name__})")
-        return {}
-    return value if isinstance(value, dict) else {}
+        summary = read_summary(out_dir)
+    except SummaryError as exc:
+        notes.append(f"{SUMMARY} could not be read: {exc}")
+        return Summary()
+    if summary is None:
+        notes.append(f"{SUMMARY} is missing")
+        return Summary()
+    return summary
 
 
 # ---- the pieces ------------------------------------------------------------
@@ -435,44 +450,40 @@ def _round_order(key: str) -> tuple[int, str]:
     return (int(key), "") if key.isdigit() else (1 << 30, key)
 
 
-def _fleet(summary: Mapping[str, Any]) -> Fleet:
+def _fleet(summary: Summary) -> Fleet:
     fleet = Fleet(
-        wall_seconds=_number(summary.get("wall_seconds")) or 0.0,
-        retries=_int(summary.get("retries")),
-        agents_lost=_int(summary.get("agents_lost")),
-        late_results=_int(summary.get("late_results_ignored")),
+        wall_seconds=max(0.0, summary.wall_seconds),
+        retries=max(0, summary.retries),
+        agents_lost=max(0, summary.agents_lost),
+        late_results=max(0, summary.late_results_ignored),
     )
-    for model, numbers in sorted(_mapping(summary.get("models")).items()):
-        for role, usage in sorted(_mapping(_mapping(numbers).get("roles")).items()):
-            usage = _mapping(usage)
+    for model, numbers in sorted(summary.models.items()):
+        for role, usage in sorted(numbers.roles.items()):
             fleet.usage.append(
                 UsageRow(
                     _text(model, 100),
                     _text(role, 40),
-                    _int(usage.get("calls")),
-                    _int(usage.get("prompt_tokens")),
-                    _int(usage.get("completion_tokens")),
-                    _number(usage.get("seconds")) or 0.0,
+                    max(0, usage.calls),
+                    max(0, usage.prompt_tokens),
+                    max(0, usage.completion_tokens),
+                    max(0.0, usage.seconds),
                 )
             )
-    for agent_id, raw in sorted(_mapping(summary.get("agents")).items()):
-        agent = _mapping(raw)
-        roles = agent.get("roles")
+    for agent_id, agent in sorted(summary.agents.items()):
         fleet.agents.append(
             AgentRow(
                 _text(agent_id, 100),
-                _text(agent.get("model"), 100),
-                ", ".join(_text(r, 40) for r in _list(roles)),
-                agent.get("alive") is True,
-                _int(agent.get("completed")),
-                _int(agent.get("failed")),
-                _int(agent.get("restarts")),
-                _int(agent.get("capacity")) or 1,
+                _text(agent.model, 100),
+                ", ".join(_text(r, 40) for r in agent.roles),
+                agent.alive,
+                max(0, agent.completed),
+                max(0, agent.failed),
+                max(0, agent.restarts),
+                agent.capacity if agent.capacity > 0 else 1,
             )
         )
     fleet.model_health = {
-        _text(model, 100): dict(_mapping(health))
-        for model, health in _mapping(summary.get("model_health")).items()
+        _text(model, 100): health for model, health in summary.model_health.items()
     }
     return fleet
 
@@ -512,7 +523,7 @@ def _seed_domains(
         if isinstance(configured, Mapping):
             weights = {str(k): float(v) for k, v in configured.items()}
     relabelled = {}
-    for raw in read_records([out_dir / "seed_annotations.jsonl"]):
+    for raw in read_raw([out_dir / SEED_ANNOTATIONS]):
         if isinstance(raw.get("seed"), str) and isinstance(raw.get("domain"), str):
             relabelled[raw["seed"]] = raw["domain"]
     domains: Counter[str] = Counter()
@@ -533,18 +544,6 @@ def _seed_sample(seeds: Sequence[Any]) -> BottomK:
     return sample
 
 
-def _journal_config(out_dir: Path) -> str | None:
-    """The config path the run started from: the journal's first entry."""
-    path = out_dir / "journal.jsonl"
-    try:
-        with path.open("rb") as handle:
-            first = json.loads(handle.readline() or b"{}")
-    except (OSError, ValueError):
-        return None
-    value = first.get("config_path") if isinstance(first, dict) else None
-    return value if isinstance(value, str) and value else None
-
-
 def collect(
     out_dir: Path,
     *,
@@ -563,26 +562,26 @@ def collect(
     """
     out_dir = Path(out_dir)
     report = RunReport(str(out_dir))
-    summary = _read_json(out_dir / "summary.json", report.notes)
-    report.running = summary.get("running") is True
-    report.counts = {_text(k, 60): _int(v) for k, v in _mapping(summary.get("counts")).items()}
-    report.tau = _number(_mapping(summary.get("protocol")).get("tau")) or 8.0
-    names = ("accepted.jsonl", "rejected.jsonl")
-    if (out_dir / "verdicts.jsonl").is_file():
+    summary = _summary(out_dir, report.notes)
+    report.running = summary.running
+    report.counts = {_text(k, 60): max(0, v) for k, v in summary.counts.items()}
+    report.tau = _number(summary.protocol.get("tau")) or 8.0
+    names = item_files("generate")
+    if (out_dir / VERDICTS).is_file():
         report.mode = "review"
-        names = ("verdicts.jsonl",)
+        names = item_files("review")
     elif not any((out_dir / name).is_file() for name in names):
-        report.notes.append("no records (accepted.jsonl, rejected.jsonl or verdicts.jsonl)")
+        report.notes.append(f"no records ({', '.join(names)} or {VERDICTS})")
 
     collector = _Collector(per_category)
 
-    def counted(records: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    def counted(records: Iterable[Raw]) -> Iterable[Raw]:
         for record in records:
             if collector.add(record):
                 yield record
 
     report.agreement = reviewer_agreement(
-        counted(read_records(out_dir / name for name in names)), tau=report.tau
+        counted(read_raw(out_dir / name for name in names)), tau=report.tau
     )
     report.records, report.skipped = collector.records, collector.skipped
     if collector.skipped:
@@ -604,7 +603,7 @@ def collect(
     samples = dict(collector.samples)
     if report.mode == "generate":
         report.domains.seeds, report.domains.weights, run_seeds = _seed_domains(
-            out_dir, _journal_config(out_dir), config, seeds, report.notes
+            out_dir, journal_config_path(out_dir / JOURNAL), config, seeds, report.notes
         )
         samples["seed"] = _seed_sample(run_seeds)
     if skip_map is None:

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from gra.errors import OutputError
 from gra.report import plots
 from gra.report.agreement import CHECK_NAMES
 from gra.report.collect import (
@@ -40,9 +41,7 @@ from gra.report.collect import (
 )
 from gra.report.diversity import KINDS, SAMPLE_PER_KIND, TEXT_CHARS
 from gra.report.embedding import map_wanted
-from gra.supervisor.lines import OutputError
-
-REPORT = "report.html"
+from gra.rundir import REPORT
 
 _SCRIPT = """
 const box = document.getElementById("filter");
@@ -393,13 +392,7 @@ def _fleet_section(report: RunReport) -> str:
         for a in fleet.agents
     ]
     health_rows = [
-        [
-            model,
-            h.get("failed", ""),
-            h.get("succeeded", ""),
-            h.get("trips", ""),
-            h.get("last_failure", ""),
-        ]
+        [model, h.failed, h.succeeded, h.trips, h.last_failure]
         for model, h in sorted(fleet.model_health.items())
     ]
     cost = (

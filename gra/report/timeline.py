@@ -22,10 +22,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import numpy as np
+
+from gra.rundir import AGENT_LOGS, SUPERVISOR_LOG, Summary, log_dir
 
 MAX_BINS = 60
 # Bin widths a reader can count in (seconds): the first that gives at most MAX_BINS.
@@ -237,21 +238,17 @@ def read_calls(paths: Iterable[Path]) -> list[Call]:
     return found
 
 
-def task_slots(summary: Mapping[str, Any]) -> dict[str, int]:
+def task_slots(summary: Summary) -> dict[str, int]:
     """Task slots per model: the capacity of its agents in summary.json."""
     slots: dict[str, int] = defaultdict(int)
-    agents = summary.get("agents")
-    for agent in agents.values() if isinstance(agents, Mapping) else ():
-        if isinstance(agent, Mapping) and isinstance(agent.get("model"), str):
-            capacity = agent.get("capacity")
-            usable = isinstance(capacity, int) and not isinstance(capacity, bool) and capacity > 0
-            slots[agent["model"]] += capacity if usable else 1
+    for agent in summary.agents.values():
+        slots[agent.model] += agent.capacity if agent.capacity > 0 else 1
     return dict(slots)
 
 
-def read_timeline(out_dir: Path, summary: Mapping[str, Any]) -> Timeline | None:
+def read_timeline(out_dir: Path, summary: Summary) -> Timeline | None:
     """The run's timeline from ``out_dir/logs``; None when nothing there carries a time."""
-    logs = Path(out_dir) / "logs"
-    finishes = read_finishes(logs / "supervisor.jsonl")
-    calls = read_calls(sorted(logs.glob("agent-*.jsonl")))
+    logs = log_dir(Path(out_dir))
+    finishes = read_finishes(logs / SUPERVISOR_LOG)
+    calls = read_calls(sorted(logs.glob(AGENT_LOGS)))
     return bin_timeline(finishes, calls, task_slots(summary))

@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Collection, Iterable
 from typing import Protocol
 
+from gra.rundir import Busy
+
 WINDOW_S = 30.0
 
 
@@ -49,13 +51,13 @@ class BusyWindow:
         while self._spans and self._spans[0][1] <= now - self.window_s:
             self._spans.popleft()
 
-    def report(self) -> dict[str, object]:
-        """``{"window_s": seconds covered, "models": {model: busy fraction}}``.
+    def report(self) -> Busy:
+        """The seconds covered and each model's busy fraction over them.
 
         A model that offered no slot in the window (every agent dead) is left out.
         """
         if self._last is None:
-            return {"window_s": 0.0, "models": {}}
+            return Busy()
         start = self._last[0] - self.window_s
         busy_s: dict[str, float] = {}
         slot_s: dict[str, float] = {}
@@ -69,4 +71,4 @@ class BusyWindow:
                 busy_s[model] = busy_s.get(model, 0.0) + busy * length
                 slot_s[model] = slot_s.get(model, 0.0) + slots * length
         models = {m: round(busy_s[m] / s, 3) for m, s in sorted(slot_s.items()) if s > 0}
-        return {"window_s": round(covered, 1), "models": models}
+        return Busy(window_s=round(covered, 1), models=models)

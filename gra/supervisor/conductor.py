@@ -31,7 +31,19 @@ from gra.data.pool import Pool, PoolItem
 from gra.data.seeds import SeedItem
 from gra.errors import RunError
 from gra.protocols.messages import Heartbeat, Hello, Shutdown
-from gra.report.agreement import read_records, reviewer_agreement
+from gra.report.agreement import reviewer_agreement
+from gra.rundir import (
+    JOURNAL,
+    SEED_ANNOTATIONS,
+    Agreement,
+    Bus,
+    Summary,
+    agent_stderr,
+    item_files,
+    log_dir,
+    read_raw,
+    write_summary,
+)
 from gra.supervisor.actions import (
     DURABLE,
     Action,
@@ -56,17 +68,10 @@ from gra.supervisor.core import Counters, FleetFailed, Progress, SchedulingCore
 from gra.supervisor.journal import InstanceFinished, Journal, JournalObserver, RunStarted
 from gra.supervisor.launcher import AgentSpec, Launcher
 from gra.supervisor.lines import LineFile, OutputError
-from gra.supervisor.outputs import (
-    ACCEPTED,
-    REJECTED,
-    VERDICTS,
-    RecordWriter,
-    RunStats,
-    write_summary,
-)
+from gra.supervisor.outputs import RecordWriter, RunStats
 from gra.supervisor.resume import ResumePoint
 from gra.supervisor.rounds import SynthesisRounds
-from gra.supervisor.seed_annotations import SEED_ANNOTATIONS, read_seed_annotations
+from gra.supervisor.seed_annotations import read_seed_annotations
 from gra.supervisor.sources import Generation, InstanceSource, Pairs, SeedAnnotations
 from gra.supervisor.steps import load_steps
 
@@ -119,10 +124,8 @@ class Conductor:
             local_key=getattr(launcher, "curve_key", LOCAL_KEY),
         )
         stats = resume.stats if resume else RunStats()
-        self.journal = Journal(out_dir / "journal.jsonl")
-        self.writer = RecordWriter(
-            out_dir, (ACCEPTED, REJECTED) if mode == "generate" else (VERDICTS,)
-        )
+        self.journal = Journal(out_dir / JOURNAL)
+        self.writer = RecordWriter(out_dir, item_files(mode))
         self.journal.append(RunStarted(config_path, config.run.seed, time.time()), sync=True)
         pool = Pool(
             PoolItem(s.id, s.instruction, s.response, s.domain, s.keywords, s.summary)
@@ -212,7 +215,7 @@ class Conductor:
 
     # ---- lifecycle ---------------------------------------------------------
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> Summary:
         context = zmq.asyncio.Context()
         curve_keys = self.config.bus.curve_keys
         self.router = Router(
@@ -254,8 +257,9 @@ class Conductor:
             self.rounds.close()
             self._seed_annotations.close()
             self.journal.close()
-            summary = self._summary(running=False)
-            summary["agreement"] = self._agreement()
+            summary = msgspec.structs.replace(
+                self._summary(running=False), agreement=self._agreement()
+            )
             with contextlib.suppress(OutputError):
                 write_summary(self.out_dir, summary)
         return summary
@@ -356,9 +360,8 @@ class Conductor:
         if failure.agent_id is not None:
             return self._agent_error_line(failure.agent_id) or failure.what
         details = []
-        log_dir = self.out_dir / "logs"
         for agent_id in self.local_agents:
-            path = log_dir / f"agent-{agent_id}.stderr"
+            path = agent_stderr(log_dir(self.out_dir), agent_id)
             if path.exists():
                 tail = path.read_text(errors="replace").strip().splitlines()[-3:]
                 if tail:
@@ -367,7 +370,7 @@ class Conductor:
 
     def _agent_error_line(self, agent_id: str) -> str:
         """The last line a local agent wrote to its stderr (its own error message)."""
-        path = self.out_dir / "logs" / f"agent-{agent_id}.stderr"
+        path = agent_stderr(log_dir(self.out_dir), agent_id)
         try:
             lines = path.read_text(errors="replace").strip().splitlines()
         except OSError:
@@ -403,20 +406,18 @@ class Conductor:
 
     # ---- reporting ---------------------------------------------------------
 
-    def _agreement(self) -> dict[str, Any]:
+    def _agreement(self) -> Agreement:
         """How much the reviewers agreed, from the records written (no labels needed)."""
-        names = (ACCEPTED, REJECTED) if self.mode == "generate" else (VERDICTS,)
-        records = read_records(self.out_dir / name for name in names)
-        return reviewer_agreement(records, tau=self.config.protocol.tau)
+        records = read_raw(self.out_dir / name for name in item_files(self.mode))
+        agreement = reviewer_agreement(records, tau=self.config.protocol.tau)
+        return msgspec.convert(agreement, Agreement)
 
-    def _summary(self, running: bool = True) -> dict[str, Any]:
-        bus = {"dropped_frames": 0, "drop_reasons": {}}
+    def _summary(self, running: bool = True) -> Summary:
+        bus = Bus()
         if self.router is not None:
-            bus = {
-                "dropped_frames": self.router.dropped,
-                "drop_reasons": dict(self.router.drop_reasons),
-            }
-        return self.core.stats.summary(
+            bus = Bus(self.router.dropped, dict(self.router.drop_reasons))
+        return msgspec.structs.replace(
+            self.core.stats.summary(),
             protocol=json.loads(msgspec.json.encode(self.config.protocol)),
             bus=bus,
             running=running,

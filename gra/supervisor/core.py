@@ -71,6 +71,7 @@ from gra.protocols.peer_review import (
 )
 from gra.protocols.reproducible import step_seed
 from gra.protocols.rolespec import role_table
+from gra.rundir import AgentState
 from gra.supervisor.actions import (
     Action,
     AppendJournal,
@@ -1030,20 +1031,20 @@ class SchedulingCore:
     def summary_fields(self, now: float) -> dict[str, Any]:
         """The summary's live part: agents, queues, model health, busy time."""
         agents = {
-            a.agent_id: {
-                "model": a.model,
-                "roles": sorted(a.roles),
-                "alive": a.alive,
-                "completed": a.completed,
-                "failed": a.failed,
-                "in_flight": len(a.in_flight),
-                "capacity": a.capacity,
-                "seconds_since_heard": round(now - a.last_seen, 1),
-                "restarts": self.restarts.get(a.agent_id, 0),
-                "host": a.host,
-                "node": a.node,
-                "pid": a.pid,
-            }
+            a.agent_id: AgentState(
+                model=a.model,
+                roles=sorted(a.roles),
+                alive=a.alive,
+                completed=a.completed,
+                failed=a.failed,
+                in_flight=len(a.in_flight),
+                capacity=a.capacity,
+                seconds_since_heard=round(now - a.last_seen, 1),
+                restarts=self.restarts.get(a.agent_id, 0),
+                host=a.host,
+                node=a.node,
+                pid=a.pid,
+            )
             for a in self.fleet.agents.values()
         }
         return {

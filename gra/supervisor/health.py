@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gra.rundir import HealthReport
+
 
 @dataclass
 class _Breaker:
@@ -70,16 +72,16 @@ class ModelHealth:
             f"(last: {breaker.last_reason or 'unknown'})"
         )
 
-    def report(self, now: float) -> dict[str, dict[str, object]]:
+    def report(self, now: float) -> dict[str, HealthReport]:
         """Per model that ever failed: counts, trips and whether it is out now (summary.json)."""
         return {
-            model: {
-                "failed": b.failed,
-                "succeeded": b.succeeded,
-                "trips": b.trips,
-                "out_of_rotation_s": round(max(0.0, b.open_until - now), 1),
-                "last_failure": b.last_reason,
-            }
+            model: HealthReport(
+                failed=b.failed,
+                succeeded=b.succeeded,
+                trips=b.trips,
+                out_of_rotation_s=round(max(0.0, b.open_until - now), 1),
+                last_failure=b.last_reason,
+            )
             for model, b in sorted(self._models.items())
             if b.failed
         }

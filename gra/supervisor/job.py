@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import sys
@@ -29,14 +28,15 @@ from gra.config import (
     require_role,
 )
 from gra.data.seeds import read_seeds
+from gra.errors import SummaryError
 from gra.models import resolve
 from gra.report import refreshing_report, write_report_quietly
+from gra.rundir import JOURNAL, SUMMARY, Summary, decode_summary, log_dir, write_summary
 from gra.status_view import fleet_view
 from gra.supervisor.conductor import Conductor
 from gra.supervisor.conductor import Progress as RunProgress
 from gra.supervisor.launcher import AgentSpec, Launcher, LocalLauncher
 from gra.supervisor.outdir_lock import OutputDirError, usable_out_dir
-from gra.supervisor.outputs import SUMMARY, write_summary
 from gra.supervisor.resume import ResumePoint, check_target_open, load_resume_point
 
 log = structlog.get_logger("gra.job")
@@ -113,13 +113,13 @@ def _agent_settings(
 
 
 def prepare_out_dir(out_dir: Path, resume: bool) -> None:
-    journal = out_dir / "journal.jsonl"
+    journal = out_dir / JOURNAL
     if not resume and journal.exists() and journal.stat().st_size > 0:
         raise OutputDirError(
             f"{out_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
     usable_out_dir(out_dir)
-    usable_out_dir(out_dir / "logs")
+    usable_out_dir(log_dir(out_dir))
     probe = out_dir / ".write-test"
     try:
         probe.write_bytes(b"ok")
@@ -128,7 +128,7 @@ def prepare_out_dir(out_dir: Path, resume: bool) -> None:
         raise OutputDirError(f"{out_dir}: not writable: {exc.strerror}") from exc
 
 
-async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
+async def run_job(config: Config, options: JobOptions) -> Summary:
     if options.target is not None:
         config = msgspec.structs.replace(
             config, run=msgspec.structs.replace(config.run, target=options.target)
@@ -168,9 +168,9 @@ async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
     if config.launcher.kind == "ray":
         from gra.supervisor.ray_launcher import RayLauncher
 
-        launcher = RayLauncher(config, specs, options.out_dir / "logs")
+        launcher = RayLauncher(config, specs, log_dir(options.out_dir))
     else:
-        launcher = LocalLauncher(options.out_dir / "logs")
+        launcher = LocalLauncher(log_dir(options.out_dir))
     with _progress_display(options.show_progress, options.out_dir) as update:
         conductor = Conductor(
             config,
@@ -187,7 +187,7 @@ async def run_job(config: Config, options: JobOptions) -> dict[str, Any]:
         )
         async with refreshing_report(options.out_dir):
             summary = await conductor.run()
-    summary["seed_rows_skipped"] = len(seed_set.skipped)
+    summary = msgspec.structs.replace(summary, seed_rows_skipped=len(seed_set.skipped))
     write_summary(options.out_dir, summary)
     # The page a person opens first; a failure to draw it never fails the run.
     write_report_quietly(options.out_dir, config=config, seeds=seeds)
@@ -270,8 +270,8 @@ class _progress_display:
             stat = self._summary_path.stat()
             if (stat.st_mtime_ns, stat.st_size) == self._summary_seen:
                 return
-            summary = json.loads(self._summary_path.read_text())
-        except (OSError, ValueError):
+            summary = decode_summary(self._summary_path.read_bytes(), self._summary_path)
+        except (OSError, SummaryError):
             return
         self._summary_seen = (stat.st_mtime_ns, stat.st_size)
         self._progress.fleet = fleet_view(summary)
@@ -282,5 +282,5 @@ class _progress_display:
             self._progress.stop()
 
 
-def run_sync(config: Config, options: JobOptions) -> dict[str, Any]:
+def run_sync(config: Config, options: JobOptions) -> Summary:
     return asyncio.run(run_job(config, options))

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import msgspec
 
-from gra.errors import JournalError
+from gra.errors import CorruptRecordError, JournalError
 from gra.protocols.peer_review import InstanceEvent
 from gra.protocols.roles import Example, GeneratedItem, Inspiration
+from gra.rundir import read_jsonl
 from gra.supervisor.lines import LineFile
 
 
@@ -86,7 +87,6 @@ JournalEntry = (
 JournalObserver = Callable[[Entry], None]
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(JournalEntry)
 
 
 class Journal:
@@ -116,18 +116,10 @@ class Journal:
 
 def read_journal(path: Path) -> Iterator[JournalEntry]:
     """Entries in order; a torn last line (a crash mid-write) is skipped."""
-    if not path.exists():
-        return
-    lines = path.read_bytes().split(b"\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield _decoder.decode(line)
-        except msgspec.DecodeError as exc:
-            if number >= len(lines) - 1:
-                return  # torn tail
-            raise JournalError(f"{path}:{number}: corrupt journal entry: {exc}") from exc
+    try:
+        yield from read_jsonl(path, JournalEntry)
+    except CorruptRecordError as exc:
+        raise JournalError(str(exc)) from None
 
 
 @dataclass

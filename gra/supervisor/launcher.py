@@ -19,6 +19,7 @@ import structlog
 
 from gra.config import AgentSettings
 from gra.protocols.messages import AGENT_SETTINGS_ENV, AGENT_TOKEN_ENV
+from gra.rundir import agent_log, agent_stderr
 
 log = structlog.get_logger("gra.launcher")
 
@@ -91,9 +92,9 @@ class LocalLauncher:
             spec.settings,
             connect=endpoint,
             parent_pid=os.getpid(),
-            log_file=str(self.log_dir / f"agent-{spec.agent_id}.jsonl"),
+            log_file=str(agent_log(self.log_dir, spec.agent_id)),
         )
-        stderr = (self.log_dir / f"agent-{spec.agent_id}.stderr").open("ab")
+        stderr = agent_stderr(self.log_dir, spec.agent_id).open("ab")
         self.processes[spec.agent_id] = subprocess.Popen(
             [sys.executable, *AGENT_COMMAND],
             stdin=subprocess.DEVNULL,

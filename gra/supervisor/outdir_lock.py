@@ -24,8 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gra.errors import OutputDirError, OutputDirInUse
-
-LOCK = ".lock"
+from gra.rundir import LOCK
 
 
 def usable_out_dir(out_dir: Path) -> None:

@@ -1,4 +1,5 @@
-"""The run's outputs: accepted.jsonl, rejected.jsonl and summary.json.
+"""The run's outputs: accepted.jsonl, rejected.jsonl, verdicts.jsonl and the numbers
+that go into summary.json (gra.rundir.summary).
 
 Records are appended whole (one write of one line, flushed and fsynced) so a
 crash leaves at most a torn last line, which is cut when the file is next read.
@@ -6,25 +7,28 @@ crash leaves at most a torn last line, which is cut when the file is next read.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from gra.protocols.messages import Usage
 from gra.protocols.records import ItemRecord, VerdictRecord
-from gra.supervisor.lines import LineFile, OutputError
-
-ACCEPTED = "accepted.jsonl"
-VERDICTS = "verdicts.jsonl"
-REJECTED = "rejected.jsonl"
-SUMMARY = "summary.json"
+from gra.rundir import (
+    ACCEPTED,
+    COUNT_KEYS,
+    REJECTED,
+    VERDICTS,
+    ModelUsage,
+    RoleUsage,
+    RoundCounts,
+    Summary,
+    Throughput,
+)
+from gra.supervisor.lines import LineFile
 
 _encoder = msgspec.json.Encoder()
 
@@ -60,19 +64,6 @@ class RecordWriter:
             handle.close()
 
 
-COUNT_KEYS = (
-    "generated",
-    "rejected_instruction_check",
-    "rejected_score",
-    "adjudicated",
-    "rejected_adjudication",
-    "rejected_verification",
-    "deduplicated",
-    "failed",
-    "accepted",
-)
-
-
 _COUNT_OF_STAGE = {
     "instruction_check": "rejected_instruction_check",
     "score": "rejected_score",
@@ -99,7 +90,7 @@ class RunStats:
     invalid_usage: int = 0
     # Hellos refused admission (a model, key or seat they may not claim).
     refused_hellos: int = 0
-    rounds: dict[str, dict[str, int]] = field(default_factory=dict)
+    rounds: dict[str, RoundCounts] = field(default_factory=dict)
     # Verified items by verdict: passed, failed, cannot_verify.
     verification: dict[str, int] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
@@ -137,44 +128,46 @@ class RunStats:
     def wall_seconds(self) -> float:
         return self.previous_wall_seconds + time.monotonic() - self.started_at
 
-    def summary(self, **extra: Any) -> dict[str, Any]:
-        models: dict[str, Any] = {}
+    def summary(self) -> Summary:
+        """The numbers kept here; the supervisor adds the fleet's (``structs.replace``)."""
+        models: dict[str, ModelUsage] = {}
         for model, roles in self.usage.items():
-            total = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
-            for numbers in roles.values():
-                for key in total:
-                    total[key] += _bounded(numbers[key])
-            total = {k: (round(v, 3) if k == "seconds" else int(v)) for k, v in total.items()}
-            total["roles"] = {
-                role: {
-                    k: (round(_bounded(v), 3) if k == "seconds" else int(_bounded(v)))
-                    for k, v in numbers.items()
-                }
-                for role, numbers in roles.items()
-            }
-            models[model] = total
+            per_role = {role: _role_usage(numbers) for role, numbers in roles.items()}
+            models[model] = ModelUsage(
+                calls=sum(u.calls for u in per_role.values()),
+                prompt_tokens=sum(u.prompt_tokens for u in per_role.values()),
+                completion_tokens=sum(u.completion_tokens for u in per_role.values()),
+                seconds=round(sum(_bounded(n["seconds"]) for n in roles.values()), 3),
+                roles=per_role,
+            )
         wall = self.wall_seconds
         finished = sum(n for k, n in self.counts.items() if k not in ("generated", "adjudicated"))
-        return {
-            "counts": dict(self.counts),
-            "instances_finished": finished,
-            "wall_seconds": round(wall, 3),
-            "throughput": {
-                "instances_per_minute": round(60 * finished / wall, 3) if wall else 0.0,
-                "accepted_per_minute": round(60 * self.counts["accepted"] / wall, 3)
-                if wall
-                else 0.0,
-            },
-            "models": models,
-            "retries": self.retries,
-            "agents_lost": self.agents_lost,
-            "late_results_ignored": self.late_results,
-            "invalid_usage_reports": self.invalid_usage,
-            "refused_hellos": self.refused_hellos,
-            "rounds": self.rounds,
-            "verification": dict(self.verification),
-            **extra,
-        }
+        return Summary(
+            counts=dict(self.counts),
+            instances_finished=finished,
+            wall_seconds=round(wall, 3),
+            throughput=Throughput(
+                instances_per_minute=round(60 * finished / wall, 3) if wall else 0.0,
+                accepted_per_minute=round(60 * self.counts["accepted"] / wall, 3) if wall else 0.0,
+            ),
+            models=models,
+            retries=self.retries,
+            agents_lost=self.agents_lost,
+            late_results_ignored=self.late_results,
+            invalid_usage_reports=self.invalid_usage,
+            refused_hellos=self.refused_hellos,
+            rounds=dict(self.rounds),
+            verification=dict(self.verification),
+        )
+
+
+def _role_usage(numbers: dict[str, float]) -> RoleUsage:
+    return RoleUsage(
+        calls=int(_bounded(numbers["calls"])),
+        prompt_tokens=int(_bounded(numbers["prompt_tokens"])),
+        completion_tokens=int(_bounded(numbers["completion_tokens"])),
+        seconds=round(_bounded(numbers["seconds"]), 3),
+    )
 
 
 # Bounds on what one task can report: far above any real task, far below overflow.
@@ -201,16 +194,3 @@ def _bounded(value: float) -> float:
     except (TypeError, ValueError):
         return 0.0
     return value if math.isfinite(value) and 0.0 <= value <= MAX_TOKENS * 1e3 else 0.0
-
-
-def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
-    """Replace summary.json atomically: readers never see half of it."""
-    path = out_dir / SUMMARY
-    partial = path.with_suffix(".json.partial")
-    try:
-        # allow_nan=False: summary.json stays strict JSON (no NaN or Infinity).
-        partial.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-        os.replace(partial, path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise OutputError(f"{path}: write failed: {exc.strerror}") from exc

@@ -55,6 +55,7 @@ from gra.bus.security import SUPERVISOR, create_keys, load_public
 from gra.config import RAY_DEFAULT_ENDPOINT, AgentConfig, AgentSettings, Config
 from gra.errors import RunError
 from gra.protocols.messages import AGENT_NODE_ENV
+from gra.rundir import agent_stderr
 from gra.supervisor.launcher import AGENT_COMMAND, AgentSpec, agent_environment
 
 log = structlog.get_logger("gra.launcher.ray")
@@ -484,7 +485,7 @@ class RayLauncher:
     def _append_log(self, agent_id: str, text: str) -> None:
         with (
             contextlib.suppress(OSError),
-            (self.log_dir / f"agent-{agent_id}.stderr").open("a") as handle,
+            agent_stderr(self.log_dir, agent_id).open("a") as handle,
         ):
             handle.write(text if text.endswith("\n") else text + "\n")
 

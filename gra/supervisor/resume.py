@@ -5,7 +5,8 @@ made it to the outputs counts as finished even if its journal ``finish``
 entry did not; every other started instance is rebuilt from its events.
 
 A record line that does not decode anywhere but at the end of its file stops
-the resume before anything is written (``CorruptRecordError``, FILE:LINE).
+the resume before anything is written (``CorruptRecordError``, FILE:LINE), and
+so does a summary.json that does not decode (``SummaryError``).
 A run whose rounds are all done continues its last round to a raised target
 (``--resume --target N``); a new round starts only when ``[run] rounds`` asks
 for one, never because the target went up.
@@ -13,16 +14,26 @@ for one, never because the target went up.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gra.errors import ResumeError, TargetAlreadyMet
 from gra.protocols.peer_review import InstanceEvent
 from gra.protocols.records import ItemRecord, VerdictRecord
+from gra.rundir import (
+    ACCEPTED,
+    CANDIDATES,
+    JOURNAL,
+    REJECTED,
+    SEED_ANNOTATIONS,
+    VERDICTS,
+    read_ids,
+    read_jsonl,
+    read_summary,
+    round_files,
+)
 from gra.supervisor.journal import InstanceStarted, replay
-from gra.supervisor.lines import iter_records, read_ids
-from gra.supervisor.outputs import ACCEPTED, REJECTED, SUMMARY, VERDICTS, RunStats
+from gra.supervisor.outputs import RunStats
 
 
 @dataclass
@@ -45,16 +56,16 @@ def load_resume_point(out_dir: Path, rounds: int | None = None) -> ResumePoint:
     With every one of ``rounds`` done, the last round is opened again, so that
     a raised target is met in it rather than in a round nobody asked for.
     """
-    journal = out_dir / "journal.jsonl"
+    journal = out_dir / JOURNAL
     if not journal.exists():
-        raise ResumeError(f"{out_dir}: no journal.jsonl to resume from")
+        raise ResumeError(f"{out_dir}: no {JOURNAL} to resume from")
     done: set[str] = set()
     stats = RunStats()
     for name in (ACCEPTED, REJECTED):
-        for record in iter_records(out_dir / name, ItemRecord):
+        for record in read_jsonl(out_dir / name, ItemRecord, cut_tail=True):
             done.add(record.id)
             stats.count_record(record)
-    for verdict in iter_records(out_dir / VERDICTS, VerdictRecord):
+    for verdict in read_jsonl(out_dir / VERDICTS, VerdictRecord, cut_tail=True):
         done.add(verdict.instance)
         stats.count_record(verdict)
     _read_previous_summary(out_dir, stats)
@@ -62,9 +73,9 @@ def load_resume_point(out_dir: Path, rounds: int | None = None) -> ResumePoint:
     done |= set(state.finished)
     # Committee-accepted items wait in round-*/candidates.jsonl until their round ends.
     candidates: dict[int, int] = {}
-    for path in out_dir.glob("round-*/candidates.jsonl"):
+    for k, path in round_files(out_dir, CANDIDATES):
         ids = read_ids(path)
-        candidates[_round_of(path)] = len(ids)
+        candidates[k] = len(ids)
         done |= ids
     _check_other_files(out_dir)
     unfinished = [
@@ -99,36 +110,27 @@ def check_target_open(point: ResumePoint, target: int, rounds: int) -> None:
 
 
 def _read_previous_summary(out_dir: Path, stats: RunStats) -> None:
-    """Carry usage, wall time and retries over from the last summary.json, if readable."""
-    summary_path = out_dir / SUMMARY
-    if not summary_path.exists():
+    """Carry usage, wall time and retries over from the last summary.json, if any."""
+    previous = read_summary(out_dir)
+    if previous is None:
         return
-    try:
-        previous = json.loads(summary_path.read_text())
-        stats.previous_wall_seconds = float(previous.get("wall_seconds", 0.0))
-        for model, numbers in previous.get("models", {}).items():
-            for role, usage in numbers.get("roles", {}).items():
-                for key, value in usage.items():
-                    stats.usage[model][role][key] += value
-        stats.retries = int(previous.get("retries", 0))
-    except (ValueError, TypeError, AttributeError):
-        pass
-
-
-def _round_of(path: Path) -> int:
-    """k of ``round-k/...``; 0 for a folder not named so."""
-    try:
-        return int(path.parent.name.removeprefix("round-"))
-    except ValueError:
-        return 0
+    stats.previous_wall_seconds = previous.wall_seconds
+    for model, numbers in previous.models.items():
+        for role, usage in numbers.roles.items():
+            slot = stats.usage[model][role]
+            slot["calls"] += usage.calls
+            slot["prompt_tokens"] += usage.prompt_tokens
+            slot["completion_tokens"] += usage.completion_tokens
+            slot["seconds"] += usage.seconds
+    stats.retries = previous.retries
 
 
 def _check_other_files(out_dir: Path) -> None:
     """Decode every line the resumed run will read later, so a corrupt one stops it
     now, before it writes anything, rather than half-way through a round."""
-    from gra.supervisor.seed_annotations import SEED_ANNOTATIONS, SeedAnnotation
+    from gra.supervisor.seed_annotations import SeedAnnotation
 
-    for path in out_dir.glob("round-*/accepted.jsonl"):
+    for _, path in round_files(out_dir, ACCEPTED):
         read_ids(path)
-    for _ in iter_records(out_dir / SEED_ANNOTATIONS, SeedAnnotation):
+    for _ in read_jsonl(out_dir / SEED_ANNOTATIONS, SeedAnnotation, cut_tail=True):
         pass

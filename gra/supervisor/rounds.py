@@ -26,19 +26,23 @@ import structlog
 from gra.config import Config
 from gra.data.pool import Pool, PoolItem
 from gra.protocols.records import ItemRecord
-from gra.supervisor.journal import Journal, RoundFinished
-from gra.supervisor.lines import (
-    CorruptRecordError,
-    LineFile,
+from gra.rundir import (
+    ACCEPTED,
+    CANDIDATES,
+    REJECTED,
+    RoundCounts,
     cut_torn_tail,
-    iter_records,
+    decode_line,
     read_ids,
+    read_jsonl,
+    round_dir,
 )
-from gra.supervisor.outputs import ACCEPTED, REJECTED, RecordWriter, RunStats
+from gra.supervisor.journal import Journal, RoundFinished
+from gra.supervisor.lines import LineFile
+from gra.supervisor.outputs import RecordWriter, RunStats
 
 log = structlog.get_logger("gra.rounds")
 
-CANDIDATES = "candidates.jsonl"
 _encoder = msgspec.json.Encoder()
 
 
@@ -76,7 +80,7 @@ def _in_rank_order(path: Path) -> Iterator[ItemRecord]:
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
-                mean = _decode_line(_ranked_decoder, line, path, number).mean
+                mean = decode_line(_ranked_decoder, line, path, number).mean
                 keys.append(-(mean if mean is not None else -1.0))
                 offsets.append(offset)
                 numbers.append(number)
@@ -88,15 +92,7 @@ def _in_rank_order(path: Path) -> Iterator[ItemRecord]:
         for i in order:
             handle.seek(int(starts[i]))
             line = handle.read(int(ends[i] - starts[i]))
-            yield _decode_line(_record_decoder, line, path, numbers[i])
-
-
-def _decode_line(decoder: msgspec.json.Decoder[Any], line: bytes, path: Path, number: int) -> Any:
-    """One candidate line decoded; a bad one is named by file and line, never a traceback."""
-    try:
-        return decoder.decode(line)
-    except msgspec.DecodeError as exc:
-        raise CorruptRecordError(path, number, str(exc)) from None
+            yield decode_line(_record_decoder, line, path, numbers[i])
 
 
 def _count_lines(path: Path) -> int:
@@ -148,11 +144,12 @@ class SynthesisRounds:
         self.post_chunk = _POST_CHUNK
 
     def _dir(self, k: int) -> Path:
-        return self.out_dir / f"round-{k}"
+        return round_dir(self.out_dir, k)
 
     def accepted_items(self, k: int) -> list[PoolItem]:
         """Round ``k``'s accepted items, as they join the pool (a resumed run's pool)."""
-        return [_pool_item(r) for r in iter_records(self._dir(k) / ACCEPTED, _PoolFields)]
+        accepted = read_jsonl(self._dir(k) / ACCEPTED, _PoolFields, cut_tail=True)
+        return [_pool_item(r) for r in accepted]
 
     def candidates_written(self, k: int) -> int:
         """How many candidates round ``k`` has written so far (a resumed round's count)."""
@@ -176,7 +173,7 @@ class SynthesisRounds:
             self._candidates.close()
             self._candidates = None
 
-    async def finish_round(self, k: int) -> tuple[dict[str, int], list[PoolItem]]:
+    async def finish_round(self, k: int) -> tuple[RoundCounts, list[PoolItem]]:
         """Deduplicate round ``k``'s candidates into its accepted items; returns its
         counts and the items that join the pool.
 
@@ -186,11 +183,7 @@ class SynthesisRounds:
         self.close()
         candidates, admitted, duplicates, joining = await asyncio.to_thread(self._post_process, k)
         self._journal.append(RoundFinished(k, admitted, duplicates), sync=True)
-        counts = {
-            "committee_accepted": candidates,
-            "accepted": admitted,
-            "deduplicated": duplicates,
-        }
+        counts = RoundCounts(candidates, admitted, duplicates)
         self._stats.rounds[str(k)] = counts
         log.info("round_finished", round=k, accepted=admitted, deduplicated=duplicates)
         return counts, joining

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-from gra.supervisor.lines import iter_records
-
-SEED_ANNOTATIONS = "seed_annotations.jsonl"
+from gra.rundir import SEED_ANNOTATIONS, read_jsonl
 
 
 class SeedAnnotation(msgspec.Struct, frozen=True):
@@ -24,4 +22,4 @@ class SeedAnnotation(msgspec.Struct, frozen=True):
 
 def read_seed_annotations(out_dir: Path) -> list[SeedAnnotation]:
     """The annotations written so far (a torn last line cut, a corrupt one named)."""
-    return list(iter_records(out_dir / SEED_ANNOTATIONS, SeedAnnotation))
+    return list(read_jsonl(out_dir / SEED_ANNOTATIONS, SeedAnnotation, cut_tail=True))
