@@ -156,12 +156,12 @@ async def one_call(
 
 
 async def measure_model(
-    model: str, coding: list[dict[str, Any]], math: list[dict[str, Any]]
+    model: str, coding: list[dict[str, Any]], math: list[dict[str, Any]], threads: int
 ) -> list[dict[str, Any]]:
     path = resolve(model)
     backends = {
         side: LlamaCppBackend(
-            model, path, n_threads=2, prompt_cache_mib=0, raw_newlines=side == "raw"
+            model, path, n_threads=threads, prompt_cache_mib=0, raw_newlines=side == "raw"
         )
         for side in SIDES
     }
@@ -231,6 +231,7 @@ async def main() -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--coding", type=int, default=16, help="coding instructions per model")
     parser.add_argument("--math", type=int, default=16, help="math instructions per model")
+    parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads per model")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
     problem = sandbox_unavailable()
@@ -239,7 +240,7 @@ async def main() -> int:
         return 2
     stamp, before, started = utc_stamp(), machine_info(), time.perf_counter()
     coding, math = good_rows("coding", args.coding), good_rows("math", args.math)
-    rows = [row for m in args.models for row in await measure_model(m, coding, math)]
+    rows = [row for m in args.models for row in await measure_model(m, coding, math, args.threads)]
     table = tally(rows)
     text = format_tally(table)
     print(text)
