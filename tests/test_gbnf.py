@@ -102,3 +102,31 @@ def test_escaped_newlines_stay_accepted_and_other_controls_refused(vocabulary: o
     for raw_newlines in (True, False):
         assert accepts(vocabulary, json_grammar(SOLVER.schema, raw_newlines=raw_newlines), escaped)
     assert not accepts(vocabulary, json_grammar(SOLVER.schema), '{"program": "a\x07b"}')
+
+
+@pytest.mark.slow
+async def test_a_real_solver_call_writes_a_program_on_several_lines() -> None:
+    # Qwen 0.5B: gemma-3-270m, smaller, is a base model that writes no program here.
+    from gra.backends.base import Sampling
+    from gra.backends.llamacpp import LlamaCppBackend
+    from gra.models import resolve
+    from gra.protocols.roles import SolverRequest
+
+    request = SolverRequest(
+        "math", "A town's population went up from 240 to 264. What was the percentage increase?"
+    )
+    backend = LlamaCppBackend(
+        "qwen2.5-coder-0.5b", resolve("qwen2.5-coder-0.5b"), n_threads=2, prompt_cache_mib=0
+    )
+    await backend.start()
+    try:
+        default = SOLVER.sampling
+        sampling = Sampling(default.max_tokens, default.temperature, default.top_p, seed=0)
+        completion = await backend.complete(SOLVER.prompt(request), SOLVER.schema, sampling)
+    finally:
+        await backend.aclose()
+    # The model wrote raw newlines inside the JSON string, and they are restored.
+    value = completion.text.split('"program"', 1)[1]
+    assert "\n" in value, completion.text
+    program = SOLVER.parse(request, completion.text).program
+    assert len(program.strip().splitlines()) > 1, program
