@@ -46,7 +46,7 @@ def test_what_is_not_code_stays_none() -> None:
 
 
 def test_code_whose_newlines_were_lost_is_laid_out_again_from_its_indentation() -> None:
-    # JSON strings may not hold raw newlines; a small model that wanted one wrote
+    # Inside a JSON string a small model often leaves a newline out and writes
     # only the next line's indentation.
     flat = (
         "def first_even(xs):    for x in xs:        if x % 2 == 0:            return x    return -1"

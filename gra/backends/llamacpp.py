@@ -22,8 +22,10 @@ llama.cpp and not counted against the cache's capacity), so a cached state
 costs about its KV cells. Each call's evaluated and reused prompt tokens are
 counted (``last_call``, ``stats``) and logged.
 
-Grammar. JSON output is constrained by llama.cpp's grammar, asked only about
-the highest-logit candidates (``gra.backends.grammar_sampling``): the same
+Grammar. JSON output is constrained by llama.cpp's grammar, built by gra
+from the schema (``gra.backends.gbnf``: raw newlines and tabs allowed in
+strings unless ``raw_newlines=False``) and asked only about the
+highest-logit candidates (``gra.backends.grammar_sampling``): the same
 tokens as llama-cpp-python's whole-vocabulary mask for the same seed, in a
 fraction of its sampling time.
 """
@@ -53,6 +55,7 @@ from gra.backends.base import (
     ModelUnusable,
     Sampling,
 )
+from gra.backends.gbnf import json_grammar
 from gra.backends.grammar_sampling import VocabularyIndex, WindowedGrammarSampler
 from gra.backends.threads import run_exclusive
 
@@ -231,8 +234,10 @@ class LlamaCppBackend:
         n_threads: int | None = None,
         n_batch: int = 256,
         prompt_cache_mib: int = DEFAULT_PROMPT_CACHE_MIB,
+        raw_newlines: bool = True,
     ) -> None:
-        """``prompt_cache_mib``: RAM for saved model states (0: only the last call's prefix)."""
+        """``prompt_cache_mib``: RAM for saved model states (0: only the last call's prefix);
+        ``raw_newlines``: JSON strings may hold raw newlines and tabs (``gra.backends.gbnf``)."""
         self.model = model
         self.capacity = 1
         self.model_path = Path(model_path)
@@ -240,6 +245,7 @@ class LlamaCppBackend:
         self._n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
         self._n_batch = n_batch
         self.prompt_cache_mib = prompt_cache_mib
+        self.raw_newlines = raw_newlines
         self._llama: Any = None
         self._lock = asyncio.Lock()
         self.last_call: CallStats | None = None
@@ -345,13 +351,16 @@ class LlamaCppBackend:
     ) -> tuple[dict[str, Any], CallStats]:
         """One grammar-constrained chat completion (in a worker thread), and where
         its prompt came from; stops at its next evaluation once ``cancelled`` is set."""
+        from llama_cpp import LlamaGrammar
+
         llama = self._llama
+        grammar = json_grammar(schema, raw_newlines=self.raw_newlines)
         llama.begin_call(cancelled)
         started_at, started = time.time(), time.perf_counter()
         try:
             response = llama.create_chat_completion(
                 messages=messages,
-                response_format={"type": "json_object", "schema": schema},
+                grammar=LlamaGrammar.from_string(grammar, verbose=False),
                 **options,
             )
         except BackendCancelled:

@@ -3,8 +3,9 @@
 The testers' solutions and the solvers' programs arrive as JSON string values.
 Small models often close the JSON object inside the string (``print(x)}``: the
 brace meant for the object lands in the code), write a whole function on one
-line where the JSON string refused them a newline (keeping only the next
-line's indentation), start with a fence's language tag without its fence (a
+line, leaving out the newlines a JSON string usually escapes (keeping only the
+next line's indentation; the grammar allows them: README, "Raw newlines in
+JSON strings"), start with a fence's language tag without its fence (a
 first line ``python``), and use ``Fraction`` or ``math`` without importing
 them. Each makes a right derivation crash, so its evidence is lost. Only the
 fleet's own evidence is mended this way, never the response under review: a
@@ -50,7 +51,7 @@ def _with_imports(source: str) -> str:
 
 
 # A run of two or more spaces between code on a line that has no newline at all:
-# where the model wanted a newline and the JSON string let it write only the
+# where the model, inside a JSON string, left out a newline and wrote only the
 # next line's indentation.
 _LOST_NEWLINE = re.compile(r"(?<=\S)( {2,})(?=\S)")
 
