@@ -281,16 +281,27 @@ def checks(gra: dict[str, Any], dl: dict[str, Any], n: int) -> list[Check]:
     d_gen, d_rev = calls(dl["usage"], gra["generator"])
     g_valid = gra["counts"]["generated"]
     d_valid = sum(1 for item in dl["items"] if item["generator_valid"])
-    speedup = _ratio(dl["job_s"], gra["job_s"])
     same = identical_generations(gra, dl)
+    # The headline is per unit of equal work: gra stops reviewing an item once its
+    # outcome is certain and the texts differ in length, so the job walls compare
+    # unequal work and are shown, not judged.
+    per_token = _ratio(g_tokens / gra["job_s"], d_tokens / dl["job_s"])
     return [
         Check(
-            "job wall s, models loaded (ratio: distilabel/gra)",
+            "completion tokens/s, job (the equal-work figure)",
+            f"{g_tokens / gra['job_s']:.2f}",
+            f"{d_tokens / dl['job_s']:.2f}",
+            per_token,
+            f">= {TARGET_SPEEDUP}",
+            per_token >= TARGET_SPEEDUP if per_token is not None else None,
+        ),
+        Check(
+            "job wall s, models loaded (ratio: distilabel/gra; unequal work)",
             f"{gra['job_s']:.1f}",
             f"{dl['job_s']:.1f}",
-            speedup,
-            f">= {TARGET_SPEEDUP}",
-            speedup >= TARGET_SPEEDUP if speedup is not None else None,
+            _ratio(dl["job_s"], gra["job_s"]),
+            "-",
+            None,
         ),
         Check(
             "process wall s, incl. loads (ratio: distilabel/gra)",
@@ -339,14 +350,6 @@ def checks(gra: dict[str, Any], dl: dict[str, Any], n: int) -> list[Check]:
             str(g_tokens),
             str(d_tokens),
             _ratio(g_tokens, d_tokens),
-            "-",
-            None,
-        ),
-        Check(
-            "completion tokens/s, job",
-            f"{g_tokens / gra['job_s']:.2f}",
-            f"{d_tokens / dl['job_s']:.2f}",
-            _ratio(g_tokens / gra["job_s"], d_tokens / dl["job_s"]),
             "-",
             None,
         ),

@@ -282,3 +282,29 @@ def test_the_summary_table_shows_the_latest_result_of_each_benchmark(tmp_path: P
     commit = _git(ROOT, "rev-parse", "HEAD")[:10]
     assert f"commit {commit}" in table and "commit not recorded" in table
     assert "0.500" in table and "pass" in table
+
+
+def test_the_distilabel_headline_is_judged_per_completion_token_not_by_wall_time() -> None:
+    """gra reviewed fewer items and wrote fewer tokens: its job wall is 2x shorter,
+    but per completion token it is 1.2x; the judged row is the equal-work one."""
+    from benchmarks.bench_distilabel import checks
+
+    def side(tokens: int, job_s: float, calls: int) -> dict[str, Any]:
+        usage = {"gen": {"completion_tokens": tokens // 2, "calls": 4}}
+        usage["judge"] = {"completion_tokens": tokens // 2, "calls": calls}
+        return {
+            "usage": usage,
+            "generator": "gen",
+            "counts": {"generated": 4},
+            "items": {},
+            "job_s": job_s,
+            "process_wall_s": job_s + 10,
+            "cpu_s": job_s,
+            "load_s": 5.0,
+        }
+
+    gra, dl = side(1_000, 50.0, 6), side(1_667, 100.0, 8)
+    dl["items"] = [{"id": "x", "generator_valid": True}]
+    judged = [c for c in checks(gra, dl, 4) if c.passed is not None]
+    assert len(judged) == 1 and "tokens" in judged[0].metric
+    assert judged[0].passed is False  # 20.0 vs 16.67 tokens/s: 1.2x < 1.5x
