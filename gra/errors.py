@@ -20,12 +20,14 @@ Our exception hierarchy::
     │   ├── StatusError          a directory with no readable run summary
     │   └── SummaryError         a summary.json that cannot be read: names the file
     ├── RunError                 a run that cannot go on (no fleet, a disk gone): exit 2
+    │   └── FleetFailed          the fleet did not come up, or a local model is unusable
     ├── ProtocolError            an event the peer-review protocol forbids: a bug, exit 1
     ├── BackendError             a model call that failed (the agent records it per task)
     │   ├── BackendUnavailable   the server or model cannot be reached or loaded
     │   │   └── ModelUnusable    the model itself cannot be used: retrying will not help
     │   │       └── ServerStartError  the vLLM server an agent starts for itself did not come up
-    │   └── BackendCancelled     the call was aborted (deadline, shutdown)
+    │   ├── BackendCancelled     the call was aborted (deadline, shutdown)
+    │   └── GrammarError         a schema whose converted grammar gra cannot adjust
     └── InvalidOutput            model output that decoded but makes no sense for its role
 
 User and run errors reach the user as one line; the others are handled where
@@ -48,7 +50,9 @@ __all__ = [
     "CorruptRecordError",
     "EmbeddingError",
     "ExportError",
+    "FleetFailed",
     "GraError",
+    "GrammarError",
     "InvalidOutput",
     "JournalError",
     "KeyFileError",
@@ -161,6 +165,17 @@ class RunError(GraError):
     exit_code: ClassVar[int] = 2
 
 
+class FleetFailed(RunError):
+    """The fleet cannot run the protocol: it did not come up, or a local agent's model
+    is unusable. The supervisor's shell adds what the agents wrote to their logs."""
+
+    def __init__(self, what: str, agent_id: str | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        # The agent whose own error line says it best (an unusable model).
+        self.agent_id = agent_id
+
+
 # ---- protocol errors -------------------------------------------------------------
 
 
@@ -191,6 +206,11 @@ class ServerStartError(ModelUnusable):
 
 class BackendCancelled(BackendError):
     """The call was aborted (deadline, shutdown)."""
+
+
+class GrammarError(BackendError):
+    """The grammar converted from a schema does not have the one JSON string rule gra
+    sets (``gra.backends.gbnf``)."""
 
 
 # ---- model output ----------------------------------------------------------------

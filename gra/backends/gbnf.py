@@ -18,14 +18,12 @@ import json
 import re
 from typing import Any
 
+from gra.errors import GrammarError
+
 _ESCAPE = r'"\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
 RAW_NEWLINES_CHAR = rf'[^"\\\x00-\x08\x0B\x0C\x0E-\x1F\x7F] | {_ESCAPE}'
 STRICT_CHAR = rf'[^"\\\x00-\x1F\x7F] | {_ESCAPE}'
 _CHAR_RULE = re.compile(r"^char ::= .*$", re.MULTILINE)
-
-
-class GrammarError(ValueError):
-    """The converter's output has more than the one ``char`` rule gra replaces."""
 
 
 def with_char_rule(grammar: str, char: str) -> str:

@@ -29,7 +29,7 @@ from gra.bus.router import Router
 from gra.config import Config
 from gra.data.pool import Pool, PoolItem
 from gra.data.seeds import SeedItem
-from gra.errors import RunError
+from gra.errors import FleetFailed, RunError
 from gra.protocols.messages import Heartbeat, Hello, Shutdown
 from gra.report.agreement import reviewer_agreement
 from gra.rundir import (
@@ -64,7 +64,7 @@ from gra.supervisor.actions import (
     WriteVerdict,
 )
 from gra.supervisor.admission import LOCAL_KEY, Admission
-from gra.supervisor.core import Counters, FleetFailed, Progress, SchedulingCore
+from gra.supervisor.core import Counters, Progress, SchedulingCore
 from gra.supervisor.journal import InstanceFinished, Journal, JournalObserver, RunStarted
 from gra.supervisor.launcher import AgentSpec, Launcher
 from gra.supervisor.lines import LineFile, OutputError

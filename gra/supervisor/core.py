@@ -26,7 +26,7 @@ import msgspec
 import structlog
 
 from gra.config import Config
-from gra.errors import RunError
+from gra.errors import FleetFailed, RunError
 from gra.log_budget import LogBudget
 from gra.protocols.assignment import BalancedDraw
 from gra.protocols.builtin_roles import BUILTIN_ROLES
@@ -107,17 +107,6 @@ _encoder = msgspec.msgpack.Encoder()
 _DEADLINE_GRACE_S = 5.0
 # Without max_in_flight: instances in progress per task slot of the live fleet, at most.
 _AUTO_IN_FLIGHT_PER_SLOT = 4
-
-
-class FleetFailed(RunError):
-    """The fleet cannot run the protocol: it did not come up, or a local agent's model
-    is unusable. The shell adds what the agents wrote to their logs."""
-
-    def __init__(self, what: str, agent_id: str | None = None) -> None:
-        super().__init__(what)
-        self.what = what
-        # The agent whose own error line says it best (an unusable model).
-        self.agent_id = agent_id
 
 
 def _task_key(state: InstanceState, step: TaskStep) -> tuple[int, str, str, int]:
