@@ -8,7 +8,9 @@ fleet, model health) and reads no clock: ``now`` comes with each call. The
 protocol's own decisions come from ``InstanceState``; this module does the
 waiting, timing out, retrying and handing over. The shell that owns sockets,
 processes and files is ``gra.supervisor.conductor``; tests drive the core
-alone with inputs and read its actions.
+alone with inputs and read its actions. (It logs through structlog, as
+vLLM's engine core does: the log is a record of decisions, not an effect the
+run depends on.)
 
 A batch of inputs is handled before one dispatch: under load, work per input
 shrinks as batches grow.
