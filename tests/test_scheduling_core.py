@@ -46,9 +46,12 @@ TOKEN = "run-token"
 MODELS = ["a", "b", "c"]
 
 
-def _config(tmp_path: Path, extra: str = "", rounds: int = 1, target: int = 1) -> Config:
+def _config(
+    tmp_path: Path, extra: str = "", rounds: int = 1, target: int = 1, startup_s: int = 60
+) -> Config:
     path = scripted_config(tmp_path, MODELS, target=target, max_in_flight=1, rounds=rounds)
-    text = path.read_text() + extra
+    text = path.read_text().replace("startup_timeout_s = 60", f"startup_timeout_s = {startup_s}")
+    text += extra
     # The agents' annotations and the seeds' would add tasks these tests do not answer.
     path.write_text(text + "\n[annotate]\nenrich = false\nseeds = false\n")
     return load_config(path)
@@ -226,3 +229,35 @@ def test_a_finished_round_is_post_processed_once_and_the_next_round_draws_on_it(
     actions = run.handle(RoundPostProcessed(2, []))
     assert actions == [], "the last round ended: nothing starts, nothing is post-processed again"
     assert run.core.done
+
+
+def test_a_seat_waits_past_the_grace_for_a_local_agent_the_supervisor_is_restarting(
+    tmp_path: Path,
+) -> None:
+    """A restarted local agent may take longer than ``model_grace_s`` to say hello
+    again (an agent that serves its model starts a vLLM server first): its seats
+    wait up to the startup timeout instead of failing their instances."""
+    run = Run(_config(tmp_path, startup_s=300))
+    (generate,) = _tasks(run.join_all(), "generator")
+    agent_id = generate.identity.decode()
+    others = tuple(a.encode() for a in run.core.local_agents if a != agent_id)
+    assert StartAgent(agent_id) in run.handle(ProcessExited(agent_id, 1))
+    limits = run.core.config.limits
+    run.now += limits.model_grace_s + 5
+    actions = run.handle(Frames([], others, run.now), Tick())
+    assert not _journaled(actions, InstanceFinished), "the seat gave up on a restarting agent"
+    (again,) = _tasks(run.hello(agent_id), "generator")
+    assert again.identity == generate.identity and again.message.attempt == 2
+
+
+def test_a_seat_stops_waiting_for_a_restarted_agent_that_never_comes_back(
+    tmp_path: Path,
+) -> None:
+    run = Run(_config(tmp_path, startup_s=300))
+    (generate,) = _tasks(run.join_all(), "generator")
+    agent_id = generate.identity.decode()
+    others = tuple(a.encode() for a in run.core.local_agents if a != agent_id)
+    run.handle(ProcessExited(agent_id, 1))
+    run.now += run.core.config.limits.startup_timeout_s + 1
+    (finished,) = _journaled(run.handle(Frames([], others, run.now), Tick()), InstanceFinished)
+    assert finished.decision == "failed"

@@ -223,6 +223,8 @@ class SchedulingCore:
         self._settled: dict[tuple[str, bytes], InflightTask] = {}
         self._task_ids = itertools.count(1)
         self.restarts: dict[str, int] = {}
+        # Local agents started again and not yet back, with the model each hosts.
+        self._restarting: dict[str, str] = {}
         # Instances whose adjudicator or annotator seat waits for a model to come back.
         self._seat_waiting: set[str] = set()
         self.fleet_ready = False
@@ -419,6 +421,7 @@ class SchedulingCore:
             self._send(identity, Reject(f"not admitted: {seat}"))
             return
         self._members[identity] = Member(identity, hello.agent_id, seat)
+        self._restarting.pop(hello.agent_id, None)
         info, lost = self.fleet.register(identity, hello, self._now)
         for task_id in lost:
             self._retry(task_id, "agent re-registered and lost its tasks")
@@ -564,8 +567,10 @@ class SchedulingCore:
             self._fleet_deadline = now + self.config.limits.startup_timeout_s
 
     def _agent_process_ended(self, agent_id: str, code: int) -> None:
+        model = self._restarting.pop(agent_id, None)
         for agent in list(self.fleet.agents.values()):
             if agent.agent_id == agent_id:
+                model = agent.model
                 self._agent_lost(agent.identity, f"process exited with code {code}")
         if self._stop_requested or agent_id not in self.local_agents:
             return
@@ -577,6 +582,8 @@ class SchedulingCore:
             self.restarts[agent_id] = restarts + 1
             log.warning("agent_restarting", agent=agent_id, exit_code=code, restart=restarts + 1)
             self._out.append(StartAgent(agent_id))
+            if model is not None:
+                self._restarting[agent_id] = model
         else:
             self.restarts[agent_id] = restarts
             log.error("agent_gave_up", agent=agent_id, exit_code=code)
@@ -877,7 +884,7 @@ class SchedulingCore:
                 role=role,
                 models=sorted(absent),
             )
-        if now - instance.seat_wait_since < self.config.limits.model_grace_s:
+        if now - instance.seat_wait_since < max(self._grace_s(m) for m in absent):
             self._seat_waiting.add(instance.state.instance_id)
             return False
         instance.seat_wait_since = None
@@ -892,6 +899,15 @@ class SchedulingCore:
                 self._seat_waiting.discard(instance_id)
             else:
                 self._advance(instance)
+
+    def _grace_s(self, model: str) -> float:
+        """How long a seat waits for ``model`` to come back: ``model_grace_s``, or, while
+        a local agent hosting it is being restarted, the startup timeout (an agent
+        that serves its model starts its vLLM server again before it says hello)."""
+        limits = self.config.limits
+        if model in self._restarting.values():
+            return max(limits.model_grace_s, limits.startup_timeout_s)
+        return limits.model_grace_s
 
     def _free_models(self, models: Collection[str], role: str) -> set[str]:
         """Models whose agents could start a ``role`` task now, after the tasks queued for them."""
@@ -997,7 +1013,7 @@ class SchedulingCore:
         now = self._now
         if pending.hostless_since is None:
             pending.hostless_since = now
-        if not candidates and now - pending.hostless_since < self.config.limits.model_grace_s:
+        if not candidates and now - pending.hostless_since < self._grace_s(step.model):
             return False
         instance.tasks.pop(_pending_key(pending), None)
         if candidates:
