@@ -45,9 +45,6 @@ class Finished:
 
 
 class InstanceSource(Protocol):
-    # The generator's role: "generator" makes new items, "refiner" rewrites pairs,
-    # None: the committee alone judges existing pairs.
-    maker: str | None
     # Whether finished items are annotated (domain, keywords, summary).
     enrich: bool
     # Whether the run goes in synthesis rounds, each post-processed when it ends
@@ -72,7 +69,6 @@ class Generation:
     """New items: a generator writes from few-shot items drawn from the pool, and
     what the committee accepts becomes a candidate of the synthesis round."""
 
-    maker = "generator"
     rounds = True
 
     def __init__(
@@ -162,7 +158,8 @@ class Pairs:
     ) -> None:
         self.pairs = pairs
         self.started_in_round = started
-        self.maker = "refiner" if refine else None
+        # The role that rewrites each pair first; None: the committee alone judges it.
+        self._maker = "refiner" if refine else None
         self.target = len(pairs)
         self.max_instances = len(pairs)
         self._stats = stats
@@ -176,11 +173,11 @@ class Pairs:
         reviewers = sorted(core.models("reviewer"))
         generator = None
         try:
-            if self.maker is not None:
-                refiners = sorted(core.models(self.maker))
+            if self._maker is not None:
+                refiners = sorted(core.models(self._maker))
                 if not refiners:
                     return None
-                generator, committee = core.draw_roles(refiners, reviewers, self.maker)
+                generator, committee = core.draw_roles(refiners, reviewers, self._maker)
             else:
                 committee = core.draw_committee(reviewers)
         except ProtocolError:
