@@ -78,7 +78,7 @@ from gra.backends.base import (
     BackendError,
     ChatMessages,
     Completion,
-    JsonSchema,
+    OutputShape,
     Sampling,
 )
 from gra.config import Config, SeedSettings, load_config
@@ -378,7 +378,7 @@ class Completes(Protocol):
     """What a side calls a model through: gra's backend or the plain client."""
 
     async def complete(
-        self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
+        self, messages: ChatMessages, schema: OutputShape, sampling: Sampling
     ) -> Completion: ...
 
 
@@ -678,7 +678,7 @@ def run_sequential_phase(
 
 
 def request_body(
-    served: str, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
+    served: str, messages: ChatMessages, schema: OutputShape, sampling: Sampling
 ) -> dict[str, Any]:
     """The chat request gra's vLLM backend sends for one call (``OpenAIBackend`` with
     ``vllm=True``): the plain client sends the same bytes, so the server does the same work."""
@@ -688,8 +688,9 @@ def request_body(
         "max_tokens": sampling.max_tokens,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
-        "structured_outputs": {"json": schema, "disable_any_whitespace": True},
     }
+    if schema is not None:  # None: a role that writes free text
+        body["structured_outputs"] = {"json": schema, "disable_any_whitespace": True}
     if sampling.seed is not None:
         body["seed"] = sampling.seed
     return body
@@ -713,7 +714,7 @@ class PlainClient:
         self.record = record
 
     async def complete(
-        self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
+        self, messages: ChatMessages, schema: OutputShape, sampling: Sampling
     ) -> Completion:
         body = request_body(self.served, messages, schema, sampling)
         async with self.slots:

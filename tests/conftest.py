@@ -142,3 +142,20 @@ async def router() -> AsyncIterator[Router]:
     yield router
     router.close()
     context.term()
+
+
+async def one_qwen_completion(
+    messages: list[dict[str, str]], schema: dict[str, Any] | None, sampling: Any
+) -> Any:
+    """One real completion by qwen2.5-coder-0.5b on llama.cpp (no prompt cache)."""
+    from gra.backends.llamacpp import LlamaCppBackend
+    from gra.models import resolve
+
+    backend = LlamaCppBackend(
+        "qwen2.5-coder-0.5b", resolve("qwen2.5-coder-0.5b"), n_threads=2, prompt_cache_mib=0
+    )
+    await backend.start()
+    try:
+        return await backend.complete(messages, schema, sampling)
+    finally:
+        await backend.aclose()

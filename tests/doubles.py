@@ -32,7 +32,7 @@ from typing import Any
 
 import msgspec
 
-from gra.backends.base import ChatMessages, Completion, JsonSchema, Sampling
+from gra.backends.base import ChatMessages, Completion, OutputShape, Sampling
 from gra.config import AgentSettings
 
 SIX = ("correctness", "clarity", "completeness", "relevance", "coherence", "ethics")
@@ -60,11 +60,13 @@ class ScriptedBackend:
         mark.touch()
 
     async def complete(
-        self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
+        self, messages: ChatMessages, schema: OutputShape, sampling: Sampling
     ) -> Completion:
         self.calls += 1
         # Block a worker thread, as llama.cpp inference does.
         await asyncio.to_thread(time.sleep, self.delay_s)
+        if schema is None:  # a role that writes code as plain text
+            return Completion(self._written_code(messages), 10, 10, self.delay_s, "stop")
         properties = schema.get("properties", {})
         if self.seeded:
             text = json.dumps(self._seeded_answer(properties, messages, sampling.seed))
@@ -91,13 +93,6 @@ class ScriptedBackend:
                 "instruction": f"Write function {n} from {self.model} that adds two numbers.",
                 "response": f"def add_{n}(a, b):\n    return a {'-' if self.wrong else '+'} b",
             }
-        if "tests" in properties:  # a tester: the name is a guess, as a real one's would be
-            return {
-                "tests": ["assert add(2, 3) == 5", "assert add(-4, 4) == 0"],
-                "solution": "def add(a, b):\n    return a + b",
-            }
-        if "program" in properties:
-            return {"program": "print(2 + 2)"}
         if "summary" in properties:
             return {
                 "domain": "coding",
@@ -110,6 +105,19 @@ class ScriptedBackend:
             checks = {"rationality": True, "completeness": True, "clarity": True}
             return {"checks": checks, "scores": scores, "strengths": "ok", "weaknesses": "none"}
         return {"scores": scores, "feedback": f"adjudicated by {self.model}"}
+
+    @staticmethod
+    def _written_code(messages: ChatMessages) -> str:
+        """A tester's or a solver's reply, in fenced blocks as the roles ask."""
+        fence = "`" * 3
+        if "unit tests" in messages[0]["content"]:
+            # The function's name is a guess, as a real tester's would be.
+            code = (
+                "def add(a, b):\n    return a + b\n\nassert add(2, 3) == 5\nassert add(-4, 4) == 0"
+            )
+        else:
+            code = "print(2 + 2)"
+        return f"{fence}python\n{code}\n{fence}"
 
     def _seeded_answer(
         self, properties: dict[str, Any], messages: ChatMessages, seed: int | None
@@ -133,7 +141,7 @@ class ScriptedBackend:
             return {"checks": checks, "scores": scores, "strengths": tag, "weaknesses": "none"}
         return {"scores": scores, "feedback": f"adjudicated: {tag}"}
 
-    async def warm(self, messages: ChatMessages, schema: JsonSchema) -> bool:
+    async def warm(self, messages: ChatMessages, schema: OutputShape) -> bool:
         return False
 
     async def aclose(self) -> None:

@@ -208,8 +208,14 @@ async def test_both_baselines_do_the_job_a_gra_run_does(
     assert len(fake.answered) == concurrent["calls"]
 
 
-async def test_plain_client_sends_what_gras_vllm_backend_sends() -> None:
-    """Same prompt, schema and sampling: the same request body, so the same work."""
+@pytest.mark.parametrize(
+    "schema", [{"type": "object", "properties": {"a": {"type": "string"}}}, None]
+)
+async def test_plain_client_sends_what_gras_vllm_backend_sends(
+    schema: dict[str, Any] | None,
+) -> None:
+    """Same prompt, schema (or free text) and sampling: the same request body, so the
+    same work."""
     bodies: list[dict[str, Any]] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
@@ -224,7 +230,6 @@ async def test_plain_client_sends_what_gras_vllm_backend_sends() -> None:
 
     transport = httpx.MockTransport(handle)
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
-    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
     sampling = Sampling(max_tokens=64, temperature=0.3, top_p=0.9, seed=123)
     gra = OpenAIBackend("m", "http://fake", served_model="m", vllm=True, transport=transport)
     await gra.complete(messages, schema, sampling)

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from gra.agents.schema import model_schema
 from gra.backends.gbnf import (
     RAW_NEWLINES_CHAR,
     STRICT_CHAR,
@@ -18,14 +19,19 @@ from gra.backends.gbnf import (
     json_grammar,
     with_char_rule,
 )
-from gra.verify.roles import SOLVER, TESTER
+from gra.protocols.roles import SolverOutput, UnitTestOutput
+from tests.conftest import one_qwen_completion
+
+# Code inside JSON strings: what the generator's responses hold.
+TESTS_SCHEMA = model_schema(UnitTestOutput)
+PROGRAM_SCHEMA = model_schema(SolverOutput)
 
 
 def test_the_string_rule_is_replaced_and_nothing_else() -> None:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    converted = json_schema_to_gbnf(json.dumps(TESTER.schema)).splitlines()
-    ours = json_grammar(TESTER.schema).splitlines()
+    converted = json_schema_to_gbnf(json.dumps(TESTS_SCHEMA)).splitlines()
+    ours = json_grammar(TESTS_SCHEMA).splitlines()
     assert [line for line in ours if line not in converted] == [f"char ::= {RAW_NEWLINES_CHAR}"]
     assert len(ours) == len(converted)
     # Properties stay in the schema's order: the model writes the tests first.
@@ -34,9 +40,9 @@ def test_the_string_rule_is_replaced_and_nothing_else() -> None:
 
 
 def test_strict_strings_are_asked_for_by_name() -> None:
-    strict = json_grammar(SOLVER.schema, raw_newlines=False)
+    strict = json_grammar(PROGRAM_SCHEMA, raw_newlines=False)
     assert f"char ::= {STRICT_CHAR}" in strict.splitlines()
-    assert json_grammar(SOLVER.schema) != strict
+    assert json_grammar(PROGRAM_SCHEMA) != strict
 
 
 def test_a_grammar_without_strings_is_left_alone() -> None:
@@ -92,41 +98,43 @@ PROGRAM = "import math\nfor i in range(3):\n\tprint(math.sqrt(i))"
 @pytest.mark.slow
 def test_raw_newlines_and_tabs_are_accepted_inside_strings(vocabulary: object) -> None:
     text = '{"program": "' + PROGRAM + '"}'
-    assert accepts(vocabulary, json_grammar(SOLVER.schema), text)
-    assert not accepts(vocabulary, json_grammar(SOLVER.schema, raw_newlines=False), text)
+    assert accepts(vocabulary, json_grammar(PROGRAM_SCHEMA), text)
+    assert not accepts(vocabulary, json_grammar(PROGRAM_SCHEMA, raw_newlines=False), text)
 
 
 @pytest.mark.slow
 def test_escaped_newlines_stay_accepted_and_other_controls_refused(vocabulary: object) -> None:
     escaped = '{"program": "' + json.dumps(PROGRAM)[1:-1] + '"}'
     for raw_newlines in (True, False):
-        assert accepts(vocabulary, json_grammar(SOLVER.schema, raw_newlines=raw_newlines), escaped)
-    assert not accepts(vocabulary, json_grammar(SOLVER.schema), '{"program": "a\x07b"}')
+        assert accepts(vocabulary, json_grammar(PROGRAM_SCHEMA, raw_newlines=raw_newlines), escaped)
+    assert not accepts(vocabulary, json_grammar(PROGRAM_SCHEMA), '{"program": "a\x07b"}')
 
 
 @pytest.mark.slow
-async def test_a_real_solver_call_writes_a_program_on_several_lines() -> None:
+async def test_a_real_json_call_writes_a_program_on_several_lines() -> None:
     # Qwen 0.5B: gemma-3-270m, smaller, is a base model that writes no program here.
+    from gra.agents.roles import Role
     from gra.backends.base import Sampling
-    from gra.backends.llamacpp import LlamaCppBackend
-    from gra.models import resolve
     from gra.protocols.roles import SolverRequest
 
+    def prompt(request: SolverRequest) -> list[dict[str, str]]:
+        system = (
+            "You solve math problems by writing a short Python program that prints the "
+            "answer. Reply as JSON with one key: program (the Python source)."
+        )
+        return [
+            {"role": "system", "content": system},
+            {"role": "user", "content": request.instruction},
+        ]
+
+    solver = Role("solver", SolverRequest, SolverOutput, prompt, Sampling(320, 0.5))
     request = SolverRequest(
         "math", "A town's population went up from 240 to 264. What was the percentage increase?"
     )
-    backend = LlamaCppBackend(
-        "qwen2.5-coder-0.5b", resolve("qwen2.5-coder-0.5b"), n_threads=2, prompt_cache_mib=0
-    )
-    await backend.start()
-    try:
-        default = SOLVER.sampling
-        sampling = Sampling(default.max_tokens, default.temperature, default.top_p, seed=0)
-        completion = await backend.complete(SOLVER.prompt(request), SOLVER.schema, sampling)
-    finally:
-        await backend.aclose()
+    sampling = Sampling(320, 0.5, seed=0)
+    completion = await one_qwen_completion(solver.prompt(request), solver.schema, sampling)
     # The model wrote raw newlines inside the JSON string, and they are restored.
     value = completion.text.split('"program"', 1)[1]
     assert "\n" in value, completion.text
-    program = SOLVER.parse(request, completion.text).program
+    program = solver.parse(request, completion.text).program
     assert len(program.strip().splitlines()) > 1, program

@@ -49,6 +49,24 @@ async def test_sends_json_schema_and_reads_usage() -> None:
     await backend.aclose()
 
 
+@pytest.mark.parametrize("vllm", [False, True])
+async def test_no_schema_asks_for_free_text(vllm: bool) -> None:
+    # Testers and solvers write fenced code: nothing may constrain them to JSON.
+    seen: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return ok("```python\nprint(4)\n```")
+
+    backend = OpenAIBackend(
+        "m", "http://server", served_model="m", vllm=vllm, transport=httpx.MockTransport(handler)
+    )
+    completion = await backend.complete([{"role": "user", "content": "2+2?"}], None, Sampling())
+    assert completion.text.startswith("```python")
+    assert not {"response_format", "structured_outputs"} & set(seen[0])
+    await backend.aclose()
+
+
 @pytest.mark.parametrize(
     ("response", "error", "match"),
     [

@@ -8,10 +8,15 @@ import ast
 
 import pytest
 
-from gra.agents.roles import get_role
+from gra.agents.roles import Role, get_role
+from gra.backends.base import Sampling
 from gra.errors import InvalidOutput
-from gra.protocols.roles import SolverRequest, UnitTestRequest
-from gra.verify.roles import SOLVER, TESTER
+from gra.protocols.roles import SolverOutput, SolverRequest, UnitTestOutput, UnitTestRequest
+
+# Roles that ask for their code inside JSON strings (the shipped tester and
+# solver write plain text; the generator's responses still hold code in JSON).
+SOLVER = Role("solver", SolverRequest, SolverOutput, lambda _request: [], Sampling())
+TESTER = Role("tester", UnitTestRequest, UnitTestOutput, lambda _request: [], Sampling())
 
 PROGRAM = "from fractions import Fraction\nfor i in range(2):\n\tprint(Fraction(i, 3))"
 

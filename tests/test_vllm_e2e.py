@@ -51,6 +51,27 @@ async def test_backend_structured_output_and_concurrency(vllm_url: str) -> None:
         assert completion.prompt_tokens > 50 and completion.completion_tokens > 10
 
 
+async def test_a_solver_writes_its_program_as_free_text(vllm_url: str) -> None:
+    """No schema reaches the server for a code-writing role: the reply is a fenced
+    program that the role reads and the sandbox can run."""
+    from gra.protocols.roles import SolverRequest
+    from gra.verify.roles import SOLVER
+
+    backend = OpenAIBackend("qwen-vllm", vllm_url, served_model=SERVED, capacity=1, vllm=True)
+    await backend.start()
+    request = SolverRequest("math", "What is the sum of the integers from 1 to 100?")
+    sampling = dataclasses.replace(SOLVER.sampling, seed=3)
+    try:
+        completion = await backend.complete(
+            SOLVER.prompt(request), SOLVER.schema_for(request), sampling
+        )
+    finally:
+        await backend.aclose()
+    assert "```" in completion.text, completion.text
+    program = SOLVER.parse(request, completion.text).program
+    assert "print" in program and "```" not in program
+
+
 async def test_backend_rejects_unknown_model(vllm_url: str) -> None:
     backend = OpenAIBackend("x", vllm_url, served_model="no-such-model")
     with pytest.raises(Exception, match="does not serve 'no-such-model'"):

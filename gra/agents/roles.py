@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from gra.agents.schema import model_schema
-from gra.backends.base import ChatMessages, Sampling
+from gra.backends.base import ChatMessages, JsonSchema, Sampling
 from gra.errors import InvalidOutput
 from gra.protocols import builtin_roles as specs
 from gra.protocols.roles import (
@@ -73,7 +73,11 @@ class Role(Generic[RequestT, OutputT]):
     execute: Callable[[RequestT], Awaitable[OutputT]] | None = None
     # The shape the model is asked for, per request, when it is not output_type.
     variant: Callable[[RequestT], OutputVariant] | None = None
-    schema: dict[str, Any] = field(init=False)
+    # A role whose model writes free text (code reads better in a fenced block
+    # than inside a JSON string): no schema constrains it, and this turns the
+    # text into the output, raising InvalidOutput when it cannot.
+    text: Callable[[RequestT, str], OutputT] | None = None
+    schema: JsonSchema | None = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schema", self.schema_for(self.warmup))
@@ -102,8 +106,11 @@ class Role(Generic[RequestT, OutputT]):
         answers with what ``execute`` returns, whatever its model."""
         return cls.of(spec, _no_prompt, Sampling(max_tokens=1), execute=execute)
 
-    def schema_for(self, request: RequestT | None) -> dict[str, Any]:
-        """The JSON schema that constrains the model's answer to ``request``."""
+    def schema_for(self, request: RequestT | None) -> JsonSchema | None:
+        """The JSON schema that constrains the model's answer to ``request``
+        (None: free text)."""
+        if self.text is not None:
+            return None
         if self.variant is not None and request is not None:
             return self.variant(request).schema
         return model_schema(self.output_type)
@@ -113,6 +120,10 @@ class Role(Generic[RequestT, OutputT]):
 
     def parse(self, request: RequestT, text: str) -> OutputT:
         """Validate untrusted model text; raises InvalidOutput with the reason."""
+        if self.text is not None:
+            parsed = self.text(request, text)
+            self.check(request, parsed)
+            return parsed
         variant = self.variant(request) if self.variant is not None else None
         target = variant.model_type if variant is not None else self.output_type
         try:

@@ -19,6 +19,9 @@ DEFAULT_PROMPT_CACHE_MIB = 256
 
 ChatMessages = list[dict[str, str]]
 JsonSchema = dict[str, Any]
+# ``None`` in place of a schema: free text, unconstrained (a role whose model
+# writes code reads better as a fenced block than inside a JSON string).
+OutputShape = JsonSchema | None
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,12 @@ class Backend(Protocol):
         """Load or connect; may take long, must not block the event loop."""
 
     async def complete(
-        self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
+        self, messages: ChatMessages, schema: OutputShape, sampling: Sampling
     ) -> Completion:
-        """One chat completion whose text must match ``schema``."""
+        """One chat completion whose text must match ``schema`` (None: free text)."""
         ...
 
-    async def warm(self, messages: ChatMessages, schema: JsonSchema) -> bool:
+    async def warm(self, messages: ChatMessages, schema: OutputShape) -> bool:
         """Evaluate a prompt's shared prefix ahead of the calls that start with it.
 
         Returns whether anything was done: a backend whose server keeps its

@@ -51,8 +51,8 @@ from gra.backends.base import (
     BackendUnavailable,
     ChatMessages,
     Completion,
-    JsonSchema,
     ModelUnusable,
+    OutputShape,
     Sampling,
 )
 from gra.backends.gbnf import json_grammar
@@ -292,7 +292,7 @@ class LlamaCppBackend:
         return llama
 
     async def complete(
-        self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
+        self, messages: ChatMessages, schema: OutputShape, sampling: Sampling
     ) -> Completion:
         if self._llama is None:
             raise BackendUnavailable("backend not started")
@@ -321,7 +321,7 @@ class LlamaCppBackend:
             finish_reason=str(choice.get("finish_reason") or ""),
         )
 
-    async def warm(self, messages: ChatMessages, schema: JsonSchema) -> bool:
+    async def warm(self, messages: ChatMessages, schema: OutputShape) -> bool:
         """Evaluate ``messages`` once and keep the state in the prompt cache.
 
         The first real call of a role then evaluates only its own text after
@@ -345,24 +345,27 @@ class LlamaCppBackend:
     def _chat(
         self,
         messages: ChatMessages,
-        schema: JsonSchema,
+        schema: OutputShape,
         options: dict[str, Any],
         cancelled: threading.Event,
     ) -> tuple[dict[str, Any], CallStats]:
-        """One grammar-constrained chat completion (in a worker thread), and where
-        its prompt came from; stops at its next evaluation once ``cancelled`` is set."""
+        """One chat completion (in a worker thread; grammar-constrained unless
+        ``schema`` is None), and where its prompt came from; stops at its next
+        evaluation once ``cancelled`` is set."""
         from llama_cpp import LlamaGrammar
 
         llama = self._llama
-        grammar = json_grammar(schema, raw_newlines=self.raw_newlines)
+        grammar = (
+            None
+            if schema is None
+            else LlamaGrammar.from_string(
+                json_grammar(schema, raw_newlines=self.raw_newlines), verbose=False
+            )
+        )
         llama.begin_call(cancelled)
         started_at, started = time.time(), time.perf_counter()
         try:
-            response = llama.create_chat_completion(
-                messages=messages,
-                grammar=LlamaGrammar.from_string(grammar, verbose=False),
-                **options,
-            )
+            response = llama.create_chat_completion(messages=messages, grammar=grammar, **options)
         except BackendCancelled:
             self.cancelled_after_tokens = llama.gra_sampled
             self.cancelled_in_prompt = llama.gra_prompt_cut

@@ -8,7 +8,7 @@ configuration error, reported as a failed task.
 
 from __future__ import annotations
 
-from gra.backends.base import BackendError, ChatMessages, Completion, JsonSchema, Sampling
+from gra.backends.base import BackendError, ChatMessages, Completion, OutputShape, Sampling
 
 
 class NoModelBackend:
@@ -20,11 +20,11 @@ class NoModelBackend:
         return None
 
     async def complete(
-        self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
+        self, messages: ChatMessages, schema: OutputShape, sampling: Sampling
     ) -> Completion:
         raise BackendError(f"{self.model} hosts no model; give it only roles that run code")
 
-    async def warm(self, messages: ChatMessages, schema: JsonSchema) -> bool:
+    async def warm(self, messages: ChatMessages, schema: OutputShape) -> bool:
         return False
 
     async def aclose(self) -> None:

@@ -24,7 +24,7 @@ from gra.backends.base import (
     BackendUnavailable,
     ChatMessages,
     Completion,
-    JsonSchema,
+    OutputShape,
     Sampling,
 )
 
@@ -71,7 +71,7 @@ class OpenAIBackend:
             )
 
     async def complete(
-        self, messages: ChatMessages, schema: JsonSchema, sampling: Sampling
+        self, messages: ChatMessages, schema: OutputShape, sampling: Sampling
     ) -> Completion:
         body: dict[str, Any] = {
             "model": self.served_model,
@@ -80,7 +80,9 @@ class OpenAIBackend:
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
         }
-        if self.vllm:
+        if schema is None:
+            pass  # free text
+        elif self.vllm:
             body["structured_outputs"] = {"json": schema, "disable_any_whitespace": True}
         else:
             body["response_format"] = {
@@ -113,7 +115,7 @@ class OpenAIBackend:
             finish_reason=str(choice.get("finish_reason") or ""),
         )
 
-    async def warm(self, messages: ChatMessages, schema: JsonSchema) -> bool:
+    async def warm(self, messages: ChatMessages, schema: OutputShape) -> bool:
         """Nothing to do: vLLM and similar servers keep their own prefix cache."""
         return False
 

@@ -6,6 +6,8 @@ entry points in pyproject.toml).
   the response's mistakes);
 - ``solver``: a model writes a program that prints a math task's answer, from
   the instruction alone;
+  both write their code as plain text in fenced blocks, not inside JSON strings
+  (``gra.verify.written_code``; README, "Code as plain text");
 - ``verifier``: runs the response against the instruction's own examples and
   the tests (or compares it with the programs' answers) in the sandbox. It
   prompts no model, so a ``sandbox`` agent (no model) can serve it.
@@ -24,21 +26,27 @@ from gra.protocols.roles import (
     VerifyRequest,
 )
 from gra.verify.verifier import VerifySettings, verify
-
-_JSON_ONLY = "Answer with one JSON object only, exactly in the requested shape."
+from gra.verify.written_code import read_solver_reply, read_tester_reply
 
 _TESTER_SYSTEM = (
     "You write unit tests for programming tasks. You see only the task, never a solution.\n"
-    "Write Python assert statements that any correct solution must pass. Rules: call the "
-    "function exactly by the name and with the arguments the task gives; one assert per "
-    "entry, on one line, in the form `assert CALL == EXPECTED`; work out each expected "
-    "value carefully from the task's words; cover the ordinary case and the edge cases the "
-    "task describes (empty input, zero, negative numbers, ties, boundaries); use only "
-    "inputs the task allows; do not define functions or import anything in the tests.\n"
-    "Then write your own complete, correct solution to the task: the whole function, with "
-    "any imports it needs, as Python source.\n"
-    "Reply as JSON with two keys: tests (a list of assert statements) and solution (the "
-    f"Python source). {_JSON_ONLY}"
+    "First write your own complete, correct solution to the task: the whole function, "
+    "with any imports it needs. Then write Python assert statements that any correct "
+    "solution must pass. Rules for the asserts: call the function exactly by the name and "
+    "with the arguments the task gives; one assert per line, in the form "
+    "`assert CALL == EXPECTED`; work out each expected value carefully from the task's "
+    "words, not from your code; cover the ordinary case and the edge cases the task "
+    "describes (empty input, zero, negative numbers, ties, boundaries); use only inputs the "
+    "task allows.\n"
+    "Reply with one fenced Python code block in exactly this form, and nothing else:\n"
+    "```python\n"
+    "# solution\n"
+    "<the whole function>\n"
+    "\n"
+    "# tests\n"
+    "assert <call> == <expected>\n"
+    "assert <call> == <expected>\n"
+    "```"
 )
 
 
@@ -50,10 +58,9 @@ def _tester_prompt(request: UnitTestRequest) -> ChatMessages:
     ]
 
 
-def _check_tests(request: UnitTestRequest, output: UnitTestOutput) -> None:
-    asserts = [t for t in output.tests if t.strip().startswith("assert ")]
-    if not asserts:
-        raise InvalidOutput("tester wrote no assert statement")
+def _read_tests(request: UnitTestRequest, text: str) -> UnitTestOutput:
+    tests, solution = read_tester_reply(text)
+    return UnitTestOutput(tests, solution)
 
 
 _SOLVER_SYSTEM = (
@@ -61,7 +68,8 @@ _SOLVER_SYSTEM = (
     "Write a program that computes the problem's final answer and prints it, alone, on the "
     "last line of its output. Use exact arithmetic where you can (fractions.Fraction, or "
     "sympy, which is available); no input(), no files, no network.\n"
-    f"Reply as JSON with one key: program (the Python source). {_JSON_ONLY}"
+    "Reply with the program in one fenced Python code block (```python ... ```) and nothing "
+    "else."
 )
 
 
@@ -72,9 +80,11 @@ def _solver_prompt(request: SolverRequest) -> ChatMessages:
     ]
 
 
-def _check_program(request: SolverRequest, output: SolverOutput) -> None:
-    if "print" not in output.program:
+def _read_program(request: SolverRequest, text: str) -> SolverOutput:
+    program = read_solver_reply(text)
+    if "print" not in program:
         raise InvalidOutput("solver program prints nothing")
+    return SolverOutput(program)
 
 
 async def _verify(request: VerifyRequest) -> VerificationOutput:
@@ -91,8 +101,8 @@ TESTER = Role(
     UnitTestOutput,
     _tester_prompt,
     Sampling(max_tokens=640, temperature=0.7),
-    _check_tests,
     warmup=UnitTestRequest("coding", "..."),
+    text=_read_tests,
 )
 SOLVER = Role(
     "solver",
@@ -100,8 +110,8 @@ SOLVER = Role(
     SolverOutput,
     _solver_prompt,
     Sampling(max_tokens=320, temperature=0.5),
-    _check_program,
     warmup=SolverRequest("math", "..."),
+    text=_read_program,
 )
 VERIFIER = Role(
     "verifier",
