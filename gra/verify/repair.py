@@ -1,15 +1,17 @@
-"""Mend the slips small models make when they write code inside a JSON string.
+"""Mend the slips small models make in the code the fleet writes.
 
-The testers' solutions and the solvers' programs arrive as JSON string values.
-Small models often close the JSON object inside the string (``print(x)}``: the
+Testers and solvers now write their code as plain text in fenced blocks
+(``gra.verify.written_code``); earlier runs' records, which ``gra calibrate
+--reverify`` judges again, hold code written inside JSON strings. There small
+models often close the JSON object inside the string (``print(x)}``: the
 brace meant for the object lands in the code), write a whole function on one
 line, leaving out the newlines a JSON string usually escapes (keeping only the
-next line's indentation; the grammar allows them: README, "Raw newlines in
-JSON strings"), start with a fence's language tag without its fence (a
-first line ``python``), and use ``Fraction`` or ``math`` without importing
-them. Each makes a right derivation crash, so its evidence is lost. Only the
-fleet's own evidence is mended this way, never the response under review: a
-response whose code does not run is what the verifier must report.
+next line's indentation), start with a fence's language tag without its fence
+(a first line ``python``), and, in either form, use ``Fraction`` or ``math``
+without importing them. Each makes a right derivation crash, so its evidence
+is lost. Only the fleet's own evidence is mended this way, never the response
+under review: a response whose code does not run is what the verifier must
+report.
 """
 
 from __future__ import annotations
