@@ -141,3 +141,20 @@ async def test_a_real_solver_writes_a_program_the_sandbox_runs() -> None:
     assert len(program.splitlines()) > 1, program
     ran = await run_python_async(program)
     assert ran.status == "ok" and ran.stdout.strip(), (program, ran)
+
+
+def test_a_reply_cut_at_max_tokens_keeps_the_statements_before_the_cut() -> None:
+    reply = (
+        f"{FENCE}python\ndef inc(x):\n    return x + 1\n\n"
+        "assert inc(1) == 2\nassert inc(-1) == 0\nassert inc(inc(5"
+    )
+    tests, solution = read_tester_reply(reply)
+    assert tests == ("assert inc(1) == 2", "assert inc(-1) == 0")
+    assert solution == "def inc(x):\n    return x + 1"
+
+
+def test_a_closed_block_that_does_not_compile_is_not_trimmed() -> None:
+    # Cutting lines out of a finished solution would make another, wrong one.
+    reply = f"{FENCE}python\ndef inc(x):\n    y = x +\n    return y\n\nassert inc(1) == 2\n{FENCE}"
+    with pytest.raises(InvalidOutput, match="no compiling Python"):
+        read_tester_reply(reply)

@@ -31,6 +31,25 @@ def _statement_lines(source: str) -> list[tuple[ast.stmt, str]]:
     return statements
 
 
+def _written_before_the_cut(text: str) -> str | None:
+    """The complete statements of a reply cut off inside its last code block (at
+    max_tokens, often while the model repeats its asserts): its lines up to the
+    last point where the code compiles. None when the reply was not cut there
+    (its fences are closed) or nothing before the cut compiles.
+
+    Only a cut is trimmed: a reply whose closed block does not compile is left
+    refused, since dropping lines from the middle of a solution would make a
+    different, wrong one that then votes."""
+    lines = text.splitlines()
+    if sum(line.lstrip().startswith("```") for line in lines) % 2 == 0:
+        return None
+    for end in range(len(lines) - 1, 0, -1):
+        source = fleet_code("\n".join(lines[:end]))
+        if source is not None:
+            return source
+    return None
+
+
 def read_tester_reply(text: str) -> tuple[tuple[str, ...], str]:
     """A tester's reply split into its assert statements and its own solution.
 
@@ -39,7 +58,7 @@ def read_tester_reply(text: str) -> tuple[tuple[str, ...], str]:
     everything else (imports, the function) is the solution. Raises
     InvalidOutput when the reply holds no compiling Python or no assert.
     """
-    source = fleet_code(text)
+    source = fleet_code(text) or _written_before_the_cut(text)
     if source is None:
         raise InvalidOutput("tester wrote no compiling Python")
     tests: list[str] = []
