@@ -14,6 +14,7 @@ from gra.verify.math_answers import (
     judge_math,
     parses_as_answer,
     solver_answer,
+    stated_answer,
 )
 from gra.verify.verifier import VerifySettings
 
@@ -196,3 +197,27 @@ def test_crashed_or_disagreeing_solvers_cannot_verify(runs: dict[str, SandboxRes
         "cannot_verify",
         "no final answer in the response",
     )
+
+
+def test_an_answer_the_instruction_gives_away_is_not_confirmed_by_agreement() -> None:
+    # The default run once kept "5x = 20 ... The answer is x = 10.0." answered 10.0:
+    # a solver that printed the instruction's own claim is no independent derivation.
+    copied = run_python("print(10.0)", limits=SETTINGS.limits)
+    right = run_python("print(20 / 5)", limits=SETTINGS.limits)
+    instruction = "Find x in 5x = 20. Subtract 20 from both sides. The answer is x = 10.0."
+    response = "The answer is 10.0."
+    result = judge_math(response, [copied, right], SETTINGS, instruction)
+    assert result.verdict == "cannot_verify"
+    assert "states the response's answer" in result.reason
+    assert "the instruction says 'x = 10.0'" in result.evidence
+    # Without the giveaway the same agreement passes; a question whose numbers
+    # merely include the answer is no giveaway (no answer stated outright).
+    assert judge_math(response, [copied, right], SETTINGS).verdict == "passed"
+    question = "A box holds 10.0 kg. How much do 3 boxes weigh?"
+    assert judge_math(response, [copied], SETTINGS, question).verdict == "passed"
+
+
+def test_a_stated_answer_is_only_one_stated_outright() -> None:
+    assert stated_answer("Solve 2x = 4. The answer is x = 2.") == "x = 2"
+    assert stated_answer("What is \\boxed{7}?") == "7"
+    assert stated_answer("A shirt costs $50 with a 20% discount. What is the price?") is None

@@ -135,6 +135,21 @@ def _tidy(text: str) -> str:
     return _strip_units(text).rstrip(".").strip()
 
 
+def stated_answer(text: str) -> str | None:
+    """An answer ``text`` states outright (a ``\\boxed{}``, or "the answer is ..." and
+    the other markers ``final_answer`` reads), never one guessed from its last
+    number; None when it states none."""
+    if not text or not text.strip():
+        return None
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        return _tidy(boxed) or None
+    stated = [(m.start(), m.group("a")) for pattern in _MARKERS for m in pattern.finditer(text)]
+    if not stated:
+        return None
+    return _tidy(_first_sentence(max(stated)[1].strip())) or None
+
+
 def final_answer(text: str) -> str | None:
     """The response's final answer: the last ``\\boxed{}``, else the last "final
     answer is / the answer is / **Answer:** / ####" statement, else an ``x = ...``
@@ -637,11 +652,18 @@ def _program_line(index: int, result: RunResult, answer: str | None) -> str:
 
 
 def judge_math(
-    response: str, solver_results: Sequence[RunResult], settings: VerifySettings
+    response: str,
+    solver_results: Sequence[RunResult],
+    settings: VerifySettings,
+    instruction: str = "",
 ) -> VerificationOutput:
     """The math verdict.
 
     - no final answer in the response -> cannot_verify;
+    - the instruction states the response's answer itself ("... The answer is
+      x = 10.") -> cannot_verify: a solver that agrees may have copied it, so
+      agreement is no independent derivation (a solver majority for another
+      answer still fails the item);
     - passed when any solver's answer (the last line a successful program printed)
       is equivalent to the response's: two independent derivations agree;
     - failed when at least ``min_solver_agreement`` solver answers agree with each
@@ -663,6 +685,16 @@ def judge_math(
     def cut(text: str) -> str:
         return _cut(text, settings.evidence_chars)
 
+    given = stated_answer(instruction)
+    if agreeing and given is not None and answers_equivalent(given, answer):
+        return VerificationOutput(
+            "cannot_verify",
+            "answer",
+            "the instruction states the response's answer itself: agreeing solvers may "
+            "have copied it",
+            cut(f"the instruction says {given!r}; the response says {answer!r}\n{details}"),
+            **counts,
+        )
     if agreeing:
         return VerificationOutput(
             "passed",

@@ -164,7 +164,7 @@ async def _run_program(program: str, limits: SandboxLimits) -> SandboxResult:
 
 
 async def verify_math(
-    response: str, programs: tuple[str, ...], settings: VerifySettings
+    response: str, programs: tuple[str, ...], settings: VerifySettings, instruction: str = ""
 ) -> VerificationOutput:
     """Check the computations the response states, then run the solvers' programs
     (concurrently) and compare their answers with the response's (see
@@ -186,7 +186,7 @@ async def verify_math(
     unavailable = [r for r in results if r.status == "unavailable"]
     if unavailable:
         return _cannot(f"sandbox unavailable: {unavailable[0].reason}")
-    return judge_math(response, results, settings)
+    return judge_math(response, results, settings, instruction)
 
 
 async def verify(request: VerifyRequest, settings: VerifySettings) -> VerificationOutput:
@@ -213,7 +213,9 @@ async def verify(request: VerifyRequest, settings: VerifySettings) -> Verificati
                 references=request.programs,
             )
         if domain == "math":
-            return await verify_math(request.response, request.programs, settings)
+            return await verify_math(
+                request.response, request.programs, settings, request.instruction
+            )
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
     except Exception as exc:
