@@ -173,7 +173,9 @@ _CHECKABLE = {
     ),
     "math": (
         " The item will be checked by computing it: the instruction is ONE self-contained "
-        "problem with a single exact answer (a number, fraction or expression); the response "
+        "problem with a single exact answer (a number, fraction or expression), and it states "
+        "every number that answer depends on (no amount left unsaid, such as 'some items' or "
+        "'a rate': give its value); the response "
         "works it out step by step and ends with 'The answer is ...'."
     ),
 }
