@@ -103,13 +103,18 @@ class ScriptedBackend:
             return {"response": f"A better answer, rewritten by {self.model} (call {self.calls})."}
         if "checks" in properties:
             checks = {"rationality": True, "completeness": True, "clarity": True}
-            return {"checks": checks, "scores": scores, "strengths": "ok", "weaknesses": "none"}
+            review = {"checks": checks, "scores": scores, "strengths": "ok", "weaknesses": "none"}
+            if "same_answer" in properties:  # a drafted review: its own answer came first
+                review |= {"response_answer": "the response's", "same_answer": True}
+            return review
         return {"scores": scores, "feedback": f"adjudicated by {self.model}"}
 
     @staticmethod
     def _written_code(messages: ChatMessages) -> str:
         """A tester's or a solver's reply, in fenced blocks as the roles ask."""
         fence = "`" * 3
+        if "Answer it yourself" in messages[0]["content"]:  # a reviewer's draft
+            return "2 + 2 = 4.\nAnswer: 4"
         if "unit tests" in messages[0]["content"]:
             # The function's name is a guess, as a real tester's would be.
             code = (

@@ -67,7 +67,8 @@ def test_a_run_that_checks_by_execution_asks_for_a_checkable_item() -> None:
     """With verification on for its domain, the generator is told what execution can
     check (a function with its signature; one exact answer); otherwise it is not."""
     verify = VerifyPolicy(enabled=True, domains=("coding", "math"))
-    for domain, words in (("coding", "ONE Python function"), ("math", "states every number that answer depends on")):
+    checkable = (("coding", "ONE Python function"), ("math", "every number that answer depends on"))
+    for domain, words in checkable:
         state = InstanceState("i1", domain, Policy(reviewers=2), "g", ("r1", "r2"), verify=verify)
         (step,) = state.next_steps()
         assert isinstance(step, Generate) and step.request.checkable

@@ -1,17 +1,26 @@
-"""The reviewer's two prompt styles: the plain review (checks and scores at
-once) and the reasoned one (analysis and a reason per check first), both
-arriving on the wire as one ReviewOutput."""
+"""The reviewer's prompt styles: the plain review (checks and scores at once),
+the reasoned one (analysis and a reason per check first) and the drafted one
+(the reviewer's own answer first, then the response's), all arriving on the
+wire as one ReviewOutput."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import msgspec
 import pytest
 
-from gra.agents.roles import InvalidOutput, get_role
+from gra.agents.roles import REVIEWER, InvalidOutput, get_role
+from gra.agents.runtime import AgentRuntime
 from gra.agents.schema import model_schema
+from gra.backends.base import ChatMessages, Completion, OutputShape, Sampling
+from gra.bus import Router
+from gra.protocols.messages import Hello, Result, Shutdown, Task, Welcome
 from gra.protocols.peer_review import Generated, InstanceState, Policy, Review
-from gra.protocols.roles import GeneratedItem, PlainReview, ReviewRequest
+from gra.protocols.roles import GeneratedItem, PlainReview, ReviewOutput, ReviewRequest
+from tests.conftest import next_frame
+from tests.doubles import ScriptedBackend
 
 SCORES = dict.fromkeys(
     ("correctness", "clarity", "completeness", "relevance", "coherence", "ethics"), 7
@@ -39,6 +48,79 @@ def test_a_reasoned_review_keeps_its_analysis_and_each_checks_own_answer() -> No
     assert role.schema_for(request)["required"][0] == "analysis"
 
 
+def test_a_drafted_review_first_answers_from_the_instruction_alone() -> None:
+    role = get_role("reviewer")
+    request = ReviewRequest("math", "What is 17 * 3?", "17 * 3 = 41. The answer is 41.", "drafted")
+    assert role.draft is not None
+    draft = role.draft.prompt(request)
+    assert draft is not None and "17 * 3 = 41" not in json.dumps(draft)  # no response in it
+    assert "What is 17 * 3?" in draft[-1]["content"]
+    for style in ("plain", "reasoned"):  # the other styles make one call
+        assert role.draft.prompt(ReviewRequest("math", "a", "b", style)) is None
+    drafted = role.draft.attach(request, "17 * 3 = 51.\nAnswer: 51\n")
+    user = role.prompt(drafted)[-1]["content"]
+    assert user.index("Your own answer:\n17 * 3 = 51.\nAnswer: 51") < user.index("Response:")
+    assert role.schema_for(drafted)["required"][:2] == ["response_answer", "same_answer"]
+    reply = {
+        "response_answer": "41",
+        "same_answer": False,
+        "checks": {"rationality": True, "completeness": True, "clarity": True},
+        "scores": SCORES,
+        "strengths": "short",
+        "weaknesses": "wrong product",
+    }
+    output = role.parse(drafted, json.dumps(reply))
+    assert output.checks.passed()
+    assert output.analysis.startswith("The response's answer: 41; not the answer the reviewer")
+    with pytest.raises(InvalidOutput):  # a plain answer to a drafted request is refused
+        plain = {key: reply[key] for key in ("checks", "scores", "strengths", "weaknesses")}
+        role.parse(drafted, json.dumps(plain))
+
+
+def test_a_drafted_reviews_own_answer_is_bounded() -> None:
+    role = get_role("reviewer")
+    assert role.draft is not None
+    request = ReviewRequest("math", "a", "b", "drafted")
+    long = "x" * 10_000 + " Answer: 7"
+    attached = role.draft.attach(request, long)
+    assert attached.draft.endswith("Answer: 7") and len(attached.draft) <= 4_000
+    msgspec.msgpack.decode(msgspec.msgpack.encode(attached), type=ReviewRequest)
+
+
+class CallRecordingBackend(ScriptedBackend):
+    """Records each call's messages and whether a schema constrained it."""
+
+    def __init__(self) -> None:
+        super().__init__("double")
+        self.asked: list[tuple[ChatMessages, bool]] = []
+
+    async def complete(
+        self, messages: ChatMessages, schema: OutputShape, sampling: Sampling
+    ) -> Completion:
+        self.asked.append((messages, schema is not None))
+        return await super().complete(messages, schema, sampling)
+
+
+async def test_an_agent_drafts_then_reviews_in_two_calls_and_counts_both(router: Router) -> None:
+    backend = CallRecordingBackend()
+    runtime = AgentRuntime("drafts-0", backend, {"reviewer": REVIEWER}, router.bound)
+    agent = asyncio.create_task(runtime.run())
+    identity, _ = await next_frame(router, Hello)
+    assert await router.send(identity, Welcome(heartbeat_interval_s=0.2, heartbeat_misses=50))
+    request = ReviewRequest("math", "What is 2 + 2?", "2 + 2 = 5. The answer is 5.", "drafted")
+    body = msgspec.Raw(msgspec.msgpack.encode(request))
+    assert await router.send(identity, Task("t-1", "i-1", "reviewer", 1, 30.0, body, seed=5))
+    _, result = await next_frame(router, Result)
+    (draft, draft_schema), (review, review_schema) = backend.asked
+    assert not draft_schema and "2 + 2 = 5" not in json.dumps(draft)
+    assert review_schema and "Your own answer:\n2 + 2 = 4.\nAnswer: 4" in review[-1]["content"]
+    assert result.usage.calls == 2
+    output = msgspec.msgpack.decode(bytes(result.body), type=ReviewOutput)
+    assert output.analysis.startswith("The response's answer")
+    assert await router.send(identity, Shutdown(drain=True, reason="test over"))
+    await asyncio.wait_for(agent, 10)
+
+
 def test_a_plain_review_is_asked_for_and_read_as_before() -> None:
     role = get_role("reviewer")
     request = ReviewRequest("coding", "Write add(a, b).", "def add(a, b): return a + b")
@@ -53,7 +135,7 @@ def test_a_plain_review_is_asked_for_and_read_as_before() -> None:
 
 def test_the_policy_decides_which_style_the_committee_is_asked_in() -> None:
     item = GeneratedItem("Write add(a, b).", "def add(a, b): return a + b")
-    for style in ("plain", "reasoned"):
+    for style in ("plain", "reasoned", "drafted"):
         state = InstanceState("i", "coding", Policy(reviewer_prompt=style), "g", ("r1", "r2"))
         state.apply(Generated("g", item))
         steps = [s for s in state.next_steps() if isinstance(s, Review)]

@@ -27,6 +27,7 @@ from gra.protocols.roles import (
     AdjudicateRequest,
     AnnotateRequest,
     Annotation,
+    DraftedReview,
     GenerateRequest,
     GeneratorOutput,
     PlainReview,
@@ -55,6 +56,19 @@ class OutputVariant:
 
 
 @dataclass(frozen=True)
+class Draft(Generic[RequestT]):
+    """A first, free-text call whose reply the role's own prompt then shows: a
+    reviewer works out its own answer from the instruction before it reads the
+    response, so it compares two answers instead of rating the one it just read."""
+
+    # The draft call's messages for ``request``; None: this request needs no draft.
+    prompt: Callable[[RequestT], ChatMessages | None]
+    sampling: Sampling
+    # The request with the draft's text in it, for the role's own prompt.
+    attach: Callable[[RequestT, str], RequestT]
+
+
+@dataclass(frozen=True)
 class Role(Generic[RequestT, OutputT]):
     name: str
     request_type: type[RequestT]
@@ -77,6 +91,8 @@ class Role(Generic[RequestT, OutputT]):
     # than inside a JSON string): no schema constrains it, and this turns the
     # text into the output, raising InvalidOutput when it cannot.
     text: Callable[[RequestT, str], OutputT] | None = None
+    # A free-text call made before the role's own (see Draft).
+    draft: Draft[RequestT] | None = None
     schema: JsonSchema | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -272,12 +288,43 @@ _REASONED_REVIEWER_SYSTEM = (
 )
 
 
+_DRAFT_SYSTEM = (
+    "You will be given an instruction. Answer it yourself, briefly: work it out step by "
+    "step, checking each step. For a problem, end with 'Answer: <the final result>'. For "
+    "a programming task, write the function, then end with 'Answer:' and what it returns "
+    "for one ordinary input and for one edge case the task describes."
+)
+
+_DRAFTED_REVIEWER_SYSTEM = (
+    "You are a strict reviewer of instruction-tuning data. You will be given a domain, an "
+    "instruction, your own answer to it (written before you saw the response) and a "
+    "response.\n"
+    "First state the response's answer to the same question, and whether it is the same "
+    "as yours. If they differ, work out once more which is right: a response whose answer "
+    "is wrong gets at most 3 for correctness and for completeness. Then check the "
+    "instruction, answering true or false for each: rationality (it makes sense and can be "
+    "answered), completeness (it contains everything needed to answer), clarity (it is "
+    f"unambiguous). Then review the response. {_REVIEW_RUBRIC} "
+    "Finally name its main strength and main weakness, in one short sentence each.\n"
+    "Reply as JSON with: response_answer, same_answer (true or false), checks "
+    "(rationality, completeness, clarity: true or false), scores (correctness, clarity, "
+    "completeness, relevance, coherence, ethics: your integer scores from 0 to 10), "
+    f"strengths, weaknesses. {_JSON_ONLY}"
+)
+_REVIEWER_SYSTEMS = {
+    "plain": _REVIEWER_SYSTEM,
+    "reasoned": _REASONED_REVIEWER_SYSTEM,
+    "drafted": _DRAFTED_REVIEWER_SYSTEM,
+}
+
+
 def _reviewer_prompt(request: ReviewRequest) -> ChatMessages:
+    own = f"Your own answer:\n{request.draft}\n\n" if request.style == "drafted" else ""
     user = (
         f"Domain: {request.domain}\n\nInstruction:\n{request.instruction}\n\n"
-        f"Response:\n{request.response}"
+        f"{own}Response:\n{request.response}"
     )
-    system = _REASONED_REVIEWER_SYSTEM if request.style == "reasoned" else _REVIEWER_SYSTEM
+    system = _REVIEWER_SYSTEMS[request.style]
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": user},
@@ -287,11 +334,30 @@ def _reviewer_prompt(request: ReviewRequest) -> ChatMessages:
 _REVIEW_VARIANTS = {
     "plain": OutputVariant(PlainReview, PlainReview.review),
     "reasoned": OutputVariant(ReasonedReview, ReasonedReview.review),
+    "drafted": OutputVariant(DraftedReview, DraftedReview.review),
 }
 
 
 def _review_variant(request: ReviewRequest) -> OutputVariant:
     return _REVIEW_VARIANTS[request.style]
+
+
+def _review_draft_prompt(request: ReviewRequest) -> ChatMessages | None:
+    """A drafted review answers the instruction first, from the instruction alone."""
+    if request.style != "drafted":
+        return None
+    return [
+        {"role": "system", "content": _DRAFT_SYSTEM},
+        {"role": "user", "content": f"Instruction:\n{request.instruction}"},
+    ]
+
+
+def _with_draft(request: ReviewRequest, text: str) -> ReviewRequest:
+    # Bounded like any feedback the protocol carries; the answer is at the end.
+    return msgspec.structs.replace(request, draft=text.strip()[-_DRAFT_CHARS:])
+
+
+_DRAFT_CHARS = 3_000
 
 
 _ADJUDICATOR_SYSTEM = (
@@ -463,6 +529,7 @@ REVIEWER = Role.of(
     Sampling(max_tokens=448, temperature=0.2),
     warmup=ReviewRequest("coding", "...", "..."),
     variant=_review_variant,
+    draft=Draft(_review_draft_prompt, Sampling(max_tokens=320, temperature=0.2), _with_draft),
 )
 REFINER = Role.of(
     specs.REFINER,

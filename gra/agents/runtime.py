@@ -32,7 +32,7 @@ import structlog
 import zmq.asyncio
 
 from gra.agents.roles import InvalidOutput, Role
-from gra.backends.base import Backend, BackendCancelled, BackendError
+from gra.backends.base import Backend, BackendCancelled, BackendError, Completion
 from gra.bus.dealer import Dealer
 from gra.protocols.messages import (
     AGENT_NODE_ENV,
@@ -294,8 +294,20 @@ class AgentRuntime:
             output = await role.execute(request)
             usage = Usage(seconds=time.perf_counter() - started, calls=1)
             return Result(task.task_id, msgspec.Raw(_encoder.encode(output)), usage)
-        messages = role.prompt(request)
         usage = Usage()
+        if role.draft is not None and (draft := role.draft.prompt(request)) is not None:
+            sampling = role.draft.sampling
+            if task.seed is not None:
+                sampling = dataclasses.replace(sampling, seed=task.seed)
+            try:
+                completion = await self.backend.complete(draft, None, sampling)
+            except BackendCancelled:
+                raise asyncio.CancelledError from None
+            except BackendError as exc:
+                return TaskError(task.task_id, f"backend error (draft): {exc}")
+            usage = _added(usage, completion)
+            request = role.draft.attach(request, completion.text)
+        messages = role.prompt(request)
         reasons: list[str] = []
         for attempt in range(1 + self.output_retries):
             sampling = role.sampling
@@ -309,12 +321,7 @@ class AgentRuntime:
                 raise asyncio.CancelledError from None
             except BackendError as exc:
                 return TaskError(task.task_id, f"backend error: {exc}", usage)
-            usage = Usage(
-                usage.prompt_tokens + completion.prompt_tokens,
-                usage.completion_tokens + completion.completion_tokens,
-                usage.seconds + completion.seconds,
-                usage.calls + 1,
-            )
+            usage = _added(usage, completion)
             try:
                 output = role.parse(request, completion.text)
             except InvalidOutput as exc:
@@ -329,3 +336,13 @@ class AgentRuntime:
         return TaskError(
             task.task_id, f"invalid output after {len(reasons)} tries: {summary}", usage
         )
+
+
+def _added(usage: Usage, completion: Completion) -> Usage:
+    """``usage`` with one more model call counted."""
+    return Usage(
+        usage.prompt_tokens + completion.prompt_tokens,
+        usage.completion_tokens + completion.completion_tokens,
+        usage.seconds + completion.seconds,
+        usage.calls + 1,
+    )

@@ -86,7 +86,8 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reject_when_decided: bool = True
     # How reviewers are asked (not a rule of the paper, which gives no prompts):
     # "plain" checks and scores at once; "reasoned" first writes an analysis and a
-    # reason per check (gra calibrate measures both).
+    # reason per check; "drafted" first writes its own answer to the instruction, then
+    # the response's, and whether they are the same (gra calibrate measures each).
     reviewer_prompt: ReviewStyle = "plain"
     # Reviewer reliability (not in the paper; empty: every reviewer counts alike):
     # model -> weight >= 0, as `gra calibrate` measures it. In a config file, the

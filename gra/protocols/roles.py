@@ -115,7 +115,7 @@ class GeneratedItem(msgspec.Struct, frozen=True):
     keywords: tuple[str, ...] = ()
 
 
-ReviewStyle = Literal["plain", "reasoned"]
+ReviewStyle = Literal["plain", "reasoned", "drafted"]
 
 
 class ReviewRequest(msgspec.Struct, frozen=True):
@@ -123,8 +123,11 @@ class ReviewRequest(msgspec.Struct, frozen=True):
     instruction: str
     response: str
     # "reasoned": the reviewer writes its analysis, and a reason per check,
-    # before it answers and scores (see ReasonedReview).
+    # before it answers and scores (see ReasonedReview). "drafted": it answers
+    # the instruction itself first, in a call that sees only the instruction.
     style: ReviewStyle = "plain"
+    # A drafted review's own answer: the agent fills it from that first call.
+    draft: Feedback = ""
 
 
 class ReviewOutput(msgspec.Struct, frozen=True):
@@ -181,6 +184,28 @@ class ReasonedReview(msgspec.Struct, frozen=True):
             self.checks.rationality.ok, self.checks.completeness.ok, self.checks.clarity.ok
         )
         return ReviewOutput(checks, self.scores, self.strengths, self.weaknesses, self.analysis)
+
+
+class DraftedReview(msgspec.Struct, frozen=True):
+    """A review written after the reviewer answered the instruction itself (from
+    the instruction alone, in an earlier call): the response's answer and whether
+    it is the reviewer's own come before the checks and scores, so a small model
+    compares two answers instead of rating the one it has just read."""
+
+    response_answer: Brief
+    same_answer: bool
+    checks: Checks
+    scores: Scores
+    strengths: Brief
+    weaknesses: Brief
+
+    def review(self) -> ReviewOutput:
+        verdict = "the same as" if self.same_answer else "not"
+        analysis = (
+            f"The response's answer: {self.response_answer}; {verdict} the answer the "
+            "reviewer worked out before reading it."
+        )
+        return ReviewOutput(self.checks, self.scores, self.strengths, self.weaknesses, analysis)
 
 
 class ReviewerFeedback(msgspec.Struct, frozen=True):
