@@ -18,7 +18,13 @@ from gra.backends.base import ChatMessages, Completion, OutputShape, Sampling
 from gra.bus import Router
 from gra.protocols.messages import Hello, Result, Shutdown, Task, Welcome
 from gra.protocols.peer_review import Generated, InstanceState, Policy, Review
-from gra.protocols.roles import GeneratedItem, PlainReview, ReviewOutput, ReviewRequest
+from gra.protocols.roles import (
+    WRONG_ANSWER_CAP,
+    GeneratedItem,
+    PlainReview,
+    ReviewOutput,
+    ReviewRequest,
+)
 from tests.conftest import next_frame
 from tests.doubles import ScriptedBackend
 
@@ -75,6 +81,46 @@ def test_a_drafted_review_first_answers_from_the_instruction_alone() -> None:
     with pytest.raises(InvalidOutput):  # a plain answer to a drafted request is refused
         plain = {key: reply[key] for key in ("checks", "scores", "strengths", "weaknesses")}
         role.parse(drafted, json.dumps(plain))
+
+
+def drafted_reply(same_answer: bool) -> str:
+    return json.dumps(
+        {
+            "response_answer": "the response's",
+            "same_answer": same_answer,
+            "checks": {"rationality": True, "completeness": True, "clarity": True},
+            "scores": dict.fromkeys(SCORES, 10),
+            "strengths": "short",
+            "weaknesses": "none",
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("draft", "response", "model_says", "same"),
+    [
+        # Both answers read as values: the values decide, whatever the model said.
+        ("3 * 4 = 12.\nAnswer: 12", "3 * 4 = 15. The answer is 15.", True, False),
+        ("Half of 3 is 1.5.\nAnswer: 3/2", "**Answer:** 1.5", False, True),
+        # No value to compare on one side: the model's own word stands.
+        ("Answer: add(2, 3) returns 5", "def add(a, b):\n    return a + b", True, True),
+        ("Answer: add(2, 3) returns 5", "def add(a, b):\n    return a - b", False, False),
+        ("Answer: 12", "The father is twelve.", False, False),
+    ],
+)
+def test_a_drafted_review_compares_answers_by_value_and_caps_a_wrong_one(
+    draft: str, response: str, model_says: bool, same: bool
+) -> None:
+    role = get_role("reviewer")
+    assert role.draft is not None
+    request = role.draft.attach(ReviewRequest("math", "task", response, "drafted"), draft)
+    output = role.parse(request, drafted_reply(model_says))
+    assert ("; the same as the answer" in output.analysis) is same
+    capped = (output.scores.correctness, output.scores.completeness)
+    assert capped == ((10, 10) if same else (WRONG_ANSWER_CAP, WRONG_ANSWER_CAP))
+    assert output.scores.clarity == 10
+    # With the paper's tau = 8, a capped review no longer accepts on its own.
+    assert (output.scores.mean() >= 8.0) is same
 
 
 def test_a_drafted_reviews_own_answer_is_bounded() -> None:

@@ -24,6 +24,7 @@ from gra.backends.base import ChatMessages, JsonSchema, Sampling
 from gra.errors import InvalidOutput
 from gra.protocols import builtin_roles as specs
 from gra.protocols.roles import (
+    WRONG_ANSWER_CAP,
     AdjudicateRequest,
     AnnotateRequest,
     Annotation,
@@ -34,6 +35,7 @@ from gra.protocols.roles import (
     ReasonedReview,
     RefinedResponse,
     RefineRequest,
+    ReviewOutput,
     ReviewRequest,
 )
 from gra.protocols.rolespec import RoleSpec
@@ -48,7 +50,8 @@ class OutputVariant:
     before it is sent (the wire type stays one)."""
 
     model_type: type
-    convert: Callable[[Any], Any]
+    # (the model's output, the request) -> the role's output
+    convert: Callable[[Any, Any], Any]
     schema: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -148,7 +151,7 @@ class Role(Generic[RequestT, OutputT]):
             raise InvalidOutput(f"{self.name} output does not match its schema: {exc}") from exc
         except msgspec.DecodeError as exc:
             decoded = self._parse_lenient(text, exc, target)
-        output: OutputT = variant.convert(decoded) if variant is not None else decoded
+        output: OutputT = variant.convert(decoded, request) if variant is not None else decoded
         self.check(request, output)
         return output
 
@@ -301,10 +304,10 @@ _DRAFTED_REVIEWER_SYSTEM = (
     "response.\n"
     "First state the response's answer to the same question, and whether it is the same "
     "as yours. If they differ, work out once more which is right: a response whose answer "
-    "is wrong gets at most 3 for correctness and for completeness. Then check the "
-    "instruction, answering true or false for each: rationality (it makes sense and can be "
-    "answered), completeness (it contains everything needed to answer), clarity (it is "
-    f"unambiguous). Then review the response. {_REVIEW_RUBRIC} "
+    f"is wrong gets at most {WRONG_ANSWER_CAP} for correctness and for completeness. Then "
+    "check the instruction, answering true or false for each: rationality (it makes sense "
+    "and can be answered), completeness (it contains everything needed to answer), clarity "
+    f"(it is unambiguous). Then review the response. {_REVIEW_RUBRIC} "
     "Finally name its main strength and main weakness, in one short sentence each.\n"
     "Reply as JSON with: response_answer, same_answer (true or false), checks "
     "(rationality, completeness, clarity: true or false), scores (correctness, clarity, "
@@ -331,10 +334,32 @@ def _reviewer_prompt(request: ReviewRequest) -> ChatMessages:
     ]
 
 
+def _answers_match(draft: str, response: str) -> bool | None:
+    """Whether the reviewer's own answer and the response's are the same value, where
+    both state one outright ("Answer: ...", "The answer is ...", a box) that reads
+    as a number or an expression; None where they cannot be compared by value (the
+    reviewer's own word then stands). Small models often call two different numbers
+    the same; the comparison of values is not theirs to get wrong."""
+    # Imported here: the config reads this module, and sympy is not for it to load.
+    from gra.verify.math_answers import answers_equivalent, parses_as_answer, stated_answer
+
+    own, theirs = stated_answer(draft), stated_answer(response)
+    if own is None or theirs is None or not (parses_as_answer(own) and parses_as_answer(theirs)):
+        return None
+    return answers_equivalent(own, theirs)
+
+
+def _drafted_review(output: DraftedReview, request: ReviewRequest) -> ReviewOutput:
+    """The review, with the prompt's own rule applied: a response whose answer is
+    not the reviewer's gets at most WRONG_ANSWER_CAP for correctness and completeness."""
+    same = _answers_match(request.draft, request.response)
+    return output.review(output.same_answer if same is None else same)
+
+
 _REVIEW_VARIANTS = {
-    "plain": OutputVariant(PlainReview, PlainReview.review),
-    "reasoned": OutputVariant(ReasonedReview, ReasonedReview.review),
-    "drafted": OutputVariant(DraftedReview, DraftedReview.review),
+    "plain": OutputVariant(PlainReview, lambda output, _request: output.review()),
+    "reasoned": OutputVariant(ReasonedReview, lambda output, _request: output.review()),
+    "drafted": OutputVariant(DraftedReview, _drafted_review),
 }
 
 

@@ -186,6 +186,10 @@ class ReasonedReview(msgspec.Struct, frozen=True):
         return ReviewOutput(checks, self.scores, self.strengths, self.weaknesses, self.analysis)
 
 
+# What a drafted review may score a response whose answer is not the reviewer's own.
+WRONG_ANSWER_CAP = 3
+
+
 class DraftedReview(msgspec.Struct, frozen=True):
     """A review written after the reviewer answered the instruction itself (from
     the instruction alone, in an earlier call): the response's answer and whether
@@ -199,13 +203,23 @@ class DraftedReview(msgspec.Struct, frozen=True):
     strengths: Brief
     weaknesses: Brief
 
-    def review(self) -> ReviewOutput:
-        verdict = "the same as" if self.same_answer else "not"
+    def review(self, same_answer: bool) -> ReviewOutput:
+        """The review; ``same_answer`` is the comparison that stands (the model's own,
+        or the values' where both answers read as values). A different answer caps
+        correctness and completeness at 3, the rule the reviewer was given."""
+        scores = self.scores
+        if not same_answer:
+            scores = msgspec.structs.replace(
+                scores,
+                correctness=min(scores.correctness, WRONG_ANSWER_CAP),
+                completeness=min(scores.completeness, WRONG_ANSWER_CAP),
+            )
+        verdict = "the same as" if same_answer else "not"
         analysis = (
             f"The response's answer: {self.response_answer}; {verdict} the answer the "
             "reviewer worked out before reading it."
         )
-        return ReviewOutput(self.checks, self.scores, self.strengths, self.weaknesses, analysis)
+        return ReviewOutput(self.checks, scores, self.strengths, self.weaknesses, analysis)
 
 
 class ReviewerFeedback(msgspec.Struct, frozen=True):
