@@ -79,6 +79,16 @@ def main() -> int:
         help="only the verifier's run (its rows; about half the model time)",
     )
     parser.add_argument(
+        "--no-verifier",
+        action="store_true",
+        help="only the committee's run (the per-model and committee rows)",
+    )
+    parser.add_argument(
+        "--reviewer-prompt",
+        choices=["plain", "reasoned", "drafted"],
+        help="the reviewers' style (default: the config's [protocol] reviewer_prompt)",
+    )
+    parser.add_argument(
         "--reverify",
         action="store_true",
         help="judge the recorded tests and programs in --out again with this code (no models)",
@@ -114,13 +124,25 @@ def main() -> int:
         rescore(load_config(args.config), unlabelled_domain, work / "calibration")
     else:
         run_calibration(
-            args.config, unlabelled_domain, work / "calibration", args.reuse, args.no_committee
+            args.config,
+            unlabelled_domain,
+            work / "calibration",
+            args.reuse,
+            args.no_committee,
+            args.no_verifier,
+            args.reviewer_prompt,
         )
     calibration = json.loads(calibration_json.read_text())
     result = {
         "set": args.set,
         "split": args.split,
-        "runs": ["verified"] if args.no_committee else ["committee", "verified"],
+        "runs": [
+            name
+            for name, skipped in (("committee", args.no_committee), ("verified", args.no_verifier))
+            if not skipped
+        ],
+        "reviewer_prompt": args.reviewer_prompt
+        or load_config(args.config).protocol.reviewer_prompt,
         "pairs": len(pairs),
         "config": args.config,
         "commit": commit(),
@@ -138,7 +160,13 @@ def main() -> int:
 
 
 def run_calibration(
-    config: str, pairs: Path, out: Path, reuse: bool, no_committee: bool = False
+    config: str,
+    pairs: Path,
+    out: Path,
+    reuse: bool,
+    no_committee: bool = False,
+    no_verifier: bool = False,
+    reviewer_prompt: str | None = None,
 ) -> None:
     command = [
         sys.executable,
@@ -153,6 +181,8 @@ def run_calibration(
         "--no-progress",
         *(["--reuse"] if reuse else []),
         *(["--no-committee"] if no_committee else []),
+        *(["--no-verifier"] if no_verifier else []),
+        *(["--reviewer-prompt", reviewer_prompt] if reviewer_prompt else []),
     ]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)

@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+
+import msgspec
 
 from gra.config import BACKENDS, AgentSettings, agent_settings, load_config
 from gra.errors import (
@@ -24,6 +26,7 @@ from gra.errors import (
 from gra.logs import configure
 from gra.models import CATALOG, assemble, models_dir
 from gra.protocols.messages import AGENT_SETTINGS_ENV
+from gra.protocols.roles import ReviewStyle
 from gra.rundir import SUPERVISOR_LOG, VERDICTS, Summary, log_dir
 
 
@@ -89,6 +92,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from gra.calibrate import CALIBRATION, REVERIFIED, CalibrationOptions, calibrate, reverify
 
     config = load_config(args.config)
+    if args.reviewer_prompt is not None:
+        protocol = msgspec.structs.replace(config.protocol, reviewer_prompt=args.reviewer_prompt)
+        config = msgspec.structs.replace(config, protocol=protocol)
     out_dir = Path(args.out)
     if args.reverify:
         if not (out_dir / "verified" / VERDICTS).is_file():
@@ -385,6 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument("--out", required=True, help="output directory")
     calibrate.add_argument("--no-verifier", action="store_true", help="the committee only")
+    calibrate.add_argument(
+        "--reviewer-prompt",
+        choices=get_args(ReviewStyle),
+        help="ask the reviewers in this style instead of the config's [protocol] reviewer_prompt",
+    )
     calibrate.add_argument(
         "--no-committee", action="store_true", help="the verifier's run only (half the time)"
     )

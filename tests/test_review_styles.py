@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -25,7 +26,8 @@ from gra.protocols.roles import (
     ReviewOutput,
     ReviewRequest,
 )
-from tests.conftest import next_frame
+from gra.rundir import VERDICTS
+from tests.conftest import SEEDS, next_frame, run_gra, scripted_config
 from tests.doubles import ScriptedBackend
 
 SCORES = dict.fromkeys(
@@ -186,3 +188,25 @@ def test_the_policy_decides_which_style_the_committee_is_asked_in() -> None:
         state.apply(Generated("g", item))
         steps = [s for s in state.next_steps() if isinstance(s, Review)]
         assert {s.request.style for s in steps} == {style}
+
+
+def test_calibrate_asks_the_committee_in_the_style_named_on_its_command_line(
+    tmp_path: Path, double_env: pytest.MonkeyPatch
+) -> None:
+    """`gra calibrate --reviewer-prompt drafted`, real agent processes: every review
+    of the committee run is a drafted one (the config says "plain")."""
+    config = scripted_config(tmp_path, ["m1", "m2", "m3"])
+    rows = [json.loads(line) for line in SEEDS.read_text().splitlines()][:4]
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text("".join(json.dumps(row | {"label": "good"}) + "\n" for row in rows))
+    out = tmp_path / "cal"
+    run_gra(
+        "calibrate", str(config), "--input", str(labelled), "--out", str(out),
+        "--no-verifier", "--reviewer-prompt", "drafted", "--no-progress",
+    )  # fmt: skip
+    verdicts = [
+        json.loads(line) for line in (out / "committee" / VERDICTS).read_text().splitlines()
+    ]
+    reviews = [review for verdict in verdicts for review in verdict["reviews"]]
+    assert len(verdicts) == 4 and reviews
+    assert all("The response's answer" in review["feedback"] for review in reviews)
