@@ -9,6 +9,7 @@ import pytest
 
 from gra.sandbox import SandboxLimits, SandboxResult, run_python, sandbox_unavailable
 from gra.verify.math_answers import (
+    answer_value,
     answers_equivalent,
     final_answer,
     judge_math,
@@ -221,3 +222,24 @@ def test_a_stated_answer_is_only_one_stated_outright() -> None:
     assert stated_answer("Solve 2x = 4. The answer is x = 2.") == "x = 2"
     assert stated_answer("What is \\boxed{7}?") == "7"
     assert stated_answer("A shirt costs $50 with a 20% discount. What is the price?") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("So Grace is 29 years old.", "29"),
+        ("Answer: Daniel gets $35.00 in change.", "35.00"),
+        ("Answer: The father is currently 12 years old.", "12"),
+        ("The answer is $\\frac{3}{4}$.", "\\frac{3}{4}"),
+        ("The answer is sqrt(2)/2", "sqrt(2)/2"),
+        ("Answer: x = 5", "x = 5"),
+        ("Answer: 10%", "10%"),
+        # Words around several numbers, or none: no single value.
+        ("Answer: 3 hours and 20 minutes", None),
+        ("Answer: add(2, 3) returns 5", None),
+        ("The function returns True.", None),
+        ("def add(a, b):\n    return a + b", None),
+    ],
+)
+def test_the_value_an_answer_states(text: str, value: str | None) -> None:
+    assert answer_value(text) == value

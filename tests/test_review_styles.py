@@ -108,6 +108,9 @@ def drafted_reply(same_answer: bool) -> str:
         ("Answer: add(2, 3) returns 5", "def add(a, b):\n    return a + b", True, True),
         ("Answer: add(2, 3) returns 5", "def add(a, b):\n    return a - b", False, False),
         ("Answer: 12", "The father is twelve.", False, False),
+        # Answers in words around one number compare by that number.
+        ("Answer: Daniel gets $35.00 in change.", "So Daniel gets $36.00 in change.", True, False),
+        ("Answer: The father is 12 years old.", "So the father is 12.", False, True),
     ],
 )
 def test_a_drafted_review_compares_answers_by_value_and_caps_a_wrong_one(

@@ -336,15 +336,15 @@ def _reviewer_prompt(request: ReviewRequest) -> ChatMessages:
 
 def _answers_match(draft: str, response: str) -> bool | None:
     """Whether the reviewer's own answer and the response's are the same value, where
-    both state one outright ("Answer: ...", "The answer is ...", a box) that reads
-    as a number or an expression; None where they cannot be compared by value (the
-    reviewer's own word then stands). Small models often call two different numbers
-    the same; the comparison of values is not theirs to get wrong."""
+    both state one (``answer_value``: the final answer as the math verifier reads
+    it); None where they cannot be compared by value (the reviewer's own word then
+    stands). Small models often call two different numbers the same; comparing
+    values is not theirs to get wrong."""
     # Imported here: the config reads this module, and sympy is not for it to load.
-    from gra.verify.math_answers import answers_equivalent, parses_as_answer, stated_answer
+    from gra.verify.math_answers import answer_value, answers_equivalent
 
-    own, theirs = stated_answer(draft), stated_answer(response)
-    if own is None or theirs is None or not (parses_as_answer(own) and parses_as_answer(theirs)):
+    own, theirs = answer_value(draft), answer_value(response)
+    if own is None or theirs is None:
         return None
     return answers_equivalent(own, theirs)
 

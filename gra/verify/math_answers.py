@@ -184,6 +184,27 @@ def final_answer(text: str) -> str | None:
     return None
 
 
+_WORD = re.compile(r"[A-Za-z]{2,}")
+_LATEX_WORDS = {"frac", "dfrac", "tfrac", "cdot", "times", "left", "right", "div"}
+
+
+def answer_value(text: str) -> str | None:
+    """The value ``text``'s final answer (``final_answer``) states, when it states
+    one: an answer in words around one number ("The father is 12") is that number;
+    one in words with several numbers, or none, states no single value (None), nor
+    does text that does not read as a number or an expression."""
+    answer = final_answer(text)
+    if answer is None:
+        return None
+    words = [w for w in _WORD.findall(answer) if w.lower() not in _MATH_WORDS | _LATEX_WORDS]
+    if words:
+        numbers = _NUMBER.findall(answer)
+        if len(numbers) != 1:
+            return None
+        answer = _tidy(numbers[0])
+    return answer if answer and parses_as_answer(answer) else None
+
+
 def solver_answer(stdout: str) -> str | None:
     """A solver program's answer: its last non-empty output line (a leading
     "Answer:" or "The answer is" is dropped)."""
