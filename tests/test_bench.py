@@ -308,3 +308,17 @@ def test_the_distilabel_headline_is_judged_per_completion_token_not_by_wall_time
     judged = [c for c in checks(gra, dl, 4) if c.passed is not None]
     assert len(judged) == 1 and "tokens" in judged[0].metric
     assert judged[0].passed is False  # 20.0 vs 16.67 tokens/s: 1.2x < 1.5x
+
+
+def test_the_distilabel_job_leaves_llama_cpp_to_the_steps_processes() -> None:
+    """distilabel forks its steps' processes; a parent that has already loaded
+    llama.cpp (and so ggml's CPU backend) hands each child that state, and the
+    generate step's worker died of a general protection fault in libggml-cpu that
+    way. The job must not import llama_cpp at module level."""
+    import ast
+
+    tree = ast.parse((ROOT / "benchmarks" / "distilabel_job.py").read_text())
+    top = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    names = {alias.name for node in top if isinstance(node, ast.Import) for alias in node.names}
+    names |= {node.module or "" for node in top if isinstance(node, ast.ImportFrom)}
+    assert not {name for name in names if name.split(".")[0] == "llama_cpp"}
