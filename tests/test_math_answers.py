@@ -243,3 +243,9 @@ def test_a_stated_answer_is_only_one_stated_outright() -> None:
 )
 def test_the_value_an_answer_states(text: str, value: str | None) -> None:
     assert answer_value(text) == value
+
+
+def test_a_stated_value_needs_a_marker() -> None:
+    assert answer_value("3 * 4 = 12, then 12 + 5", stated=True) is None
+    assert answer_value("3 * 4 = 12, then 12 + 5") == "5"
+    assert answer_value("12 + 5 = 17.\nAnswer: 17 apples", stated=True) == "17"

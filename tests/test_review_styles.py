@@ -79,7 +79,10 @@ def test_a_drafted_review_first_answers_from_the_instruction_alone() -> None:
     }
     output = role.parse(drafted, json.dumps(reply))
     assert output.checks.passed()
-    assert output.analysis.startswith("The response's answer: 41; not the answer the reviewer")
+    assert output.analysis == (
+        "The reviewer's own answer, worked out before reading the response: 51. "
+        "The response's: 41. Different."
+    )
     with pytest.raises(InvalidOutput):  # a plain answer to a drafted request is refused
         plain = {key: reply[key] for key in ("checks", "scores", "strengths", "weaknesses")}
         role.parse(drafted, json.dumps(plain))
@@ -111,6 +114,8 @@ def drafted_reply(same_answer: bool) -> str:
         # Answers in words around one number compare by that number.
         ("Answer: Daniel gets $35.00 in change.", "So Daniel gets $36.00 in change.", True, False),
         ("Answer: The father is 12 years old.", "So the father is 12.", False, True),
+        # A draft cut short states no answer: its last number is not taken for one.
+        ("So far: 3 * 4 = 12, then 12 + 5", "So the result is 17.", True, True),
     ],
 )
 def test_a_drafted_review_compares_answers_by_value_and_caps_a_wrong_one(
@@ -120,7 +125,7 @@ def test_a_drafted_review_compares_answers_by_value_and_caps_a_wrong_one(
     assert role.draft is not None
     request = role.draft.attach(ReviewRequest("math", "task", response, "drafted"), draft)
     output = role.parse(request, drafted_reply(model_says))
-    assert ("; the same as the answer" in output.analysis) is same
+    assert output.analysis.endswith(" The same." if same else " Different.")
     capped = (output.scores.correctness, output.scores.completeness)
     assert capped == ((10, 10) if same else (WRONG_ANSWER_CAP, WRONG_ANSWER_CAP))
     assert output.scores.clarity == 10
@@ -167,7 +172,7 @@ async def test_an_agent_drafts_then_reviews_in_two_calls_and_counts_both(router:
     assert review_schema and "Your own answer:\n2 + 2 = 4.\nAnswer: 4" in review[-1]["content"]
     assert result.usage.calls == 2
     output = msgspec.msgpack.decode(bytes(result.body), type=ReviewOutput)
-    assert output.analysis.startswith("The response's answer")
+    assert output.analysis.startswith("The reviewer's own answer, worked out before")
     assert await router.send(identity, Shutdown(drain=True, reason="test over"))
     await asyncio.wait_for(agent, 10)
 
@@ -212,4 +217,4 @@ def test_calibrate_asks_the_committee_in_the_style_named_on_its_command_line(
     ]
     reviews = [review for verdict in verdicts for review in verdict["reviews"]]
     assert len(verdicts) == 4 and reviews
-    assert all("The response's answer" in review["feedback"] for review in reviews)
+    assert all("The reviewer's own answer" in review["feedback"] for review in reviews)

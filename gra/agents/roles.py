@@ -336,14 +336,15 @@ def _reviewer_prompt(request: ReviewRequest) -> ChatMessages:
 
 def _answers_match(draft: str, response: str) -> bool | None:
     """Whether the reviewer's own answer and the response's are the same value, where
-    both state one (``answer_value``: the final answer as the math verifier reads
-    it); None where they cannot be compared by value (the reviewer's own word then
-    stands). Small models often call two different numbers the same; comparing
-    values is not theirs to get wrong."""
+    both give one (``answer_value``: the response's final answer as the math
+    verifier reads it, the draft's as it states it after "Answer:", so a draft cut
+    short gives none); None where they cannot be compared by value (the reviewer's
+    own word then stands). Small models often call two different numbers the same;
+    comparing values is not theirs to get wrong."""
     # Imported here: the config reads this module, and sympy is not for it to load.
     from gra.verify.math_answers import answer_value, answers_equivalent
 
-    own, theirs = answer_value(draft), answer_value(response)
+    own, theirs = answer_value(draft, stated=True), answer_value(response)
     if own is None or theirs is None:
         return None
     return answers_equivalent(own, theirs)
@@ -352,8 +353,12 @@ def _answers_match(draft: str, response: str) -> bool | None:
 def _drafted_review(output: DraftedReview, request: ReviewRequest) -> ReviewOutput:
     """The review, with the prompt's own rule applied: a response whose answer is
     not the reviewer's gets at most WRONG_ANSWER_CAP for correctness and completeness."""
+    from gra.verify.math_answers import stated_answer
+
     same = _answers_match(request.draft, request.response)
-    return output.review(output.same_answer if same is None else same)
+    lines = request.draft.strip().splitlines() or [""]
+    own = stated_answer(request.draft) or lines[-1]
+    return output.review(output.same_answer if same is None else same, own[:200])
 
 
 _REVIEW_VARIANTS = {

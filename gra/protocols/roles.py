@@ -203,10 +203,11 @@ class DraftedReview(msgspec.Struct, frozen=True):
     strengths: Brief
     weaknesses: Brief
 
-    def review(self, same_answer: bool) -> ReviewOutput:
+    def review(self, same_answer: bool, own_answer: str) -> ReviewOutput:
         """The review; ``same_answer`` is the comparison that stands (the model's own,
         or the values' where both answers read as values). A different answer caps
-        correctness and completeness at 3, the rule the reviewer was given."""
+        correctness and completeness at 3, the rule the reviewer was given. Both
+        answers stay in the analysis, the record's evidence."""
         scores = self.scores
         if not same_answer:
             scores = msgspec.structs.replace(
@@ -214,10 +215,10 @@ class DraftedReview(msgspec.Struct, frozen=True):
                 correctness=min(scores.correctness, WRONG_ANSWER_CAP),
                 completeness=min(scores.completeness, WRONG_ANSWER_CAP),
             )
-        verdict = "the same as" if same_answer else "not"
+        verdict = "the same" if same_answer else "different"
         analysis = (
-            f"The response's answer: {self.response_answer}; {verdict} the answer the "
-            "reviewer worked out before reading it."
+            f"The reviewer's own answer, worked out before reading the response: "
+            f"{own_answer}. The response's: {self.response_answer}. {verdict.capitalize()}."
         )
         return ReviewOutput(self.checks, scores, self.strengths, self.weaknesses, analysis)
 

@@ -188,12 +188,13 @@ _WORD = re.compile(r"[A-Za-z]{2,}")
 _LATEX_WORDS = {"frac", "dfrac", "tfrac", "cdot", "times", "left", "right", "div"}
 
 
-def answer_value(text: str) -> str | None:
-    """The value ``text``'s final answer (``final_answer``) states, when it states
-    one: an answer in words around one number ("The father is 12") is that number;
-    one in words with several numbers, or none, states no single value (None), nor
-    does text that does not read as a number or an expression."""
-    answer = final_answer(text)
+def answer_value(text: str, *, stated: bool = False) -> str | None:
+    """The value ``text``'s final answer (``final_answer``; ``stated``: only one it
+    states outright, ``stated_answer``) gives, when it gives one: an answer in words
+    around one number ("The father is 12") is that number; one in words with
+    several numbers, or none, gives no single value (None), nor does text that does
+    not read as a number or an expression."""
+    answer = stated_answer(text) if stated else final_answer(text)
     if answer is None:
         return None
     words = [w for w in _WORD.findall(answer) if w.lower() not in _MATH_WORDS | _LATEX_WORDS]
