@@ -19,6 +19,8 @@ Run it alone on the machine (it loads three models twice), for example:
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
 import json
 import os
 import resource
@@ -232,11 +234,53 @@ def distilabel_spec(
     }
 
 
+def llama_libraries(package_dir: Path) -> dict[str, str]:
+    """sha256 of each shared library a llama_cpp package holds, by file name."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted((package_dir / "lib").glob("*.so*"))
+    }
+
+
+def llama_build_mismatch(gra_package: Path, distilabel_package: Path) -> str | None:
+    """Why the two sides would not run the same llama.cpp build (None: they would).
+
+    A like-for-like timing needs the same kernels on both sides; and a native
+    build (AVX-512, AMX), which pip hands distilabel's venv unless told
+    otherwise, dies on virtual machines that do not grant that state."""
+    ours, theirs = llama_libraries(gra_package), llama_libraries(distilabel_package)
+    if not ours:
+        return f"no llama.cpp libraries in {gra_package / 'lib'}"
+    if ours != theirs:
+        differing = sorted(
+            name for name in ours.keys() | theirs.keys() if ours.get(name) != theirs.get(name)
+        )
+        return (
+            f"distilabel's llama-cpp-python ({distilabel_package}) is not gra's build "
+            f"(differs: {', '.join(differing)}): run scripts/setup_distilabel.sh"
+        )
+    return None
+
+
+def distilabel_llama_package() -> Path:
+    """Where distilabel's venv has llama_cpp, found without importing it."""
+    done = subprocess.run(
+        [
+            str(DISTILABEL_PYTHON),
+            "-c",
+            "import importlib.util; "
+            "print(importlib.util.find_spec('llama_cpp').submodule_search_locations[0])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(done.stdout.strip())
+
+
 def run_distilabel(
     args: argparse.Namespace, starts: list[dict[str, Any]], workdir: Path
 ) -> dict[str, Any]:
-    if not DISTILABEL_PYTHON.is_file():
-        raise SystemExit(f"no {DISTILABEL_PYTHON}: run scripts/setup_distilabel.sh first")
     out = workdir / "distilabel-result.json"
     spec_path = workdir / "distilabel-spec.json"
     spec_path.write_text(json.dumps(distilabel_spec(args, starts, out), indent=2))
@@ -463,6 +507,16 @@ def main() -> int:
     args = parser.parse_args()
     if args.generator in args.judges:
         parser.error("the generator must not judge its own items")
+
+    if not DISTILABEL_PYTHON.is_file():
+        raise SystemExit(f"no {DISTILABEL_PYTHON}: run scripts/setup_distilabel.sh first")
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("bench_distilabel: llama_cpp is not installed here (make install)")
+    gra_llama = Path(spec.submodule_search_locations[0])
+    mismatch = llama_build_mismatch(gra_llama, distilabel_llama_package())
+    if mismatch is not None:
+        raise SystemExit(f"bench_distilabel: {mismatch}")
 
     info = machine_info()
     workdir = Path(tempfile.mkdtemp(prefix="gra-bench-distilabel-"))

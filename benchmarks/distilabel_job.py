@@ -25,7 +25,6 @@ the dataset) is reported beside it.
 Usage: ``python benchmarks/distilabel_job.py SPEC.json`` (writes ``spec["out"]``).
 """
 
-import importlib.metadata
 import json
 import os
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import distilabel
+import llama_cpp
 from distilabel.models.llms import LlamaCppLLM
 from distilabel.pipeline import Pipeline
 from distilabel.steps import CombineOutputs, LoadDataFromDicts, Step, StepInput
@@ -42,14 +42,6 @@ from distilabel.steps.tasks import ChatGeneration
 
 if TYPE_CHECKING:
     from distilabel.typing import StepColumns, StepOutput
-
-
-def _llama_cpp_version() -> str:
-    """Read from the package metadata: importing llama_cpp here, in the parent,
-    would load ggml's CPU backend before distilabel forks its step processes,
-    and a forked child then inherits its initialised state (the generate step's
-    worker died of a general protection fault in libggml-cpu that way)."""
-    return importlib.metadata.version("llama_cpp_python")
 
 
 def _now() -> float:
@@ -301,7 +293,7 @@ def main(argv: list[str]) -> int:
         "teardown_s": (finished - max(ends)) if rows else None,
         "input_batch_size": spec["input_batch_size"],
         "pid": os.getpid(),
-        "versions": {"distilabel": distilabel.__version__, "llama_cpp": _llama_cpp_version()},
+        "versions": {"distilabel": distilabel.__version__, "llama_cpp": llama_cpp.__version__},
         **summarise(spec, rows),
     }
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -4,8 +4,11 @@
 #   .cache/distilabel-venv    distilabel[llama-cpp]==1.5.3 (+ requests)
 #
 # distilabel gets its own venv so that its pins never touch gra's. Its
-# llama-cpp-python is the same version gra uses and normally comes from pip's
-# wheel cache; without one pip compiles it (about 4.5 minutes on 2 cores).
+# llama-cpp-python is the very wheel gra uses (scripts/install_llamacpp.sh: the
+# same version, built for a portable AVX2 CPU). The one pip's own install or
+# cache hands back is a native build, whose AVX-512/AMX kernels die on virtual
+# machines that do not grant that state (distilabel's generate worker, forked,
+# died of a general protection fault in libggml-cpu at its first batch).
 #
 # Idempotent: a .setup-complete marker is written last and the step is skipped
 # when it exists, so an interrupted run is simply redone.
@@ -20,7 +23,8 @@ cd "$ROOT"
 DISTILABEL_VERSION="1.5.3"
 CACHE="$ROOT/.cache"
 VENV="$CACHE/distilabel-venv"
-MARKER=".setup-complete"
+# v2: llama-cpp-python is gra's portable wheel (a venv marked by v1 is redone).
+MARKER=".setup-complete-v2"
 PYTHON="${PYTHON:-python3}"
 
 log() { printf '[setup_distilabel] %s\n' "$*" >&2; }
@@ -56,6 +60,7 @@ else
     # requests is imported by distilabel but missing from its declared dependencies.
     "$VENV/bin/python" -m pip install "distilabel[llama-cpp]==$DISTILABEL_VERSION" requests
 fi
+bash "$ROOT/scripts/install_llamacpp.sh" "$VENV/bin/pip"
 check_imports || die "distilabel does not import in $VENV"
 touch "$VENV/$MARKER"
 log "ready: $VENV (in $((SECONDS - start)) s)"
