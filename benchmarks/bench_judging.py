@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 # Run as a file, this folder is on sys.path and the checkout's root is not.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness import machine_info, write_result
 from gra.calibrate import REVERIFIED, rescore, reverify
 from gra.config import load_config
+from gra.protocols.roles import ReviewStyle
 from gra.report.calibration import metrics_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +86,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--reviewer-prompt",
-        choices=["plain", "reasoned", "drafted"],
+        choices=get_args(ReviewStyle),
         help="the reviewers' style (default: the config's [protocol] reviewer_prompt)",
     )
     parser.add_argument(

@@ -334,31 +334,28 @@ def _reviewer_prompt(request: ReviewRequest) -> ChatMessages:
     ]
 
 
-def _answers_match(draft: str, response: str) -> bool | None:
-    """Whether the reviewer's own answer and the response's are the same value, where
-    both give one (``answer_value``: the response's final answer as the math
-    verifier reads it, the draft's as it states it after "Answer:", so a draft cut
-    short gives none); None where they cannot be compared by value (the reviewer's
-    own word then stands). Small models often call two different numbers the same;
-    comparing values is not theirs to get wrong."""
-    # Imported here: the config reads this module, and sympy is not for it to load.
-    from gra.verify.math_answers import answer_value, answers_equivalent
-
-    own, theirs = answer_value(draft, stated=True), answer_value(response)
-    if own is None or theirs is None:
-        return None
-    return answers_equivalent(own, theirs)
-
-
 def _drafted_review(output: DraftedReview, request: ReviewRequest) -> ReviewOutput:
-    """The review, with the prompt's own rule applied: a response whose answer is
-    not the reviewer's gets at most WRONG_ANSWER_CAP for correctness and completeness."""
-    from gra.verify.math_answers import stated_answer
+    """The review, with the prompt's own rule applied (a response whose answer is not
+    the reviewer's gets at most WRONG_ANSWER_CAP for correctness and completeness).
 
-    same = _answers_match(request.draft, request.response)
-    lines = request.draft.strip().splitlines() or [""]
-    own = stated_answer(request.draft) or lines[-1]
-    return output.review(output.same_answer if same is None else same, own[:200])
+    Where both answers give a value (``answer_value``: the response's final answer
+    as the math verifier reads it, the draft's only as it states it after
+    "Answer:", so a draft cut short gives none) the values decide whether they are
+    the same: small models often call two different numbers the same. Otherwise
+    the reviewer's own word stands."""
+    # Imported here: the config reads this module, and sympy is not for it to load.
+    from gra.verify.math_answers import answer_value, answers_equivalent, stated_answer
+
+    own_value, their_value = (
+        answer_value(request.draft, stated=True),
+        answer_value(request.response),
+    )
+    if own_value is None or their_value is None:
+        same = output.same_answer
+    else:
+        same = answers_equivalent(own_value, their_value)
+    own = stated_answer(request.draft) or (request.draft.strip().splitlines() or [""])[-1]
+    return output.review(same, own[:200])
 
 
 _REVIEW_VARIANTS = {

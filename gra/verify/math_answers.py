@@ -185,7 +185,8 @@ def final_answer(text: str) -> str | None:
 
 
 _WORD = re.compile(r"[A-Za-z]{2,}")
-_LATEX_WORDS = {"frac", "dfrac", "tfrac", "cdot", "times", "left", "right", "div"}
+# Words that may stand in a value: math names and LaTeX commands.
+_VALUE_WORDS = _MATH_WORDS | {"frac", "dfrac", "tfrac", "cdot", "times", "left", "right", "div"}
 
 
 def answer_value(text: str, *, stated: bool = False) -> str | None:
@@ -197,7 +198,7 @@ def answer_value(text: str, *, stated: bool = False) -> str | None:
     answer = stated_answer(text) if stated else final_answer(text)
     if answer is None:
         return None
-    words = [w for w in _WORD.findall(answer) if w.lower() not in _MATH_WORDS | _LATEX_WORDS]
+    words = [w for w in _WORD.findall(answer) if w.lower() not in _VALUE_WORDS]
     if words:
         numbers = _NUMBER.findall(answer)
         if len(numbers) != 1:
